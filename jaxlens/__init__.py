@@ -1,0 +1,63 @@
+"""jaxlens: a pure-functional Flax port of the Llama family (and GPT-2) for interpretability.
+
+A model is `(config, params)`. `forward` and `generate` are pure functions of the params with
+activation capture (`Capture`) and interventions (`steer`, `ablate`, `patch`, `splice`) as
+pytree arguments, so new values never recompile.
+"""
+
+from jaxlens.config import Llama3RopeScaling, ModelConfig, UnsupportedConfigError
+from jaxlens.hooks import (
+    LAYER_SITES,
+    SITES,
+    Capture,
+    HookSpecError,
+    Interventions,
+    ablate,
+    patch,
+    splice,
+    steer,
+)
+from jaxlens.inputs import InputError
+from jaxlens.layers import KVCache
+from jaxlens.model import (
+    ForwardOutput,
+    ParamsError,
+    check_params,
+    forward,
+    init_params,
+    logical_axes,
+    param_shapes,
+)
+
+__all__ = [
+    "LAYER_SITES",
+    "SITES",
+    "Capture",
+    "ForwardOutput",
+    "HookSpecError",
+    "InputError",
+    "Interventions",
+    "KVCache",
+    "Llama3RopeScaling",
+    "ModelConfig",
+    "ParamsError",
+    "UnsupportedConfigError",
+    "ablate",
+    "check_params",
+    "forward",
+    "init_params",
+    "logical_axes",
+    "param_shapes",
+    "patch",
+    "splice",
+    "steer",
+]
+
+# Optional pieces that live in their own modules (IO, tokenizer, generation).
+try:  # noqa: SIM105 - these modules are added by separate issues; keep import errors visible
+    from jaxlens.checkpoint import load_hf, save_hf  # noqa: F401
+
+    __all__ += ["load_hf", "save_hf"]
+except ModuleNotFoundError as err:  # pragma: no cover
+    if err.name != "jaxlens.checkpoint":
+        raise

@@ -1,0 +1,337 @@
+"""The decoder: Flax Linen layers applied functionally, all layers under one `lax.scan`.
+
+Axis vocabulary (shape comments, einsum strings and logical sharding names agree):
+
+    B batch   T query positions   S key positions   D d_model   H query heads
+    K kv heads   E head dim   F MLP width   V vocab   L layers
+
+A model is `(config, params)`; `params` is a plain nested dict whose decoder-layer leaves carry
+a leading `L` axis (see `jaxlens.checkpoint` for the HF name mapping). Each layer is a Linen
+module; `lax.scan` runs it over the stacked weights, so compile time does not grow with depth.
+
+The same scan serves a plain forward pass, a prefill that fills a KV cache, and a one-token
+decode step: `apply_model` takes the rope positions, the attention mask over keys and an
+optional cache; `forward` is the public, validated wrapper for the whole-sequence case.
+Numerics follow HF: norm statistics in fp32, rope tables computed in fp32 and cast to the
+activation dtype, softmax in fp32 (inside `jax.nn.dot_product_attention`).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from jaxlens.config import ModelConfig
+from jaxlens.hooks import FINAL_SITE, Capture, Chunk, Interventions, apply_edits, reduce_positions
+from jaxlens.layers import (
+    DecoderLayer,
+    Dense,
+    Embedding,
+    KVCache,
+    Norm,
+    Step,
+    _dtype,
+    rope_tables,
+)
+
+Array = jax.Array
+Params = dict[str, Any]
+
+
+# --------------------------------------------------------------------------------------------
+# Params
+
+
+class ParamsError(ValueError):
+    """Params whose structure or shapes do not match the config."""
+
+
+def _init_boxed(key: Array, config: ModelConfig) -> Params:
+    """Random params with their logical-axis boxes (layers stacked by vmap)."""
+    c = config
+    k_embed, k_pos, k_layers, k_norm, k_head = jax.random.split(key, 5)
+    dt = _dtype(c.dtype)
+    x = jnp.zeros((1, 1, c.d_model), dt)
+    step = Step(chunk=Chunk(token_mask=jnp.ones((1, 1), bool)), mask=jnp.ones((1, 1, 1, 1), bool))
+    if c.positions == "rope":
+        sin, cos = rope_tables(c, jnp.zeros((1, 1), jnp.int32), dt)
+        step = step.replace(sin=sin, cos=cos)
+
+    def init_layer(k):
+        return DecoderLayer(c).init(k, x, step, jnp.int32(0), None, lambda _, h: h)["params"]
+
+    params = {
+        "embed": Embedding(c, c.vocab_size, ("vocab", "embed")).init(
+            k_embed, jnp.zeros((1, 1), jnp.int32)
+        )["params"],
+        "layers": jax.vmap(init_layer)(jax.random.split(k_layers, c.n_layers)),
+        "final_norm": Norm(c, c.d_model, c.norm_eps).init(k_norm, x)["params"],
+    }
+    if c.positions == "learned":
+        params["pos_embed"] = Embedding(c, c.max_seq_len, ("positions", "embed")).init(
+            k_pos, jnp.zeros((1, 1), jnp.int32)
+        )["params"]
+    if not c.tie_embeddings:
+        params["lm_head"] = Dense(
+            c, "BTD,DV->BTV", (c.d_model, c.vocab_size), ("embed", "vocab")
+        ).init(k_head, x)["params"]
+    return params
+
+
+def init_params(key: Array, config: ModelConfig) -> Params:
+    """Random params (normal(0.02) kernels, unit norms) in `config.param_dtype`."""
+    boxed = jax.jit(_init_boxed, static_argnums=1)(key, config)
+    return nn.meta.unbox(boxed)
+
+
+def _is_box(x: Any) -> bool:
+    return isinstance(x, nn.LogicallyPartitioned)
+
+
+def logical_axes(config: ModelConfig) -> Params:
+    """Logical axis names per param leaf, e.g. `("layers", "embed", "heads", "head_dim")`."""
+    boxed = jax.eval_shape(lambda k: _init_boxed(k, config), jax.random.key(0))
+    names = jax.tree.map(lambda b: tuple(b.names), boxed, is_leaf=_is_box)
+    names["layers"] = jax.tree.map(
+        lambda n: ("layers",) + n, names["layers"], is_leaf=lambda n: isinstance(n, tuple)
+    )
+    return names
+
+
+@functools.lru_cache(maxsize=64)
+def param_shapes(config: ModelConfig) -> Params:
+    """`jax.ShapeDtypeStruct` per param leaf (no memory, no compute)."""
+    return jax.eval_shape(lambda k: init_params(k, config), jax.random.key(0))
+
+
+def check_params(params: Params, config: ModelConfig) -> None:
+    """Raises `ParamsError` naming the first missing, extra or mis-shaped tensor."""
+    want = jax.tree_util.tree_flatten_with_path(param_shapes(config))[0]
+    try:
+        got = dict(jax.tree_util.tree_flatten_with_path(params)[0])
+    except Exception as err:  # not a pytree of arrays at all
+        raise ParamsError(f"params is not a nested dict of arrays: {err}") from err
+    want_paths = {path for path, _ in want}
+    for path, spec in want:
+        name = jax.tree_util.keystr(path)
+        if path not in got:
+            raise ParamsError(f"params is missing {name} (expected shape {spec.shape})")
+        shape = getattr(got[path], "shape", None)
+        if tuple(shape or ()) != spec.shape:
+            raise ParamsError(
+                f"params{name} has shape {shape}: expected {spec.shape} for this config"
+            )
+    extra = [jax.tree_util.keystr(p) for p in got if p not in want_paths]
+    if extra:
+        raise ParamsError(f"params has tensors this config does not use: {extra[:5]}")
+
+
+# --------------------------------------------------------------------------------------------
+# The scan over layers
+
+
+def attention_mask(config: ModelConfig, query_index: Array, key_valid: Array) -> Array:
+    """`[B, 1, T, S]`: key `s` is visible to query `t` if real, not later, inside the window.
+
+    `query_index [T]` are the queries' columns in the key sequence; `key_valid [B, S]` marks
+    real (non-pad, already written) keys.
+    """
+    s = jnp.arange(key_valid.shape[1])
+    visible = s[None, :] <= query_index[:, None]  # [T, S]
+    if config.sliding_window is not None:
+        visible &= query_index[:, None] - s[None, :] < config.sliding_window
+    return visible[None, None] & key_valid[:, None, None, :].astype(bool)
+
+
+@struct.dataclass
+class _Carry:
+    x: Array
+    cache: KVCache | None
+    captures: dict[str, Array]
+
+
+class ForwardOutput(NamedTuple):
+    """`logits [B, T, V]` fp32; `captures`: site -> `[L, B, (T,) D]` (`final`: `[B, (T,) D]`)."""
+
+    logits: Array
+    captures: dict[str, Array]
+
+
+def _capture_buffers(
+    capture: Capture | None, x: Array, token_mask: Array, n_layers: int
+) -> tuple[dict[str, Array], np.ndarray]:
+    if capture is None or not capture.layer_sites():
+        return {}, np.full(n_layers, -1)
+    layers = capture.resolved_layers(n_layers)
+    slots = np.full(n_layers, -1, np.int32)
+    slots[list(layers)] = np.arange(len(layers))
+    shape = jax.eval_shape(lambda h: reduce_positions(h, capture, token_mask), x)
+    return {
+        s: jnp.zeros((len(layers),) + shape.shape, x.dtype) for s in capture.layer_sites()
+    }, slots
+
+
+def _run_layers(
+    layer_params: Params,
+    x: Array,
+    step: Step,
+    cache: KVCache | None,
+    *,
+    config: ModelConfig,
+    capture: Capture | None,
+    interventions: Interventions | None,
+) -> _Carry:
+    buffers, slot_table = _capture_buffers(capture, x, step.chunk.token_mask, config.n_layers)
+    slots = jnp.asarray(slot_table)
+
+    def layer_body(carry: _Carry, xs: tuple[Params, Array]) -> tuple[_Carry, None]:
+        params, layer = xs
+        captures = dict(carry.captures)
+
+        def site(name: str, h: Array) -> Array:
+            if interventions is not None:
+                h = apply_edits(interventions.for_site(name), h, layer, step.chunk)
+            if name in captures:
+                slot = jnp.maximum(slots[layer], 0)
+                old = jax.lax.dynamic_index_in_dim(captures[name], slot, keepdims=False)
+                new = jnp.where(
+                    slots[layer] >= 0, reduce_positions(h, capture, step.chunk.token_mask), old
+                )
+                captures[name] = jax.lax.dynamic_update_index_in_dim(captures[name], new, slot, 0)
+            return h
+
+        x, cache = DecoderLayer(config).apply(
+            {"params": params}, carry.x, step, layer, carry.cache, site
+        )
+        return _Carry(x=x, cache=cache, captures=captures), None
+
+    carry = _Carry(x=x, cache=cache, captures=buffers)
+    carry, _ = jax.lax.scan(layer_body, carry, (layer_params, jnp.arange(config.n_layers)))
+    return carry
+
+
+def apply_model(
+    params: Params,
+    tokens: Array,
+    *,
+    config: ModelConfig,
+    positions: Array,
+    mask: Array,
+    token_mask: Array,
+    is_prompt: bool = True,
+    cache: KVCache | None = None,
+    cache_index: Array | None = None,
+    capture: Capture | None = None,
+    interventions: Interventions | None = None,
+    last_logits_only: bool = False,
+) -> tuple[ForwardOutput, KVCache | None]:
+    """The model on one chunk of tokens `[B, T]` (unvalidated; call under `jit`).
+
+    Args:
+      positions: `[B, T]` position ids (rope angle / learned-table row).
+      mask: `[B, 1, T, S]` visibility (see `attention_mask`); `S = T` without a cache.
+      token_mask: `[B, T]` real tokens of this chunk (capture reductions, position edits).
+      is_prompt: static; False for a decode step (prompt-only edits then do nothing).
+      cache / cache_index: KV cache and where this chunk's keys go.
+      last_logits_only: return logits `[B, 1, V]` of the last position only.
+    """
+    c = config
+    dt = _dtype(c.dtype)
+    x = (
+        Embedding(c, c.vocab_size, ("vocab", "embed"))
+        .apply({"params": params["embed"]}, tokens)
+        .astype(dt)
+    )
+    step = Step(
+        chunk=Chunk(token_mask=token_mask.astype(bool), is_prompt=is_prompt),
+        mask=mask,
+        cache_index=cache_index,
+    )
+    if c.positions == "learned":
+        x = x + Embedding(c, c.max_seq_len, ("positions", "embed")).apply(
+            {"params": params["pos_embed"]}, positions
+        ).astype(dt)
+    else:
+        sin, cos = rope_tables(c, positions, dt)
+        step = step.replace(sin=sin, cos=cos)
+    carry = _run_layers(
+        params["layers"], x, step, cache, config=c, capture=capture, interventions=interventions
+    )
+    x = Norm(c, c.d_model, c.norm_eps).apply({"params": params["final_norm"]}, carry.x)
+    captures = dict(carry.captures)
+    if capture is not None and FINAL_SITE in capture.sites:
+        captures[FINAL_SITE] = reduce_positions(x, capture, step.chunk.token_mask)
+    if last_logits_only:
+        x = x[:, -1:]
+    if c.tie_embeddings:
+        table = params["embed"]["embedding"]
+        logits = jnp.einsum("BTD,VD->BTV", x, table.astype(dt), preferred_element_type=jnp.float32)
+    else:
+        kernel = params["lm_head"]["kernel"]
+        logits = jnp.einsum("BTD,DV->BTV", x, kernel.astype(dt), preferred_element_type=jnp.float32)
+    return ForwardOutput(logits=logits, captures=captures), carry.cache
+
+
+def positions_from_mask(token_mask: Array) -> Array:
+    """Position ids under left padding: a padded row equals the unpadded one."""
+    return jnp.maximum(jnp.cumsum(token_mask.astype(jnp.int32), axis=1) - 1, 0)
+
+
+@jax.jit(static_argnames=("config",))
+def _forward(
+    params: Params,
+    tokens: Array,
+    attention_mask: Array,
+    capture: Capture | None,
+    interventions: Interventions | None,
+    *,
+    config: ModelConfig,
+) -> ForwardOutput:
+    t = tokens.shape[1]
+    mask = attention_mask_for(config, attention_mask, t)
+    out, _ = apply_model(
+        params,
+        tokens,
+        config=config,
+        positions=positions_from_mask(attention_mask),
+        mask=mask,
+        token_mask=attention_mask,
+        capture=capture,
+        interventions=interventions,
+    )
+    return out
+
+
+def attention_mask_for(config: ModelConfig, token_mask: Array, t: int) -> Array:
+    """Causal + padding (+ sliding window) mask `[B, 1, T, T]` for a whole sequence."""
+    return attention_mask(config, jnp.arange(t), token_mask)
+
+
+def forward(
+    params: Params,
+    tokens: Any,
+    *,
+    config: ModelConfig,
+    attention_mask: Any = None,
+    capture: Capture | None = None,
+    interventions: Interventions | None = None,
+) -> ForwardOutput:
+    """Runs the model on left-padded `tokens [B, T]`; validated, jitted, cached per shape.
+
+    Positions follow `attention_mask` (left padding), so a padded row equals its unpadded
+    version. Returns `ForwardOutput(logits [B, T, V] fp32, captures)`.
+    """
+    from jaxlens.inputs import check_specs, check_tokens
+
+    if not isinstance(config, ModelConfig):
+        raise TypeError(f"config={config!r}: expected a jaxlens.ModelConfig")
+    check_params(params, config)
+    tokens, mask = check_tokens(tokens, attention_mask, config)
+    check_specs(capture, interventions, config, tuple(tokens.shape))
+    return _forward(params, tokens, mask, capture, interventions, config=config)
