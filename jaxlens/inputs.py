@@ -121,3 +121,43 @@ def _check_edit_shapes(edit: Any, kind: str, config: ModelConfig, shape: tuple[i
             f"Patch values have shape {tuple(values.shape)}: expected "
             f"[n, {shape[0]}, {shape[1]}, {d}]"
         )
+
+
+def check_generation(
+    mask: jax.Array, config: ModelConfig, max_new_tokens: Any, stop_tokens: Any
+) -> tuple[int, ...]:
+    """Checks `generate`'s prompt mask (left padded), length budget and stop ids.
+
+    Returns the stop ids as a sorted tuple of ints (a static argument of the jitted program).
+    """
+    if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 1:
+        raise InputError(f"max_new_tokens={max_new_tokens!r}: expected an int >= 1")
+    if _concrete(mask):
+        m = np.asarray(mask, bool)
+        if not m.any(axis=1).all():
+            rows = np.flatnonzero(~m.any(axis=1)).tolist()
+            raise InputError(f"prompts rows {rows} have no real token: expected at least one")
+        if (np.diff(m.astype(np.int8), axis=1) < 0).any():
+            rows = np.flatnonzero((np.diff(m.astype(np.int8), axis=1) < 0).any(axis=1)).tolist()
+            raise InputError(
+                f"attention_mask rows {rows} are not left padded: expected 0s then 1s "
+                "(pad on the left, e.g. jaxlens.prompts.pad_left)"
+            )
+    total = mask.shape[1] + int(max_new_tokens)
+    if config.positions == "learned" and total > config.max_seq_len:
+        raise InputError(
+            f"prompts width {mask.shape[1]} + max_new_tokens {max_new_tokens} = {total} exceeds "
+            f"this {config.arch} model's max_seq_len={config.max_seq_len}"
+        )
+    if isinstance(stop_tokens, (int, np.integer)):
+        stop_tokens = (stop_tokens,)
+    try:
+        stops = tuple(sorted({int(x) for x in stop_tokens}))
+    except (TypeError, ValueError) as err:
+        raise InputError(f"stop_tokens={stop_tokens!r}: expected a sequence of token ids") from err
+    bad = [x for x in stops if not 0 <= x < config.vocab_size]
+    if bad:
+        raise InputError(
+            f"stop_tokens {bad} outside the vocabulary: expected 0 <= id < {config.vocab_size}"
+        )
+    return stops

@@ -1,0 +1,423 @@
+"""Batched autoregressive generation with a preallocated KV cache, interventions and capture.
+
+One jitted program per (shapes, config, sampling, stop tokens, capture/edit kinds):
+
+    prefill:  the left-padded prompts `[B, T]` run through `apply_model` once, writing their keys
+              and values into cache columns `[0, T)` and sampling the first new token.
+    decode:   a `lax.while_loop` whose body feeds the last sampled token (one column, `T + i - 1`)
+              and samples the next; it ends after `max_new_tokens` or once every row has stopped.
+
+Column layout of the cache (`S = T + N`, N = `max_new_tokens`): prompts are left padded, so every
+row's last prompt token sits in column `T - 1` and generated token `j` goes to column `T + j` in
+every row at the same step; the rows differ only in which prompt columns are padding. The mask
+over keys is rebuilt each step from `key_valid [B, S]` (prompt mask, plus the generated columns
+written so far) by `model.attention_mask`, and rope positions continue from each row's real
+prompt length, so a padded row computes exactly what it would alone.
+
+Interventions run in the prefill and at every decode step, with position semantics that hold
+under the cache: `"all"` covers prompt and generated tokens, `"last"` and explicit `[B, T]`
+masks (and patches) cover prompt positions only (see `jaxlens.hooks`). Capture during
+generation covers the generated tokens, i.e. what a forward pass over `prompt + tokens[:length]`
+would record at the new positions: `"mean"` (optionally weighted by a `[B, N]` span), `"last"`
+(the last generated token), `"none"` (`[.., B, N, D]`, zero after a stop) or `"positions"`
+(indices into the generated tokens). The last generated token is fed once more, without
+sampling, so that its own activations are recorded; that extra step runs only when capturing.
+
+`logprobs` are the model's own log-probabilities of the emitted tokens (log-softmax of the raw
+logits, before temperature/top-k/top-p), which is what likelihood-based analyses and policy
+gradients need; rows that stopped carry pad tokens with logprob 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from jaxlens.config import ModelConfig
+from jaxlens.hooks import Capture, Interventions
+from jaxlens.layers import KVCache
+from jaxlens.model import apply_model, attention_mask, check_params, positions_from_mask
+
+Array = jax.Array
+Params = dict[str, Any]
+
+
+class SamplingError(ValueError):
+    """A sampling setting outside its allowed range."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Sampling:
+    """How the next token is chosen (static under `jit`: a new setting compiles once).
+
+    Attributes:
+      temperature: divides the logits; `0.0` is greedy (argmax).
+      top_k: keep only the `top_k` most likely tokens (`None`: no limit).
+      top_p: keep the smallest set of most likely tokens whose probability reaches `top_p`
+        (nucleus sampling; `None`: no limit). Applied after `top_k`, as in HF.
+    """
+
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.temperature, (int, float)) or self.temperature < 0:
+            raise SamplingError(f"Sampling.temperature={self.temperature!r}: expected >= 0")
+        if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 1):
+            raise SamplingError(f"Sampling.top_k={self.top_k!r}: expected None or an int >= 1")
+        if self.top_p is not None and not (0.0 < self.top_p <= 1.0):
+            raise SamplingError(f"Sampling.top_p={self.top_p!r}: expected None or 0 < top_p <= 1")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+class GenerateOutput(NamedTuple):
+    """`tokens [B, N]` int32 new tokens (pad after a stop); `lengths [B]` tokens generated,
+    stop token included; `logprobs [B, N]` fp32 model log-probabilities (0 after a stop);
+    `captures` site -> `[L, B, (N|P,) D]` (`final`: `[B, (N|P,) D]`) over generated tokens."""
+
+    tokens: Array
+    lengths: Array
+    logprobs: Array
+    captures: dict[str, Array]
+
+
+# --------------------------------------------------------------------------------------------
+# Sampling
+
+
+def filter_logits(logits: Array, sampling: Sampling) -> Array:
+    """Temperature, then top-k, then top-p over `logits [B, V]` fp32; dropped tokens -> -inf."""
+    logits = logits / sampling.temperature
+    if sampling.top_k is not None and sampling.top_k < logits.shape[-1]:
+        kth = jax.lax.top_k(logits, sampling.top_k)[0][:, -1:]  # [B, 1]
+        logits = jnp.where(logits < kth, -jnp.inf, logits)
+    if sampling.top_p is not None and sampling.top_p < 1.0:
+        ordered = jnp.sort(logits, axis=-1)[:, ::-1]  # [B, V] descending
+        probs = jax.nn.softmax(ordered, axis=-1)
+        before = jnp.cumsum(probs, axis=-1) - probs  # mass of strictly more likely tokens
+        keep = before < sampling.top_p  # the first token is always kept
+        cutoff = jnp.min(jnp.where(keep, ordered, jnp.inf), axis=-1, keepdims=True)
+        logits = jnp.where(logits < cutoff, -jnp.inf, logits)
+    return logits
+
+
+def sample_token(logits: Array, key: Array, sampling: Sampling) -> tuple[Array, Array]:
+    """`(token [B] int32, logprob [B])` from last-position `logits [B, V]` (fp32)."""
+    if sampling.greedy:
+        token = jnp.argmax(logits, axis=-1)
+    else:
+        token = jax.random.categorical(key, filter_logits(logits, sampling), axis=-1)
+    logprob = jnp.take_along_axis(jax.nn.log_softmax(logits, axis=-1), token[:, None], axis=-1)
+    return token.astype(jnp.int32), logprob[:, 0]
+
+
+# --------------------------------------------------------------------------------------------
+# Capture over generated tokens
+
+
+def _step_capture(capture: Capture | None) -> Capture | None:
+    """What one decode step records: every asked site at its single position."""
+    if capture is None:
+        return None
+    return Capture(sites=capture.sites, layers=capture.layers, reduce="none")
+
+
+def _capture_init(capture: Capture | None, shapes: dict[str, Any], n: int) -> dict[str, Array]:
+    """Accumulators per site from one step's capture shapes `[.., B, 1, D]`."""
+    if capture is None:
+        return {}
+    acc = {}
+    for site, shape in shapes.items():
+        lead, d = shape.shape[:-2], shape.shape[-1]
+        extra = {"none": (n,), "last": (), "mean": ()}.get(capture.reduce)
+        extra = (capture.positions.shape[1],) if extra is None else extra
+        acc[site] = jnp.zeros(lead + extra + (d,), jnp.float32)
+    return acc
+
+
+def _capture_weight(capture: Capture, valid: Array, index: Array) -> Array:
+    """`[B]` weight of generated token `index`: 1 where real (times the span for "mean")."""
+    weight = valid.astype(jnp.float32)
+    if capture.span is not None:
+        weight = weight * jax.lax.dynamic_index_in_dim(capture.span, index, 1, False)
+    return weight
+
+
+def _capture_update(
+    capture: Capture, acc: dict[str, Array], step: dict[str, Array], index: Array, valid: Array
+) -> dict[str, Array]:
+    """Folds the fed token's activations `[.., B, 1, D]` (generated index `index`) into `acc`.
+
+    `valid [B]` marks rows for which that token is a real generated token.
+    """
+    weight = _capture_weight(capture, valid, index)[:, None]  # [B, 1]
+    new = {}
+    for site, h in step.items():
+        h = h[..., 0, :].astype(jnp.float32)  # [.., B, D]
+        if capture.reduce == "mean":
+            new[site] = acc[site] + h * weight
+        elif capture.reduce == "last":
+            new[site] = jnp.where(valid[:, None], h, acc[site])
+        elif capture.reduce == "none":
+            col = (h * weight)[..., None, :]  # [.., B, 1, D]
+            new[site] = jax.lax.dynamic_update_index_in_dim(acc[site], col, index, h.ndim - 1)
+        else:  # positions: indices into the generated tokens
+            hit = (capture.positions == index).astype(jnp.float32) * weight  # [B, P]
+            new[site] = acc[site] + hit[:, :, None] * h[..., :, None, :]
+    return new
+
+
+def _capture_finish(
+    capture: Capture | None, acc: dict[str, Array], total: Array, dtype: Any
+) -> dict[str, Array]:
+    if capture is None:
+        return {}
+    if capture.reduce == "mean":
+        acc = {s: a / jnp.maximum(total, 1e-30)[:, None] for s, a in acc.items()}
+    return {s: a.astype(dtype) for s, a in acc.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# The program
+
+
+@struct.dataclass
+class _Prompt:
+    """What every decode step needs about the prompts: `keys [B, S]` real prompt columns (the
+    generated columns still False) and `lengths [B]` real prompt tokens per row."""
+
+    keys: Array
+    lengths: Array
+    width: int = struct.field(pytree_node=False)  # T, the first generated column
+
+
+@struct.dataclass
+class _Decode:
+    """While-loop state; `step` i feeds generated token i - 1 and samples token i."""
+
+    step: Array  # [] int32
+    cache: KVCache
+    tokens: Array  # [B, N + 1] int32 (one spare column for the capture-only step)
+    logprobs: Array  # [B, N + 1] fp32
+    lengths: Array  # [B] int32
+    done: Array  # [B] bool: no more tokens for this row
+    captures: dict[str, Array]
+    weight: Array  # [B] fp32: summed capture weights (for "mean")
+
+
+def _decode_step(
+    params: Params,
+    fed: Array,
+    cache: KVCache,
+    index: Array,
+    prompt: _Prompt,
+    *,
+    config: ModelConfig,
+    capture: Capture | None,
+    interventions: Interventions | None,
+) -> tuple[Any, KVCache]:
+    """Runs generated token `index` (`fed [B]`) through the model at cache column `T + index`."""
+    column = prompt.width + index
+    columns = jnp.arange(prompt.keys.shape[1])
+    key_valid = prompt.keys | ((columns >= prompt.width) & (columns <= column))[None]
+    return apply_model(
+        params,
+        fed[:, None],
+        config=config,
+        positions=(prompt.lengths + index)[:, None],
+        mask=attention_mask(config, column[None], key_valid),
+        token_mask=jnp.ones((fed.shape[0], 1), bool),
+        is_prompt=False,
+        cache=cache,
+        cache_index=column,
+        capture=capture,
+        interventions=interventions,
+        last_logits_only=True,
+    )
+
+
+def _emit(
+    state: _Decode,
+    logits: Array,
+    key: Array,
+    *,
+    n: int,
+    sampling: Sampling,
+    stop_tokens: tuple[int, ...],
+    pad_id: int,
+) -> _Decode:
+    """Samples generated token `state.step` for the rows still running (no-op once `step == n`)."""
+    token, logprob = sample_token(logits, key, sampling)
+    active = ~state.done & (state.step < n)
+    token = jnp.where(active, token, pad_id)
+    logprob = jnp.where(active, logprob, 0.0)
+    lengths = state.lengths + active.astype(jnp.int32)
+    stopped = jnp.isin(token, jnp.asarray(stop_tokens, jnp.int32)) if stop_tokens else False
+    col = jnp.minimum(state.step, n)
+    return state.replace(
+        tokens=jax.lax.dynamic_update_index_in_dim(state.tokens, token, col, 1),
+        logprobs=jax.lax.dynamic_update_index_in_dim(state.logprobs, logprob, col, 1),
+        lengths=lengths,
+        done=state.done | (active & stopped) | (lengths >= n),
+    )
+
+
+@jax.jit(static_argnames=("config", "max_new_tokens", "sampling", "stop_tokens", "pad_id"))
+def _generate(
+    params: Params,
+    prompts: Array,
+    prompt_mask: Array,
+    key: Array,
+    interventions: Interventions | None,
+    capture: Capture | None,
+    *,
+    config: ModelConfig,
+    max_new_tokens: int,
+    sampling: Sampling,
+    stop_tokens: tuple[int, ...],
+    pad_id: int,
+) -> GenerateOutput:
+    b, t = prompts.shape
+    n = max_new_tokens
+    prompt = _Prompt(
+        keys=jnp.pad(prompt_mask, ((0, 0), (0, n))),
+        lengths=prompt_mask.sum(axis=1).astype(jnp.int32),
+        width=t,
+    )
+    key_first, key_decode = jax.random.split(key)
+    emit = dict(n=n, sampling=sampling, stop_tokens=stop_tokens, pad_id=pad_id)
+    step_kw = dict(config=config, capture=_step_capture(capture), interventions=interventions)
+
+    out, cache = apply_model(
+        params,
+        prompts,
+        config=config,
+        positions=positions_from_mask(prompt_mask),
+        mask=attention_mask(config, jnp.arange(t), prompt.keys),
+        token_mask=prompt_mask,
+        cache=KVCache.init(config, b, t + n),
+        cache_index=jnp.int32(0),
+        interventions=interventions,
+        last_logits_only=True,
+    )
+    shapes = jax.eval_shape(
+        lambda: _decode_step(params, prompts[:, 0], cache, jnp.int32(0), prompt, **step_kw)
+    )[0].captures
+    state = _Decode(
+        step=jnp.int32(0),
+        cache=cache,
+        tokens=jnp.full((b, n + 1), pad_id, jnp.int32),
+        logprobs=jnp.zeros((b, n + 1), jnp.float32),
+        lengths=jnp.zeros(b, jnp.int32),
+        done=jnp.zeros(b, bool),
+        captures=_capture_init(capture, shapes, n),
+        weight=jnp.zeros(b, jnp.float32),
+    )
+    state = _emit(state, out.logits[:, -1], key_first, **emit).replace(step=jnp.int32(1))
+    last_step = n if capture is not None else n - 1  # capturing feeds the last token too
+
+    def decode_cond(state: _Decode) -> Array:
+        running = ~state.done
+        if capture is not None:
+            running |= (state.step - 1) < state.lengths  # generated tokens not yet fed back
+        return (state.step <= last_step) & jnp.any(running)
+
+    def decode_body(state: _Decode) -> _Decode:
+        index = state.step - 1
+        fed = jax.lax.dynamic_index_in_dim(state.tokens, index, 1, keepdims=False)
+        out, cache = _decode_step(params, fed, state.cache, index, prompt, **step_kw)
+        state = state.replace(cache=cache)
+        if capture is not None:
+            valid = index < state.lengths
+            state = state.replace(
+                captures=_capture_update(capture, state.captures, out.captures, index, valid),
+                weight=state.weight + _capture_weight(capture, valid, index),
+            )
+        step_key = jax.random.fold_in(key_decode, state.step)
+        state = _emit(state, out.logits[:, -1], step_key, **emit)
+        return state.replace(step=state.step + 1)
+
+    state = jax.lax.while_loop(decode_cond, decode_body, state)
+    return GenerateOutput(
+        tokens=state.tokens[:, :n],
+        lengths=state.lengths,
+        logprobs=state.logprobs[:, :n],
+        captures=_capture_finish(capture, state.captures, state.weight, config.dtype),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Public entry point
+
+
+def generate(
+    params: Params,
+    prompts: Any,
+    *,
+    config: ModelConfig,
+    key: Array,
+    max_new_tokens: int,
+    attention_mask: Any = None,
+    sampling: Sampling = Sampling(),
+    stop_tokens: tuple[int, ...] | list[int] = (),
+    interventions: Interventions | None = None,
+    capture: Capture | None = None,
+) -> GenerateOutput:
+    """Generates `max_new_tokens` tokens after left-padded `prompts [B, T]`.
+
+    Args:
+      params / config: the model.
+      prompts: `[B, T]` int token ids, left padded (see `jaxlens.prompts.chat_batch`).
+      key: PRNG key for sampling (unused when greedy).
+      max_new_tokens: N, the number of decode steps at most (static).
+      attention_mask: `[B, T]` 1 for real tokens, 0 for left padding (default: all real).
+      sampling: temperature / top-k / top-p (`Sampling(temperature=0.0)` is greedy).
+      stop_tokens: ids that end a row (the stop token is kept and counted in `lengths`).
+      interventions: edits applied in the prefill and at every decode step.
+      capture: activations over the generated tokens (see the module docstring).
+
+    Returns:
+      `GenerateOutput(tokens [B, N], lengths [B], logprobs [B, N], captures)`.
+    """
+    from jaxlens.inputs import check_generation, check_specs, check_tokens
+
+    if not isinstance(config, ModelConfig):
+        raise TypeError(f"config={config!r}: expected a jaxlens.ModelConfig")
+    if not isinstance(sampling, Sampling):
+        raise SamplingError(f"sampling={sampling!r}: expected a jaxlens.Sampling")
+    check_params(params, config)
+    tokens, mask = check_tokens(prompts, attention_mask, config, name="prompts")
+    stop_tokens = check_generation(mask, config, max_new_tokens, stop_tokens)
+    check_specs(None, interventions, config, tuple(tokens.shape))
+    _check_generation_capture(capture, config, tokens.shape[0], max_new_tokens)
+    pad_id = config.pad_token_id if config.pad_token_id is not None else 0
+    return _generate(
+        params,
+        tokens,
+        mask,
+        key,
+        interventions,
+        capture,
+        config=config,
+        max_new_tokens=max_new_tokens,
+        sampling=sampling,
+        stop_tokens=stop_tokens,
+        pad_id=pad_id,
+    )
+
+
+def _check_generation_capture(capture: Capture | None, config: ModelConfig, b: int, n: int):
+    """Capture spans and positions during `generate` index the N generated tokens."""
+    from jaxlens.inputs import check_specs
+
+    if capture is None:
+        return
+    check_specs(capture, None, config, (b, n))

@@ -1,0 +1,103 @@
+"""Tokenizers: the HF tokenizer of a checkpoint directory, chat prompts, left-padded batches.
+
+`load_tokenizer` reads only local files (`local_files_only=True`) and never runs repository
+code (`trust_remote_code=False`). `check_vocab` refuses a tokenizer that can emit ids the model's
+embedding does not have (a tokenizer smaller than the embedding is normal: tables are padded).
+`apply_chat_template` returns token ids whatever the transformers version returns (list or
+`BatchEncoding`). `left_pad` builds the `[B, T]` tokens and attention mask that `forward` and
+`generate` take: prompts end at the last column, so the next token is always at `T`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jaxlens.config import ModelConfig
+
+
+class TokenizerNotFoundError(FileNotFoundError):
+    """No tokenizer files in the given directory."""
+
+
+class VocabMismatchError(ValueError):
+    """A tokenizer whose ids do not fit the model's vocabulary."""
+
+
+class ChatTemplateError(ValueError):
+    """A tokenizer without a chat template, or messages the template cannot take."""
+
+
+def check_vocab(tokenizer: Any, config: ModelConfig) -> None:
+    """Raises `VocabMismatchError` if the tokenizer has ids >= `config.vocab_size`."""
+    n = len(tokenizer)
+    if n > config.vocab_size:
+        raise VocabMismatchError(
+            f"tokenizer {getattr(tokenizer, 'name_or_path', '')!r} has {n} tokens (ids up to "
+            f"{n - 1}) but config vocab_size is {config.vocab_size}: expected at most that many"
+        )
+
+
+def load_tokenizer(path: str | os.PathLike, *, config: ModelConfig | None = None) -> Any:
+    """The HF tokenizer stored in a checkpoint directory (checked against `config` if given)."""
+    from transformers import AutoTokenizer
+
+    root = Path(path)
+    if not root.is_dir():
+        raise TokenizerNotFoundError(f"{root}: tokenizer directory does not exist")
+    names = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+    if not any((root / n).is_file() for n in names):
+        raise TokenizerNotFoundError(f"{root}: no tokenizer files (expected one of {names})")
+    tokenizer = AutoTokenizer.from_pretrained(root, trust_remote_code=False, local_files_only=True)
+    if config is not None:
+        check_vocab(tokenizer, config)
+    return tokenizer
+
+
+def apply_chat_template(
+    tokenizer: Any, messages: Sequence[dict[str, str]], add_generation_prompt: bool = True
+) -> list[int]:
+    """Token ids of a conversation rendered by the tokenizer's chat template.
+
+    Args:
+      messages: `[{"role": "system"|"user"|"assistant", "content": str}, ...]`.
+      add_generation_prompt: end with the assistant-turn header, ready to generate.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        raise ChatTemplateError(
+            f"tokenizer {getattr(tokenizer, 'name_or_path', '')!r} has no "
+            "chat_template (expected one in tokenizer_config.json or "
+            "chat_template.jinja)"
+        )
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or not {"role", "content"} <= set(m):
+            raise ChatTemplateError(
+                f"messages[{i}]={m!r}: expected a dict with 'role' and 'content'"
+            )
+    out = tokenizer.apply_chat_template(
+        list(messages), add_generation_prompt=add_generation_prompt, tokenize=True
+    )
+    ids = out["input_ids"] if hasattr(out, "keys") else out
+    return [int(i) for i in ids]
+
+
+def left_pad(
+    sequences: Sequence[Sequence[int]], pad_id: int, length: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """`tokens, mask [B, T]` (int32): each row right-aligned, pads on the left, mask 0 there."""
+    if not sequences:
+        raise ValueError("left_pad: expected at least one sequence")
+    t = max(len(s) for s in sequences) if length is None else length
+    tokens = np.full((len(sequences), t), pad_id, np.int32)
+    mask = np.zeros((len(sequences), t), np.int32)
+    for row, seq in enumerate(sequences):
+        if len(seq) > t:
+            raise ValueError(f"left_pad: sequence {row} has {len(seq)} tokens > length={t}")
+        if len(seq):
+            tokens[row, t - len(seq) :] = np.asarray(seq, np.int32)
+            mask[row, t - len(seq) :] = 1
+    return tokens, mask

@@ -1,0 +1,246 @@
+"""The text interface of the games: observation prompts in, model replies out.
+
+    prompt = rl.text.render(env, state, player)          # rules + position + legal moves
+    action, reason = rl.text.parse(env, state, reply)    # INVALID and a reason if no legal move
+
+Batched: `render_batch(env, states)` and `parse_batch(env, states, replies)` take `[B]` states
+(one `jax.device_get` per call, then plain Python per reply); `step_replies` parses and
+applies a batch of replies in one jitted step.
+
+Two ways to read a reply (`mode`):
+
+- `"boxed"` (default; SPIRAL's training-time format check in front of the env): the action is
+  the content of the reply's *last* `\\boxed{...}` (braces balanced, surrounding spaces
+  stripped); content without square brackets and of at most 5 words is wrapped as
+  `[content]`. For TicTacToe and Kuhn Poker the result must then equal one of the currently
+  legal moves as written in the prompt (`[4]`, `[check]`; case-sensitive), else the reply
+  fails the format check. For Negotiation the extracted text goes to the env's grammar
+  unfiltered (as SPIRAL's later code does); only a missing `\\boxed{}` fails the check.
+- `"env"`: the env's own grammar (`rl.grammar`, TextArena's) over the whole reply.
+
+Invalid-move conventions (rewards of offender, other), chosen in `step_replies`:
+
+- `"env"`: everything that is not a legal move is the env's invalid move, -1 / 0.
+- `"spiral"`: a failed format check costs -1.5 / +0.5 (SPIRAL's training); a move that passes
+  it but breaks the rules (Negotiation only) is the env's -1 / 0.
+- `"eval"`: as "spiral" with -1 / +1 for a failed format check (evaluation games).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rl import grammar, wording
+from rl.envs import core
+from rl.envs.core import INVALID, PENALTIES
+
+MODES = ("boxed", "env")
+INSTRUCTION = (
+    "Think it through step by step, then give your move as the final answer in \\boxed{{}}, "
+    "for example \\boxed{{{example}}}."
+)
+_EXAMPLES = {
+    "tictactoe": "[4]",
+    "kuhn_poker": "[check]",
+    "negotiation": "[Offer: 2 Wood -> 1 Gold]",
+}
+_BOXED = "\\boxed{"
+_BRACES = re.compile(r"\\boxed\{|[{}]")
+_MAX_WRAP_WORDS = 5
+
+
+class TextError(ValueError):
+    """Bad input to the text layer (unknown env, mode, player or mismatched batch)."""
+
+
+class Parsed(NamedTuple):
+    """A batch of parsed replies."""
+
+    actions: np.ndarray  # int32 [B]: the action id, or INVALID
+    reasons: list[str]  # [B]: "" for a legal move, else why there is none
+    format_ok: np.ndarray  # bool [B]: False where the reply failed the boxed format check
+
+
+def _env_name(env: Any) -> str:
+    name = getattr(env, "name", None)
+    if name not in grammar.READERS:
+        raise TextError(f"not an rl.envs env: {env!r}; expected one made by rl.envs.make")
+    return name
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise TextError(f"mode={mode!r} is unknown; expected one of {MODES}")
+
+
+def _as_batch(state: Any, what: str) -> Any:
+    """A single state as a batch of one (rejecting a batch)."""
+    if np.ndim(state.terminated) != 0:
+        raise TextError(f"{what} expects one state; use {what}_batch for a batch")
+    return jax.tree.map(lambda x: np.asarray(x)[None], jax.device_get(state))
+
+
+def _batch_size(states: Any) -> int:
+    shape = np.shape(states.terminated)
+    if len(shape) != 1:
+        raise TextError(f"expected a batch of states ([B]); terminated has shape {shape}")
+    return shape[0]
+
+
+def _observe(env: Any, row: wording.Row, player: Any, messages: Sequence[str] | None) -> str:
+    if player not in (0, 1):
+        raise TextError(f"player={player!r}: expected 0 or 1")
+    if env.name == "negotiation":
+        return wording.negotiation(env, row, int(player), messages)
+    return wording.WORDING[env.name](env, row, int(player))
+
+
+def observation(env: Any, state: Any, player: int, *, messages: Sequence[str] | None = None) -> str:
+    """The observing player's view: rules, position, legal moves (no answer instruction)."""
+    _env_name(env)
+    (row,) = wording.rows(_as_batch(state, "render"))
+    return _observe(env, row, player, messages)
+
+
+def _prompt(env: Any, observation_text: str) -> str:
+    return observation_text + "\n\n" + INSTRUCTION.format(example=_EXAMPLES[env.name])
+
+
+def render(env: Any, state: Any, player: int, *, messages: Sequence[str] | None = None) -> str:
+    """The prompt for `player`: its observation plus the instruction to answer in \\boxed{}.
+
+    `messages` (Negotiation only): the players' replies so far, one per move, quoted in the
+    move list.
+    """
+    return _prompt(env, observation(env, state, player, messages=messages))
+
+
+def render_batch(env: Any, states: Any, players: Sequence[int] | None = None) -> list[str]:
+    """`render` for each game of a `[B]` batch; `players` defaults to whoever is to move."""
+    _env_name(env)
+    n = _batch_size(states)
+    games = wording.rows(states)
+    players = [g.current_player for g in games] if players is None else list(players)
+    if len(players) != n:
+        raise TextError(f"render_batch: {len(players)} players for {n} states")
+    return [_prompt(env, _observe(env, g, p, None)) for g, p in zip(games, players, strict=True)]
+
+
+def last_boxed(reply: str) -> str | None:
+    """The content of the last closed `\\boxed{...}` in `reply` (braces balanced), or None.
+
+    "Last" is by opening position (so a nested box wins over the box around it). One pass over
+    the braces with a stack: linear time whatever the reply.
+    """
+    if _BOXED not in reply:
+        return None
+    stack: list[tuple[bool, int]] = []  # (opened by \\boxed{, content start)
+    best: tuple[int, int] | None = None
+    for match in _BRACES.finditer(reply):
+        if match.group() == "}":
+            if stack:
+                boxed, start = stack.pop()
+                if boxed and (best is None or start > best[0]):
+                    best = (start, match.start())
+        else:
+            stack.append((match.group() != "{", match.end()))
+    return None if best is None else reply[best[0] : best[1]]
+
+
+def boxed_action_text(reply: str) -> str | None:
+    """SPIRAL's extraction: last boxed content, wrapped as `[content]` when it is short."""
+    content = last_boxed(reply)
+    if content is None:
+        return None
+    content = content.strip()
+    if not re.search(r"[\[\]]", content) and len(content.split()) <= _MAX_WRAP_WORDS:
+        content = f"[{content}]"
+    return content
+
+
+@functools.cache
+def _checker(env: Any):
+    return jax.jit(jax.vmap(env.check))
+
+
+def _read(env: Any, legal_mask: Sequence[bool], reply: str, mode: str) -> tuple[int, str, bool]:
+    """(action or INVALID, reason, format_ok) of one reply before the rules check."""
+    if not isinstance(reply, str):
+        return INVALID, f"reply is {type(reply).__name__}, not str", mode == "env"
+    read = grammar.READERS[env.name]
+    if mode == "env":
+        action, reason = read(reply)
+        return action, reason, True
+    text = boxed_action_text(reply)
+    if text is None:
+        return INVALID, "no \\boxed{...} answer found", False
+    if env.name == "negotiation":
+        action, reason = read(text)
+        return action, reason, True
+    legal = [env.action_names[a] for a, ok in enumerate(legal_mask) if ok]
+    if text in legal:
+        return env.action_names.index(text), "", True
+    if not legal:
+        return INVALID, "the game is over", False
+    return INVALID, f"{text[:40]!r} is not one of the legal moves {', '.join(legal)}", False
+
+
+def parse_batch(env: Any, states: Any, replies: Sequence[str], *, mode: str = "boxed") -> Parsed:
+    """Parse one reply per game of a `[B]` batch; never raises on the reply text."""
+    _env_name(env)
+    _check_mode(mode)
+    n = _batch_size(states)
+    if isinstance(replies, str) or len(replies) != n:
+        raise TextError(f"parse_batch: expected {n} replies (a list of str), got {replies!r:.80}")
+    masks = np.asarray(jax.device_get(states.legal_action_mask)).tolist()
+    read = [_read(env, masks[i], replies[i], mode) for i in range(n)]
+    actions = np.array([a for a, _, _ in read], np.int64)
+    reasons = [r for _, r, _ in read]
+    format_ok = np.array([ok for _, _, ok in read], bool)
+    probe = np.clip(actions, -1, np.iinfo(np.int32).max).astype(np.int32)
+    codes = np.asarray(_checker(env)(states, jnp.asarray(probe)))
+    for i in np.flatnonzero((actions != INVALID) & (codes != core.OK)):
+        reasons[i] = env.REASONS[codes[i]]
+        actions[i] = INVALID
+    return Parsed(actions.astype(np.int32), reasons, format_ok)
+
+
+def parse(env: Any, state: Any, reply: str, *, mode: str = "boxed") -> tuple[int, str]:
+    """(action, reason) of one reply: `INVALID` and why when it holds no legal move."""
+    batch = _as_batch(state, "parse")
+    parsed = parse_batch(env, batch, [reply], mode=mode)
+    return int(parsed.actions[0]), parsed.reasons[0]
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _apply(env, states, actions, format_ok, penalty):
+    stepped = jax.vmap(env.step)(states, actions)
+    forfeited = jax.vmap(lambda s: core.forfeit(s, penalty))(states)
+    pick = lambda a, b: jnp.where(format_ok.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
+    return jax.tree.map(pick, stepped, forfeited)
+
+
+def step_replies(
+    env: Any, states: Any, replies: Sequence[str], *, convention: str = "spiral"
+) -> tuple[Any, Parsed]:
+    """Parse a batch of replies and play them; returns (next states, parsed).
+
+    `convention` is "env" (env grammar, -1 / 0), "spiral" (format check, -1.5 / +0.5) or
+    "eval" (format check, -1 / +1); see the module docstring.
+    """
+    if convention not in PENALTIES:
+        raise TextError(
+            f"convention={convention!r} is unknown; expected one of {sorted(PENALTIES)}"
+        )
+    mode = "env" if convention == "env" else "boxed"
+    parsed = parse_batch(env, states, replies, mode=mode)
+    new = _apply(env, states, jnp.asarray(parsed.actions), jnp.asarray(parsed.format_ok),
+                 PENALTIES[convention])  # fmt: skip
+    return new, parsed

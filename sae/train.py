@@ -1,0 +1,256 @@
+"""`fit`: train one SAE, or one per layer from a shared stream, resumably.
+
+`fit(activations, config, *, key, steps, batch_size, lr, mesh)` accepts
+
+- an array `[N, D]` (host or device): batches are drawn without replacement, epoch by epoch,
+  in an order fixed by `key`, so step s always sees the same tokens;
+- a `sae.activations` source (anything with `iter_batches(batch_size, start_step)`), yielding
+  `[B, D]` for one SAE or `[L, B, D]` for L SAEs (e.g. several layers of one model forward);
+- any iterator of such batches (it cannot rewind, so a resumed run continues from wherever the
+  iterator is).
+
+It returns the trained params in the raw activation space (the normalisation scale folded back
+into the weights), a dict for `[B, D]` inputs and a list of L dicts for `[L, B, D]` inputs.
+
+Start: the first batches (`options.init_sample_size` tokens) give each SAE its scale to unit mean
+squared norm and its `b_dec` (geometric median by Weiszfeld's iterations, or the mean). The loop
+then calls the jitted `sae.step.train_step`; every `log_every` steps it reads the statistics back
+(and stops with `NonFiniteLossError` naming the step if a loss went NaN/inf). With
+`checkpoint_dir`, orbax saves the whole `TrainState` every `checkpoint_every` steps and at the
+end; calling `fit` again with the same arguments restores the latest state and continues, which
+for an array or a resumable source gives exactly the params of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+
+from sae import model, step
+from sae.activations import ArraySource
+from sae.config import FitOptions, SAEConfig
+
+
+class NonFiniteLossError(FloatingPointError, ValueError):
+    """Training produced a NaN or infinite loss."""
+
+
+class FitInputError(ValueError):
+    """An argument of `fit` or a batch it was given is not what `fit` expects."""
+
+
+def geometric_median(points: jax.Array, iters: int = 20, eps: float = 1e-6) -> jax.Array:
+    """Weiszfeld's iterations for the geometric median of `points [S, D]` (from the mean)."""
+
+    def body(_, median):
+        dist = jnp.linalg.norm(points - median, axis=-1)
+        w = 1.0 / jnp.maximum(dist, eps)
+        return jnp.sum(w[:, None] * points, axis=0) / jnp.sum(w)
+
+    return jax.lax.fori_loop(0, iters, body, jnp.mean(points, axis=0))
+
+
+def fold_scale(params: model.Params, scale: float | jax.Array) -> model.Params:
+    """Params that act on raw x from params trained on `scale * x` (see module docstring)."""
+    out = dict(params)
+    out["W_enc"] = params["W_enc"] * scale
+    out["W_dec"] = params["W_dec"] / scale
+    out["b_dec"] = params["b_dec"] / scale
+    return out
+
+
+def _as_layers(batch: Any, config: SAEConfig, where: str) -> np.ndarray:
+    arr = np.asarray(batch)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[-1] != config.d_in:
+        raise FitInputError(
+            f"{where} must have shape [B, d_in={config.d_in}] or [L, B, d_in]; got {arr.shape}"
+        )
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise FitInputError(f"{where} must hold floats; got dtype {arr.dtype}")
+    return arr.astype(np.float32, copy=False)
+
+
+def _batches(activations, batch_size: int, key: jax.Array, start: int) -> tuple[Iterator, bool]:
+    """An iterator of batches from `start`, and whether the source was rewound exactly."""
+    if hasattr(activations, "shape"):
+        activations = ArraySource(np.asarray(activations), key=key)
+    if hasattr(activations, "iter_batches"):
+        return iter(activations.iter_batches(batch_size, start_step=start)), True
+    if isinstance(activations, Iterable):
+        return iter(activations), False
+    raise FitInputError(
+        "activations must be an array [N, d_in], a source with iter_batches(), or an iterator "
+        f"of batches; got {type(activations).__name__}"
+    )
+
+
+def _initial_state(first: np.ndarray, config, options, key, tx) -> step.TrainState:
+    n_layers = first.shape[0]
+    sample = jnp.asarray(first)  # [L, S, D]
+    mean_sq = jnp.mean(jnp.sum(jnp.square(sample), axis=-1), axis=-1)  # [L]
+    if config.normalize_activations:
+        scale = 1.0 / jnp.sqrt(jnp.maximum(mean_sq, 1e-12))
+    else:
+        scale = jnp.ones((n_layers,), jnp.float32)
+    keys = jax.random.split(key, n_layers)
+    params = jax.vmap(lambda k: model.init(k, config))(keys)
+    scaled = sample * scale[:, None, None]
+    if config.b_dec_init == "geometric_median":
+        b_dec = jax.vmap(lambda s: geometric_median(s, options.geometric_median_iters))(scaled)
+    elif config.b_dec_init == "mean":
+        b_dec = jnp.mean(scaled, axis=1)
+    else:
+        b_dec = jnp.zeros_like(params["b_dec"])
+    params["b_dec"] = b_dec.astype(params["b_dec"].dtype)
+    return step.init_state(params, scale, tx)
+
+
+def _checkpointer(directory: str | os.PathLike, every: int):
+    import orbax.checkpoint as ocp
+
+    options = ocp.CheckpointManagerOptions(
+        save_interval_steps=max(every, 1), max_to_keep=2, create=True
+    )
+    return ocp, ocp.CheckpointManager(os.path.abspath(directory), options=options)
+
+
+def _host_stats(stats: list[step.StepStats]) -> dict[str, list[float]]:
+    stacked = jax.device_get(stats)
+    return {
+        name: np.mean([getattr(s, name) for s in stacked], axis=0).tolist()
+        for name in step.StepStats._fields
+    }
+
+
+def fit(
+    activations: Any,
+    config: SAEConfig,
+    *,
+    key: jax.Array,
+    steps: int,
+    batch_size: int,
+    lr: float = 4e-4,
+    mesh: Mesh | None = None,
+    options: FitOptions = FitOptions(),
+    checkpoint_dir: str | os.PathLike | None = None,
+    callback: Callable[[int, dict[str, list[float]]], None] | None = None,
+) -> model.Params | list[model.Params]:
+    """Train SAE(s) on `activations`; see the module docstring for inputs, outputs and resume.
+
+    Args:
+        activations: array `[N, d_in]`, a source with `iter_batches`, or an iterator of
+            `[B, d_in]` / `[L, B, d_in]` batches.
+        config: the SAE's config (the same for every layer).
+        key: PRNG key for the init and the data order.
+        steps: total optimisation steps (the same on a resumed call).
+        batch_size: tokens per step and SAE (a multiple of the mesh's `data` size).
+        lr: peak Adam learning rate.
+        mesh: optional mesh with axes `data` (tokens) and `model` (latents).
+        options: schedule, optimiser and checkpoint cadence (`FitOptions`).
+        checkpoint_dir: orbax directory; an existing checkpoint there is resumed.
+        callback: called as `callback(step, stats)` every `options.log_every` steps and at the
+            end, `stats` mapping each `StepStats` field to per-SAE means since the last call.
+
+    Returns:
+        Params in the raw activation space: a dict, or a list of L dicts for `[L, B, D]` input.
+    """
+    if not isinstance(config, SAEConfig):
+        raise FitInputError(f"config must be an SAEConfig; got {type(config).__name__}")
+    for name, value in (("steps", steps), ("batch_size", batch_size)):
+        if not isinstance(value, int) or value <= 0:
+            raise FitInputError(f"{name} must be a positive int; got {value!r}")
+    if not lr > 0:
+        raise FitInputError(f"lr must be > 0; got {lr!r}")
+    if mesh is not None:
+        missing = {"data", "model"} - set(mesh.axis_names)
+        if missing:
+            raise FitInputError(f"mesh needs axes 'data' and 'model'; missing {sorted(missing)}")
+        if batch_size % mesh.shape["data"]:
+            raise FitInputError(
+                f"batch_size={batch_size} must be a multiple of the mesh's data size "
+                f"{mesh.shape['data']}"
+            )
+        if config.d_sae % mesh.shape["model"]:
+            raise FitInputError(
+                f"d_sae={config.d_sae} must be a multiple of the mesh's model size "
+                f"{mesh.shape['model']}"
+            )
+    init_key, data_key = jax.random.split(key)
+    data_key = jax.random.fold_in(data_key, options.seed_offset)
+    tx = step.optimizer(lr, steps, options)
+
+    manager = ocp = None
+    start = 0
+    if checkpoint_dir is not None:
+        ocp, manager = _checkpointer(checkpoint_dir, options.checkpoint_every)
+        if manager.latest_step() is not None:
+            start = int(manager.latest_step())
+
+    # The init sample: the first batches of the stream (from step 0, before any rewind).
+    n_init = max(1, -(-options.init_sample_size // batch_size))
+    init_iter, _ = _batches(activations, batch_size, data_key, 0)
+    raw = list(itertools.islice(init_iter, n_init))
+    if not raw:
+        raise FitInputError("activations yielded no batch")
+    single = np.ndim(raw[0]) == 2  # [B, D] batches: one SAE, a dict comes back
+    first = [_as_layers(b, config, "a batch") for b in raw]
+    state = _initial_state(np.concatenate(first, axis=1), config, options, init_key, tx)
+    if mesh is not None:
+        state = jax.device_put(state, step.state_shardings(state, mesh))
+    if start > 0:
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+        state = manager.restore(start, args=ocp.args.StandardRestore(abstract))
+        batches, _ = _batches(activations, batch_size, data_key, start)
+    elif hasattr(activations, "shape") or hasattr(activations, "iter_batches"):
+        batches, _ = _batches(activations, batch_size, data_key, 0)
+    else:
+        batches = itertools.chain(first, init_iter)  # a one-shot iterator: reuse what we read
+
+    train = step.jit_train_step(config, tx, options, mesh, state)
+    put = (lambda b: b) if mesh is None else (lambda b: jax.device_put(b, step.batch_sharding(mesh)))
+    pending: list[step.StepStats] = []
+    for s in range(start, steps):
+        try:
+            batch = _as_layers(next(batches), config, f"the batch for step {s}")
+        except StopIteration:
+            raise FitInputError(f"activations ran out of batches at step {s} of {steps}") from None
+        if batch.shape[1] != batch_size or batch.shape[0] != state.scale.shape[0]:
+            raise FitInputError(
+                f"the batch for step {s} has shape {batch.shape}; expected "
+                f"[{state.scale.shape[0]}, {batch_size}, {config.d_in}]"
+            )
+        state, stats = train(state, put(batch))
+        pending.append(stats)
+        done = s + 1
+        if done % options.log_every == 0 or done == steps:
+            bad = int(state.first_bad_step)
+            if bad >= 0:
+                raise NonFiniteLossError(
+                    f"the training loss became NaN/inf at step {bad} (architecture "
+                    f"{config.architecture!r}, lr={lr}); lower lr or check the activations"
+                )
+            if callback is not None:
+                callback(done, _host_stats(pending))
+            pending = []
+        if manager is not None and (
+            (options.checkpoint_every and done % options.checkpoint_every == 0) or done == steps
+        ):
+            manager.save(done, args=ocp.args.StandardSave(state), force=True)
+    if manager is not None:
+        manager.wait_until_finished()
+        manager.close()
+    out = [
+        fold_scale(jax.tree.map(lambda a, i=i: a[i], state.params), state.scale[i])
+        for i in range(state.scale.shape[0])
+    ]
+    return out[0] if single else out
+

@@ -1,0 +1,147 @@
+"""Fixed opponents: minimax never loses, Kuhn Nash is unexploitable, heuristics are sane."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import rl.envs as E
+from rl import opponents as O
+from rl.envs import kuhn_poker as K
+
+GAMES = 10_000
+
+
+@pytest.mark.parametrize("seat", [0, 1])
+def test_minimax_never_loses_to_random(seat):
+    env = E.make("tictactoe")
+    pols = [O.RandomLegal(env)] * 2
+    pols[seat] = O.Minimax()
+    out = E.rollout(env, tuple(pols), jax.random.key(seat), batch=GAMES)
+    mine = np.asarray(out.returns)[:, seat]
+    assert np.all(np.asarray(out.final.terminated))
+    assert mine.min() >= 0.0, f"minimax lost {np.sum(mine < 0)} of {GAMES} games"
+    assert mine.mean() > 0.6  # and it mostly wins
+
+
+def test_minimax_against_itself_always_draws():
+    env = E.make("tictactoe")
+    out = E.rollout(env, (O.Minimax(), O.Minimax()), jax.random.key(2), batch=512)
+    assert np.all(np.asarray(out.returns) == 0.0)
+
+
+# ---- Kuhn Poker: exact best response in the one-round game (standard payoffs) --------------
+
+CARDS = range(3)
+PREFIX = {K.START: [], K.C: [K.CHECK], K.B: [K.BET], K.CB: [K.CHECK, K.BET]}
+
+
+def strategy(policy, play, jitted):
+    """{(node, card): P(bet or call)} read from `policy.probs` on real env states."""
+    env = E.make("kuhn_poker", rounds=1)
+    out = {}
+    for node, prefix in PREFIX.items():
+        for deal in itertools.permutations(CARDS, 2):
+            state = jitted(env, "init")(jax.random.key(0)).replace(
+                cards=jnp.asarray([deal], jnp.int8)
+            )
+            state = play(env, prefix, state)[-1]
+            probs = np.asarray(policy.probs(state))
+            assert abs(probs.sum() - 1) < 1e-6 and np.all(probs >= 0)
+            card = deal[int(state.current_player)]
+            p = probs[K.BET] if node in (K.START, K.C) else probs[K.CALL]
+            assert out.setdefault((node, card), p) == pytest.approx(p)  # one value per info set
+    return out
+
+
+def showdown(mine, theirs, stake):
+    return stake if mine > theirs else -stake
+
+
+def best_response_as_responder(s):
+    """Expected payoff of the best responder against opener strategy `s` (per deal)."""
+    total = 0.0
+    for r in CARDS:
+        opp = [o for o in CARDS if o != r]
+        # info set (r, C): opener checked
+        check_then = [showdown(r, o, 1) * (1 - s[K.START, o]) for o in opp]  # responder checks back
+        bet_then = [
+            (1 - s[K.START, o]) * (s[K.CB, o] * showdown(r, o, 2) + (1 - s[K.CB, o]) * 1)
+            for o in opp
+        ]
+        total += max(sum(check_then), sum(bet_then))
+        # info set (r, B): opener bet
+        call = sum(s[K.START, o] * showdown(r, o, 2) for o in opp)
+        fold = sum(s[K.START, o] * -1 for o in opp)
+        total += max(call, fold)
+    return total / 6
+
+
+def best_response_as_opener(s):
+    """Expected payoff of the best opener against responder strategy `s` (per deal)."""
+    total = 0.0
+    for c in CARDS:
+        opp = [r for r in CARDS if r != c]
+        call_cb = sum(s[K.C, r] * showdown(c, r, 2) for r in opp)
+        fold_cb = sum(s[K.C, r] * -1 for r in opp)
+        check = sum((1 - s[K.C, r]) * showdown(c, r, 1) for r in opp) + max(call_cb, fold_cb)
+        bet = sum(s[K.B, r] * showdown(c, r, 2) + (1 - s[K.B, r]) * 1 for r in opp)
+        total += max(check, bet)
+    return total / 6
+
+
+def exploitability(policy, play, jitted):
+    s = strategy(policy, play, jitted)
+    return best_response_as_opener(s) + best_response_as_responder(s)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1 / 6, 1 / 3])
+def test_kuhn_nash_is_unexploitable(play, jitted, alpha):
+    assert abs(exploitability(O.KuhnNash(alpha), play, jitted)) < 1e-6
+
+
+class _CallsWithQueen(O.KuhnNash):
+    def aggressive(self):
+        table = super().aggressive().copy()
+        table[K.B, 1] = 1.0  # responder always calls a bet with Q
+        return table
+
+
+def test_exploitability_detects_a_non_equilibrium(play, jitted):
+    assert exploitability(_CallsWithQueen(), play, jitted) > 0.01
+    # the opener's equilibrium value is -1/18 against the best responder
+    s = strategy(O.KuhnNash(1 / 6), play, jitted)
+    assert best_response_as_opener(s) == pytest.approx(-1 / 18)
+
+
+def test_kuhn_nash_samples_its_probabilities(jitted):
+    env = E.make("kuhn_poker")
+    state = jitted(env, "init")(jax.random.key(0)).replace(
+        cards=jnp.full((5, 2), jnp.int8(2)).at[0, 1].set(0)
+    )  # P1 opens round 1 holding J: bets with probability alpha
+    pol = O.KuhnNash(0.25)
+    acts = jax.jit(jax.vmap(pol, (0, None)))(jax.random.split(jax.random.key(1), 20_000), state)
+    assert abs(np.mean(np.asarray(acts) == K.BET) - 0.25) < 0.015
+    assert set(np.unique(np.asarray(acts)).tolist()) == {K.CHECK, K.BET}
+    with pytest.raises(E.EnvError, match="alpha"):
+        O.KuhnNash(0.5)
+
+
+def test_kuhn_nash_beats_random():
+    env = E.make("kuhn_poker")
+    out = E.rollout(env, (O.KuhnNash(), O.RandomLegal(env)), jax.random.key(3), batch=4096)
+    assert np.asarray(out.returns)[:, 0].mean() > 0.05
+
+
+@pytest.mark.parametrize("seat", [0, 1])
+def test_heuristic_negotiator_beats_random_with_legal_moves(seat):
+    env = E.make("negotiation")
+    pols = [O.RandomLegal(env)] * 2
+    pols[seat] = O.HeuristicNegotiator()
+    out = E.rollout(env, tuple(pols), jax.random.key(4), batch=2048)
+    r = np.asarray(out.returns)
+    assert np.all(r.sum(1) == 0), "an invalid move was made"
+    assert np.all(np.asarray(out.final.move_count) == env.max_moves)
+    assert r[:, seat].mean() > 0.8
