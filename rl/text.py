@@ -109,8 +109,11 @@ def observation(env: Any, state: Any, player: int, *, messages: Sequence[str] | 
     return _observe(env, row, player, messages)
 
 
+_INSTRUCTIONS = {name: "\n\n" + INSTRUCTION.format(example=ex) for name, ex in _EXAMPLES.items()}
+
+
 def _prompt(env: Any, observation_text: str) -> str:
-    return observation_text + "\n\n" + INSTRUCTION.format(example=_EXAMPLES[env.name])
+    return observation_text + _INSTRUCTIONS[env.name]
 
 
 def render(env: Any, state: Any, player: int, *, messages: Sequence[str] | None = None) -> str:
@@ -139,8 +142,13 @@ def last_boxed(reply: str) -> str | None:
     "Last" is by opening position (so a nested box wins over the box around it). One pass over
     the braces with a stack: linear time whatever the reply.
     """
-    if _BOXED not in reply:
+    start = reply.rfind(_BOXED)
+    if start < 0:
         return None
+    body = start + len(_BOXED)
+    close = reply.find("}", body)
+    if close >= 0 and reply.find("{", body, close) < 0:
+        return reply[body:close]  # common case: the last box holds no braces
     stack: list[tuple[bool, int]] = []  # (opened by \\boxed{, content start)
     best: tuple[int, int] | None = None
     for match in _BRACES.finditer(reply):
@@ -170,6 +178,11 @@ def _checker(env: Any):
     return jax.jit(jax.vmap(env.check))
 
 
+@functools.lru_cache(maxsize=4096)
+def _legal_names(names: tuple[str, ...], mask: tuple[bool, ...]) -> tuple[str, ...]:
+    return tuple(names[a] for a, ok in enumerate(mask) if ok)
+
+
 def _read(env: Any, legal_mask: Sequence[bool], reply: str, mode: str) -> tuple[int, str, bool]:
     """(action or INVALID, reason, format_ok) of one reply before the rules check."""
     if not isinstance(reply, str):
@@ -184,7 +197,7 @@ def _read(env: Any, legal_mask: Sequence[bool], reply: str, mode: str) -> tuple[
     if env.name == "negotiation":
         action, reason = read(text)
         return action, reason, True
-    legal = [env.action_names[a] for a, ok in enumerate(legal_mask) if ok]
+    legal = _legal_names(env.action_names, tuple(legal_mask))
     if text in legal:
         return env.action_names.index(text), "", True
     if not legal:

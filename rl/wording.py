@@ -134,7 +134,7 @@ def kuhn_poker(env: Any, state: Row, player: int) -> str:
     raised = env.variant == "standard" and state.nodes[r] in (kp.B, kp.CB)
     legal = [kp.ACTION_NAMES[a] for a, ok in enumerate(state.legal_action_mask) if ok]
     lines += [
-        f"Round {r + 1} of {env.rounds}: Player {1 - r % 2} opened. "
+        f"Round {r + 1} of {env.rounds} (Player {1 - r % 2} opens). "
         f"Your card: {kp.CARD_NAMES[state.cards[r][player]]}. Pot: {3 if raised else 2} chips.",
         f"Betting so far: {_kuhn_betting(env, state, r)}.",
         _turn(state, player, legal),

@@ -1,17 +1,21 @@
 """Benchmark rl.envs: batched random play vs pgx, per-step speed vs TextArena, text throughput.
 
-    python3 scripts/bench_envs.py            # full run (a few minutes on 2 CPU cores)
+    python3 scripts/bench_envs.py            # full run (about a minute on 2 CPU cores)
     python3 scripts/bench_envs.py --quick    # under a minute
 
 Random play is the same harness for both libraries: one jitted `lax.scan` of T steps over a
 batch of B games, each step drawing one uniform per game to pick a legal action
 (`random_legal`), stepping, and auto-resetting finished games (ours: `rl.envs.AutoReset`;
 pgx: `pgx.experimental.auto_reset`, which draws a reset key per game). Steps/s = B * T / the
-best wall time of three compiled runs. Kuhn Poker is our 5-round game vs pgx's one-hand game.
+best of several alternating compiled runs. Kuhn Poker is our 5-round game vs pgx's one-hand game.
 
 TextArena runs random legal games with a fresh env per game (its observation wrapper keeps
 history across resets), timing `get_observation` + `step`. Our text loop does the same work
-for a batch: render every prompt, parse every reply, one jitted step.
+for a batch of 1,024 games: render every prompt, parse every reply (SPIRAL's boxed format),
+one jitted step ("env steps" compares TextArena with our batched random play instead). Both
+are timed in alternating chunks of ~1,024 moves, best chunk reported.
+"render + parse per 1,000" compares our render + parse time for 1,000 replies with
+TextArena's time for 1,000 steps (its observation + parse + rules).
 """
 
 from __future__ import annotations
@@ -36,19 +40,26 @@ def random_legal(key: jax.Array, mask: jax.Array) -> jax.Array:
     return jnp.argmax(cum > k[:, None], axis=1).astype(jnp.int32)
 
 
-def _timed(fn, *args, repeats: int = 3) -> float:
-    """Best wall time of `repeats` compiled runs (the machine may be shared: take the least
-    disturbed run)."""
-    jax.block_until_ready(fn(*args))  # compile
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        best = min(best, time.perf_counter() - start)
+def best_times(fns: dict, rounds: int) -> dict:
+    """Best wall time of each compiled `fn(key)` over `rounds` alternating runs.
+
+    The machine may be shared: alternating the contenders exposes them to the same load, and
+    the best run is the least disturbed one.
+    """
+    key = jax.random.key(0)
+    for fn in fns.values():
+        jax.block_until_ready(fn(key))  # compile
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn(key))
+            best[name] = min(best[name], time.perf_counter() - start)
     return best
 
 
-def ours_steps_per_s(env, batch: int, steps: int) -> float:
+def ours_random_play(env, batch: int, steps: int):
+    """Jitted `key -> reward sum` playing `steps` batched random moves with auto-reset."""
     wrapped = E.AutoReset(env, batch)
 
     def body(state, key):
@@ -63,10 +74,11 @@ def ours_steps_per_s(env, batch: int, steps: int) -> float:
         _, r = jax.lax.scan(body, state, jax.random.split(key, steps))
         return r.sum()
 
-    return batch * steps / _timed(run, jax.random.key(0))
+    return run
 
 
-def pgx_steps_per_s(name: str, batch: int, steps: int) -> float:
+def pgx_random_play(name: str, batch: int, steps: int):
+    """The same harness over a pgx env and pgx's auto-reset wrapper."""
     import pgx
     from pgx.experimental import auto_reset
 
@@ -85,35 +97,46 @@ def pgx_steps_per_s(name: str, batch: int, steps: int) -> float:
         _, r = jax.lax.scan(body, state, jax.random.split(key, steps))
         return r.sum()
 
-    return batch * steps / _timed(run, jax.random.key(0))
+    return run
 
 
-def textarena_steps_per_s(game: str, seconds: float) -> float:
-    """Random legal games through TextArena: steps/s of get_observation + step."""
-    if game == "tictactoe":
-        from textarena.envs.TicTacToe.env import TicTacToeEnv as cls
+class TextArenaPlayer:
+    """Random legal games through TextArena, a fresh env per game; timed in chunks."""
 
-        def reply(env, rng):
-            board = env.state.game_state["board"]
-            free = [3 * r + c for r in range(3) for c in range(3) if board[r][c] == ""]
-            return f"[{rng.choice(free)}]"
-    else:
-        from textarena.envs.KuhnPoker.env import KuhnPokerEnv as cls
+    def __init__(self, game: str):
+        if game == "tictactoe":
+            from textarena.envs.TicTacToe.env import TicTacToeEnv
 
-        def reply(env, rng):
-            return f"[{rng.choice(list(env.state.game_state['current_legal_action_tree']))}]"
+            self.new = TicTacToeEnv
+        else:
+            from textarena.envs.KuhnPoker.env import KuhnPokerEnv
 
-    rng = random.Random(0)
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        env = cls() if game == "tictactoe" else cls(max_rounds=5)
-        env.reset(num_players=2, seed=steps)
-        done = False
-        while not done:
-            env.get_observation()
-            done, _ = env.step(reply(env, rng))
-            steps += 1
-    return steps / (time.perf_counter() - start)
+            self.new = lambda: KuhnPokerEnv(max_rounds=5)
+        self.game = game
+        self.rng = random.Random(0)
+        self.env, self.games = None, 0
+
+    def _reply(self) -> str:
+        gs = self.env.state.game_state
+        if self.game == "tictactoe":
+            free = [3 * r + c for r in range(3) for c in range(3) if gs["board"][r][c] == ""]
+            return f"[{self.rng.choice(free)}]"
+        return f"[{self.rng.choice(list(gs['current_legal_action_tree']))}]"
+
+    def chunk(self, steps: int) -> tuple[int, float]:
+        """(steps, seconds) of `get_observation` + `step` for at least `steps` moves."""
+        done_steps, start = 0, time.perf_counter()
+        while done_steps < steps:
+            if self.env is None:
+                self.env = self.new()
+                self.env.reset(num_players=2, seed=self.games)
+                self.games += 1
+            self.env.get_observation()
+            done, _ = self.env.step(self._reply())
+            done_steps += 1
+            if done:
+                self.env = None
+        return done_steps, time.perf_counter() - start
 
 
 _RNG = random.Random(0)
@@ -129,34 +152,53 @@ def _legal_replies(env, states, rng: random.Random = _RNG) -> list[str]:
     ]
 
 
-def text_loop_steps_per_s(env, batch: int, rounds: int) -> float:
-    """Render all prompts, parse one reply per game, step the batch (SPIRAL's turn loop)."""
-    wrapped = E.AutoReset(env, batch)
-    step = jax.jit(wrapped.step)
-    states = wrapped.init(jax.random.key(0))
-    key = jax.random.key(1)
-    moves, start = 0, None
-    for r in range(rounds + 1):
-        if r == 1:
-            start = time.perf_counter()  # round 0 compiles
-        T.render_batch(env, states)
-        parsed = T.parse_batch(env, states, _legal_replies(env, states))
-        key, k = jax.random.split(key)
-        states = step(states, jnp.asarray(parsed.actions), k).state
-        jax.block_until_ready(states)
-        moves += batch if r else 0
-    return moves / (time.perf_counter() - start)
+class TextLoop:
+    """SPIRAL's turn loop on a batch: render every prompt, parse a reply per game, step."""
+
+    def __init__(self, env, batch: int):
+        self.env, self.batch = env, batch
+        wrapped = E.AutoReset(env, batch)
+        self.step = jax.jit(wrapped.step)
+        self.states = wrapped.init(jax.random.key(0))
+        self.key = jax.random.key(1)
+        self.chunk()  # compile
+
+    def chunk(self) -> tuple[int, float]:
+        start = time.perf_counter()
+        T.render_batch(self.env, self.states)
+        parsed = T.parse_batch(self.env, self.states, _legal_replies(self.env, self.states))
+        self.key, k = jax.random.split(self.key)
+        self.states = self.step(self.states, jnp.asarray(parsed.actions), k).state
+        jax.block_until_ready(self.states)
+        return self.batch, time.perf_counter() - start
 
 
-def text_ms_per_1000(env, states, replies) -> tuple[float, float]:
-    """(render ms, parse ms) for 1,000 games' prompts and replies (second run)."""
+def text_loop_vs_textarena(env, game: str, rounds: int) -> tuple[float, float]:
+    """(ours, TextArena) steps/s: best of `rounds` alternating chunks of ~1,024 moves each."""
+    ours, theirs = TextLoop(env, 1024), TextArenaPlayer(game)
+    best_ours = best_theirs = 0.0
+    for _ in range(rounds):
+        n, t = ours.chunk()
+        best_ours = max(best_ours, n / t)
+        n, t = theirs.chunk(1024)
+        best_theirs = max(best_theirs, n / t)
+    return best_ours, best_theirs
+
+
+def text_ms_per_1000(env, rounds: int) -> tuple[float, float]:
+    """(render ms, parse ms) for 1,000 games' prompts and replies, best of `rounds`."""
+    states = jax.vmap(env.init)(jax.random.split(jax.random.key(2), 1000))
+    replies = _legal_replies(env, states)
     T.parse_batch(env, states, replies)  # compile the rules check
-    t0 = time.perf_counter()
-    T.render_batch(env, states)
-    t1 = time.perf_counter()
-    T.parse_batch(env, states, replies)
-    t2 = time.perf_counter()
-    return 1000 * (t1 - t0), 1000 * (t2 - t1)
+    render = parse = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        T.render_batch(env, states)
+        t1 = time.perf_counter()
+        T.parse_batch(env, states, replies)
+        t2 = time.perf_counter()
+        render, parse = min(render, t1 - t0), min(parse, t2 - t1)
+    return 1000 * render, 1000 * parse
 
 
 def result(name: str, ours: float, peer: float, unit: str, higher_is_better: bool = True) -> None:
@@ -170,28 +212,33 @@ def main() -> None:
     args = parser.parse_args()
     batches = (1024,) if args.quick else (1024, 8192)
     steps = 128 if args.quick else 512
-    ta_seconds = 1.0 if args.quick else 5.0
+    rounds = 3 if args.quick else 7
     print(f"devices: {jax.devices()}, quick={args.quick}")
 
-    lines = []
+    lines, raw = [], {}
     for name, pgx_name, env in (
         ("tictactoe", "tic_tac_toe", E.make("tictactoe")),
         ("kuhn_poker", "kuhn_poker", E.make("kuhn_poker")),
     ):
         for b in batches:
-            ours = ours_steps_per_s(env, b, steps)
-            peer = pgx_steps_per_s(pgx_name, b, steps)
+            runs = {
+                "ours": ours_random_play(env, b, steps),
+                "pgx": pgx_random_play(pgx_name, b, steps),
+            }
+            best = best_times(runs, rounds)
+            ours, peer = b * steps / best["ours"], b * steps / best["pgx"]
             lines.append((f"{name}_random_play_b{b}_vs_pgx", ours, peer, "steps/s"))
+            raw[name] = (b, ours)
             print(f"  {name} B={b}: ours {ours:,.0f} steps/s, pgx {peer:,.0f}", flush=True)
 
     for name in ("tictactoe", "kuhn_poker"):
         env = E.make(name, **({"variant": "textarena"} if name == "kuhn_poker" else {}))
-        peer = textarena_steps_per_s(name, ta_seconds)
-        ours = text_loop_steps_per_s(env, 1024, 3 if args.quick else 10)
+        ours, peer = text_loop_vs_textarena(env, name, 5 if args.quick else 20)
+        b, ours_raw = raw[name]
+        lines.append((f"{name}_env_steps_b{b}_vs_textarena", ours_raw, peer, "steps/s"))
         lines.append((f"{name}_text_loop_b1024_vs_textarena", ours, peer, "steps/s"))
         print(f"  {name} text loop: ours {ours:,.0f} steps/s, TextArena {peer:,.0f}", flush=True)
-        states = jax.vmap(env.init)(jax.random.split(jax.random.key(2), 1000))
-        render_ms, parse_ms = text_ms_per_1000(env, states, _legal_replies(env, states))
+        render_ms, parse_ms = text_ms_per_1000(env, rounds)
         ta_ms = 1000 * 1000 / peer  # TextArena: observe + parse + step 1,000 replies
         lines.append(
             (f"{name}_render_parse_per_1000_vs_textarena", render_ms + parse_ms, ta_ms, "ms")

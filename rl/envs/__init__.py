@@ -8,7 +8,11 @@ Games: `"tictactoe"`, `"kuhn_poker"` (variants "standard", "spiral_v1", "textare
 `"negotiation"`. Each env is a frozen dataclass (hashable: a valid static argument of jit)
 with `init`, `step`, `check`, `is_legal`, `random_action`, `num_actions`, `num_players`,
 `max_moves`. See `rl.envs.core` for the state contract and the invalid-move conventions,
-`rl.envs.batch` for the auto-reset batch wrapper and the jitted rollout.
+`rl.envs.batch` for the auto-reset batch wrapper and the jitted rollout, and
+`rl.envs.conformance` for the harness every env passes.
+
+Axis letters used here beyond STYLE.md's: `A` actions (of a mask), `R` Kuhn rounds, `M`
+negotiation moves, `P` players; `B` batch and `T` time steps as usual.
 """
 
 from __future__ import annotations

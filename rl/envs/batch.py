@@ -108,25 +108,33 @@ def rollout(env: core.Env, policies: Sequence[Policy], key: jax.Array, *, batch:
     return _rollout(env, policies, key, batch)
 
 
+class _Carry(NamedTuple):
+    state: Any  # [B] games
+    returns: Float[Array, "B 2"]  # rewards summed so far
+
+
+class _Move(NamedTuple):
+    action: Int[Array, " B"]  # -1 once the game is over
+    player: Int[Array, " B"]  # -1 once the game is over
+
+
 @functools.partial(jax.jit, static_argnums=(0, 1, 3))
 def _rollout(env, policies, key, batch):
     k_init, k_play = jax.random.split(key)
-    state = env.init_batch(k_init, batch)
 
     def act(k, s):
+        # Every seat's policy proposes a move; the one whose turn it is gets played.
         choices = jnp.stack([pol(k, s) for pol in policies])  # [P]
         return choices[s.current_player]
 
-    def play_one_move(carry, k):
-        state, returns = carry
-        keys = jax.random.split(k, batch)
-        action = jax.vmap(act)(keys, state).astype(jnp.int32)  # [B]
+    def play_one_move(carry: _Carry, k) -> tuple[_Carry, _Move]:
+        state = carry.state
+        action = jax.vmap(act)(jax.random.split(k, batch), state).astype(jnp.int32)  # [B]
         live = ~state.terminated
         nxt = jax.vmap(env.step)(state, action)
-        step_out = (jnp.where(live, action, -1), jnp.where(live, state.current_player, -1))
-        return (nxt, returns + nxt.rewards), step_out
+        move = _Move(jnp.where(live, action, -1), jnp.where(live, state.current_player, -1))
+        return _Carry(nxt, carry.returns + nxt.rewards), move
 
-    keys = jax.random.split(k_play, env.max_moves)
-    returns = jnp.zeros((batch, env.num_players), jnp.float32)
-    (final, returns), (actions, players) = jax.lax.scan(play_one_move, (state, returns), keys)
-    return Rollout(final=final, returns=returns, actions=actions, players=players)
+    start = _Carry(env.init_batch(k_init, batch), jnp.zeros((batch, env.num_players), jnp.float32))
+    end, moves = jax.lax.scan(play_one_move, start, jax.random.split(k_play, env.max_moves))
+    return Rollout(final=end.state, returns=end.returns, actions=moves.action, players=moves.player)

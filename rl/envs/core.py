@@ -23,6 +23,9 @@ other conventions (SPIRAL's format check, -1.5 / +0.5; evaluation's -1 / +1) are
 `forfeit`, which ends a game with any given pair of rewards. A terminated state is absorbing:
 stepping it changes nothing and returns zero rewards, so summing `rewards` over a trajectory
 gives each player's result.
+
+SPIRAL cuts games off as draws after 50 moves; no game here can last that long (`max_moves`
+is 9, 3 x rounds and `moves`), so there is no truncation.
 """
 
 from __future__ import annotations
@@ -122,12 +125,14 @@ def penalty_rewards(
     return jnp.where(jnp.arange(2) == offender, bad, other).astype(jnp.float32)
 
 
-def forfeit(state: Any, penalty: tuple[float, float] = PENALTIES["env"]) -> Any:
+def forfeit(state: Any, penalty: tuple[float, float] | str = "env") -> Any:
     """End the game now against `state.current_player` with rewards `penalty`.
 
-    Used for replies rejected before the env sees them (SPIRAL's format check). A state that
-    has already terminated is returned with zero rewards, as `step` would.
+    `penalty` is a convention name of `PENALTIES` or a pair (offender, other). Used for
+    replies rejected before the env sees them (SPIRAL's format check). A state that has
+    already terminated is returned with zero rewards, as `step` would.
     """
+    penalty = check_penalty(penalty)
     live = ~state.terminated
     rewards = jnp.where(live, penalty_rewards(state.current_player, penalty), 0.0)
     return state.replace(

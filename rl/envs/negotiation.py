@@ -110,7 +110,7 @@ class State:
     offer_from: Int[Array, ""]  # proposer of the pending offer, -1 when none
     offer_give: Int[Array, " 2"]  # what the proposer gives
     offer_want: Int[Array, " 2"]  # what the proposer asks for
-    history: Int[Array, " M"]  # action id of each move so far (-1 after the end)
+    history: Int[Array, " M"]  # action id of each move made so far, -1 for moves not made
     events: Int[Array, " M"]  # int8 bit set per move: E_OFFER | E_TRADE | E_CANCELLED | ...
 
 

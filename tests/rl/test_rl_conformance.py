@@ -80,3 +80,19 @@ def test_rollout_records_the_trajectory():
         E.rollout(env, (pol,), jax.random.key(1), batch=17)
     with pytest.raises(E.EnvError, match="batch"):
         E.rollout(env, (pol, pol), jax.random.key(1), batch=0)
+
+
+def test_forfeit_conventions():
+    env = E.make("tictactoe")
+    state = env.step(env.init(None), 4)  # player 1 to move
+    for name, expect in [("env", [0.0, -1.0]), ("spiral", [0.5, -1.5]), ("eval", [1.0, -1.0])]:
+        out = E.forfeit(state, name)
+        assert bool(out.terminated) and np.asarray(out.rewards).tolist() == expect
+        assert not np.any(np.asarray(out.legal_action_mask))
+    assert np.asarray(E.forfeit(state, (-2, 3)).rewards).tolist() == [3.0, -2.0]
+    again = E.forfeit(E.forfeit(state, "eval"), "eval")
+    assert np.asarray(again.rewards).tolist() == [0.0, 0.0]  # a finished game is absorbing
+    with pytest.raises(E.EnvError, match="convention"):
+        E.forfeit(state, "train")
+    with pytest.raises(E.EnvError, match="pair"):
+        E.forfeit(state, (1.0,))
