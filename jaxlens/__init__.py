@@ -53,11 +53,16 @@ __all__ = [
     "steer",
 ]
 
-# Optional pieces that live in their own modules (IO, tokenizer, generation).
-try:  # noqa: SIM105 - these modules are added by separate issues; keep import errors visible
-    from jaxlens.checkpoint import load_hf, save_hf  # noqa: F401
+from jaxlens import distributed, sharding  # noqa: E402
+from jaxlens.checkpoint import load_hf, save_hf  # noqa: E402
+from jaxlens.tokenizer import apply_chat_template, left_pad, load_tokenizer  # noqa: E402
 
-    __all__ += ["load_hf", "save_hf"]
-except ModuleNotFoundError as err:  # pragma: no cover
-    if err.name != "jaxlens.checkpoint":
-        raise
+__all__ += [
+    "apply_chat_template",
+    "distributed",
+    "left_pad",
+    "load_hf",
+    "load_tokenizer",
+    "save_hf",
+    "sharding",
+]

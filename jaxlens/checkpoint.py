@@ -31,6 +31,7 @@ import numpy as np
 from jaxlens import safetensors_io as st
 from jaxlens.config import ModelConfig
 from jaxlens.hf_names import Path_, TensorMap, hf_names, leaf_shape, tensor_maps
+from jaxlens.safetensors_io import CorruptCheckpointError  # noqa: F401  (re-exported)
 
 Params = dict[str, Any]
 INDEX_FILE = "model.safetensors.index.json"

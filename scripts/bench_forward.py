@@ -1,15 +1,19 @@
 """Prefill throughput and peak memory: `jaxlens.forward` vs HF transformers (PyTorch, CPU).
 
-Same config, random weights, same batch, same run. Each measurement runs in its own subprocess
-so peak RSS (VmHWM, minus the RSS after imports) belongs to one framework. Also measured here:
-the machine's fp32 matmul peak for JAX and for torch (the yardstick for achieved FLOP/s), and the
-compile time of the layer scan at several depths (it should not grow with depth).
+Same Llama config, random weights, same batch, same run. Each measurement runs in its own
+subprocess, so peak RSS belongs to one framework: `peak` is the high-water RSS during the timed
+calls (Linux VmHWM, reset after the first call) minus the RSS after imports, i.e. weights plus
+working memory; the first call's peak (XLA compilation included) is printed too. Each worker
+also times an fp32 matmul (4096x768 @ 768x12288, DESIGN.md section 6) in its own framework, the
+yardstick for achieved FLOP/s. Workers alternate for several rounds and the best time counts,
+so background load on a shared machine does not decide the ratio. Last, the compile time of the
+jitted forward at several depths (the layer scan should make it independent of depth).
 
     python scripts/bench_forward.py            # full: 125M (B8 x T256) and 1B-shaped (B2 x T256)
     python scripts/bench_forward.py --quick    # under a minute: 125M at B2 x T128
 
 Ends with `RESULT name ours=.. peer=.. unit=.. ratio=..` lines, ratio > 1 meaning jaxlens is
-better. Matmul precision is JAX's default (the tests force "highest"); torch uses 2 threads.
+better. JAX runs at its default matmul precision (the tests force "highest"); torch, 2 threads.
 """
 
 from __future__ import annotations
@@ -17,25 +21,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 
 CONFIGS = {
-    "125m": dict(
-        vocab_size=32000, d_model=768, n_layers=12, n_heads=12, n_kv_heads=4, head_dim=64, d_ff=2048
-    ),
-    "1b": dict(
-        vocab_size=32000,
-        d_model=2048,
-        n_layers=16,
-        n_heads=32,
-        n_kv_heads=8,
-        head_dim=64,
-        d_ff=8192,
-    ),
-}
+    "125m": dict(vocab_size=32000, d_model=768, n_layers=12, n_heads=12, n_kv_heads=4,
+                 head_dim=64, d_ff=2048),
+    "1b": dict(vocab_size=32000, d_model=2048, n_layers=16, n_heads=32, n_kv_heads=8,
+               head_dim=64, d_ff=8192),
+}  # fmt: skip
+MATMUL = (4096, 768, 12288)
 
 
 def _rss(key: str = "VmRSS") -> int:
@@ -47,20 +43,9 @@ def _rss(key: str = "VmRSS") -> int:
 
 
 def _reset_peak() -> None:
-    """Restarts VmHWM (Linux clear_refs 5), so the next peak covers the timed runs only."""
+    """Restarts VmHWM (Linux clear_refs 5), so the next peak covers the timed calls only."""
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
-
-
-def forward_flops(c: dict, batch: int, seq: int) -> float:
-    """Matmul FLOPs of one prefill: projections, MLP, LM head, and full (unmasked) attention."""
-    d, h, k, e, f, v, n = (
-        c[x]
-        for x in ("d_model", "n_heads", "n_kv_heads", "head_dim", "d_ff", "vocab_size", "n_layers")
-    )
-    per_token = n * (d * h * e * 2 + d * k * e * 2 + 3 * d * f) + d * v
-    attention = n * 2 * 2 * seq * seq * h * e * batch
-    return 2.0 * per_token * batch * seq + attention
 
 
 def _time(fn, reps: int) -> list[float]:
@@ -72,32 +57,55 @@ def _time(fn, reps: int) -> list[float]:
     return out
 
 
+def forward_flops(c: dict, batch: int, seq: int) -> float:
+    """Matmul FLOPs of one prefill: projections, MLP, LM head, full (unmasked) attention."""
+    d, h, k, e, f, v, n = (c[x] for x in ("d_model", "n_heads", "n_kv_heads", "head_dim", "d_ff",
+                                          "vocab_size", "n_layers"))  # fmt: skip
+    per_token = n * (d * h * e * 2 + d * k * e * 2 + 3 * d * f) + d * v
+    attention = n * 2 * 2 * seq * seq * h * e * batch
+    return 2.0 * per_token * batch * seq + attention
+
+
+def _measure(call, matmul, reps: int, base: int) -> dict:
+    first = _time(call, 1)[0]
+    peak_first = _rss("VmHWM") - base
+    _reset_peak()
+    times = _time(call, reps)
+    peak = _rss("VmHWM") - base
+    return dict(
+        times=times,
+        first=first,
+        peak=peak,
+        peak_first=peak_first,
+        matmul=2 * MATMUL[0] * MATMUL[1] * MATMUL[2] / min(_time(matmul, reps + 2)),
+    )
+
+
 def worker_ours(args) -> dict:
     import jax
     import jax.numpy as jnp
     import numpy as np
 
-    from jaxlens import ModelConfig, forward, init_params
+    from jaxlens import ModelConfig, forward
+    from jaxlens.model import param_shapes
 
     base = _rss()
     config = ModelConfig(arch="llama", **CONFIGS[args.cfg])
-    params = jax.block_until_ready(init_params(jax.random.key(0), config))
-    tokens = jnp.asarray(
-        np.random.default_rng(0).integers(0, 32000, (args.batch, args.seq)), jnp.int32
+    rng = np.random.default_rng(0)  # numpy init: init_params is slow and memory-hungry at 1B
+    params = jax.tree.map(
+        lambda s: jax.device_put(rng.standard_normal(s.shape, np.float32) * np.float32(0.02)),
+        param_shapes(config),
     )
+    tokens = jnp.asarray(rng.integers(0, 32000, (args.batch, args.seq)), jnp.int32)
     mask = jnp.ones_like(tokens)
-    t0 = time.perf_counter()
-    jax.block_until_ready(forward(params, tokens, config=config, attention_mask=mask).logits)
-    first = time.perf_counter() - t0
-    peak_all = _rss("VmHWM") - base  # includes XLA compilation
-    _reset_peak()
-    times = _time(
+    a = jax.random.normal(jax.random.key(0), MATMUL[:2])
+    b = jax.random.normal(jax.random.key(1), MATMUL[1:])
+    mm = jax.jit(jnp.matmul)
+    jax.block_until_ready(mm(a, b))
+    return _measure(
         lambda: jax.block_until_ready(
-            forward(params, tokens, config=config, attention_mask=mask).logits
-        ),
-        args.reps,
-    )
-    return dict(times=times, first_call=first, peak=_rss("VmHWM") - base, peak_all=peak_all)
+            forward(params, tokens, config=config, attention_mask=mask).logits),
+        lambda: jax.block_until_ready(mm(a, b)), args.reps, base)  # fmt: skip
 
 
 def worker_hf(args) -> dict:
@@ -108,43 +116,22 @@ def worker_hf(args) -> dict:
     base = _rss()
     c = CONFIGS[args.cfg]
     cfg = LlamaConfig(
-        vocab_size=c["vocab_size"],
-        hidden_size=c["d_model"],
-        num_hidden_layers=c["n_layers"],
-        num_attention_heads=c["n_heads"],
-        num_key_value_heads=c["n_kv_heads"],
-        head_dim=c["head_dim"],
-        intermediate_size=c["d_ff"],
-        attn_implementation="sdpa",
-    )
+        vocab_size=c["vocab_size"], hidden_size=c["d_model"], num_hidden_layers=c["n_layers"],
+        num_attention_heads=c["n_heads"], num_key_value_heads=c["n_kv_heads"],
+        head_dim=c["head_dim"], intermediate_size=c["d_ff"], attn_implementation="sdpa",
+    )  # fmt: skip
     model = LlamaForCausalLM(cfg).eval()
     tokens = torch.randint(0, 32000, (args.batch, args.seq))
     mask = torch.ones_like(tokens)
+    a, b = torch.randn(*MATMUL[:2]), torch.randn(*MATMUL[1:])
+    torch.matmul(a, b)
     with torch.inference_mode():
-        model(input_ids=tokens, attention_mask=mask)
-        peak_all = _rss("VmHWM") - base
-        _reset_peak()
-        times = _time(lambda: model(input_ids=tokens, attention_mask=mask), args.reps)
-    return dict(times=times, peak=_rss("VmHWM") - base, peak_all=peak_all)
-
-
-def worker_peak(args) -> dict:
-    """fp32 matmul FLOP/s: 4096x768 @ 768x12288 (DESIGN.md section 6) in JAX and torch."""
-    import jax
-    import jax.numpy as jnp
-    import torch
-
-    torch.set_num_threads(2)
-    m, k, n = 4096, 768, 12288
-    a = jax.random.normal(jax.random.key(0), (m, k))
-    b = jax.random.normal(jax.random.key(1), (k, n))
-    mm = jax.jit(jnp.matmul)
-    jax.block_until_ready(mm(a, b))
-    jt = min(_time(lambda: jax.block_until_ready(mm(a, b)), args.reps))
-    ta, tb = torch.randn(m, k), torch.randn(k, n)
-    torch.matmul(ta, tb)
-    tt = min(_time(lambda: torch.matmul(ta, tb), args.reps))
-    return dict(jax=2 * m * k * n / jt, torch=2 * m * k * n / tt)
+        return _measure(
+            lambda: model(input_ids=tokens, attention_mask=mask),
+            lambda: torch.matmul(a, b),
+            args.reps,
+            base,
+        )
 
 
 def worker_compile(args) -> dict:
@@ -170,7 +157,7 @@ def worker_compile(args) -> dict:
 def _run_worker(kind: str, **kw) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", kind]
     for key, value in kw.items():
-        cmd += [f"--{key}"] + ([str(v) for v in value] if isinstance(value, list) else [str(value)])
+        cmd += [f"--{key}"] + [str(v) for v in (value if isinstance(value, list) else [value])]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode:
         raise RuntimeError(f"worker {kind} failed:\n{out.stderr[-3000:]}")
@@ -181,10 +168,48 @@ def _result(name: str, ours: float, peer: float, unit: str, ratio: float) -> str
     return f"RESULT {name} ours={ours:.4g} peer={peer:.4g} unit={unit} ratio={ratio:.3f}"
 
 
+def _best(runs: list[dict]) -> dict:
+    """Fastest forward and matmul over rounds; memory of the round with the fastest forward."""
+    fastest = min(runs, key=lambda r: min(r["times"]))
+    return {
+        **fastest,
+        "time": min(fastest["times"]),
+        "matmul": max(r["matmul"] for r in runs),
+        "all_times": [t for r in runs for t in r["times"]],
+    }
+
+
+def bench_config(cfg: str, batch: int, seq: int, reps: int, rounds: int) -> list[str]:
+    shape = dict(cfg=cfg, batch=batch, seq=seq, reps=reps)
+    runs: dict[str, list[dict]] = {"ours": [], "hf": []}
+    for _ in range(rounds):
+        for name in runs:
+            runs[name].append(_run_worker(name, **shape))
+    ours, hf = _best(runs["ours"]), _best(runs["hf"])
+    flops = forward_flops(CONFIGS[cfg], batch, seq)
+    frac = {n: flops / r["time"] / r["matmul"] for n, r in (("ours", ours), ("hf", hf))}
+    for name, r in (("ours", ours), ("hf", hf)):
+        print(f"  {name}: best {r['time']:.2f}s of {[round(t, 2) for t in r['all_times']]}, "
+              f"{flops / r['time'] / 1e9:.0f} GFLOP/s = {frac[name]:.0%} of its matmul peak "
+              f"{r['matmul'] / 1e9:.0f} GFLOP/s; first call {r['first']:.1f}s; peak RSS "
+              f"{r['peak'] / 2**20:.0f} MiB (first call {r['peak_first'] / 2**20:.0f} MiB)",
+              flush=True)  # fmt: skip
+    tps = {n: batch * seq / r["time"] for n, r in (("ours", ours), ("hf", hf))}
+    tag = f"forward_{cfg}_B{batch}xT{seq}"
+    return [
+        _result(f"{tag}_tokens_per_s", tps["ours"], tps["hf"], "tokens/s",
+                tps["ours"] / tps["hf"]),
+        _result(f"{tag}_peak_rss", ours["peak"] / 2**20, hf["peak"] / 2**20, "MiB",
+                hf["peak"] / ours["peak"]),
+        _result(f"{tag}_matmul_peak_fraction", frac["ours"], frac["hf"], "fraction",
+                frac["ours"] / frac["hf"]),
+    ]  # fmt: skip
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--worker", choices=["ours", "hf", "peak", "compile"])
+    p.add_argument("--worker", choices=["ours", "hf", "compile"])
     p.add_argument("--cfg", default="125m")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seq", type=int, default=256)
@@ -192,69 +217,27 @@ def main() -> None:
     p.add_argument("--depths", type=int, nargs="+", default=[4, 12, 24])
     args = p.parse_args()
     if args.worker:
-        fn = {"ours": worker_ours, "hf": worker_hf, "peak": worker_peak, "compile": worker_compile}[
-            args.worker
-        ]
+        fn = {"ours": worker_ours, "hf": worker_hf, "compile": worker_compile}[args.worker]
         print(json.dumps(fn(args)))
         return
-
-    # (config, batch, seq, reps per worker); workers alternate for `rounds` rounds and the best
-    # time counts, which keeps other load on a shared machine from deciding the ratio.
-    runs = [("125m", 2, 128, 2)] if args.quick else [("125m", 8, 256, 3), ("1b", 2, 256, 2)]
-    rounds = 1 if args.quick else 2
-    peak = _run_worker("peak", reps=2 if args.quick else 5)
-    print(
-        f"matmul peak fp32: jax {peak['jax'] / 1e9:.1f} GFLOP/s, "
-        f"torch {peak['torch'] / 1e9:.1f} GFLOP/s",
-        flush=True,
+    # (config, batch, seq, timed calls per worker, rounds of alternating workers)
+    runs = (
+        [("125m", 2, 128, 2, 1)] if args.quick else [("125m", 8, 256, 3, 4), ("1b", 2, 256, 2, 2)]
     )
     results = []
-    for cfg, batch, seq, reps in runs:
-        shape = dict(cfg=cfg, batch=batch, seq=seq, reps=reps)
-        ours, hf = {"times": []}, {"times": []}
-        for _ in range(rounds):
-            for name, acc in (("ours", ours), ("hf", hf)):
-                got = _run_worker(name, **shape)
-                acc.update({**got, "times": acc["times"] + got["times"]})
-        flops = forward_flops(CONFIGS[cfg], batch, seq)
-        t_ours, t_hf = min(ours["times"]), min(hf["times"])
-        tps_ours, tps_hf = batch * seq / t_ours, batch * seq / t_hf
-        mfu_ours, mfu_hf = flops / t_ours / peak["jax"], flops / t_hf / peak["torch"]
-        print(
-            f"{cfg} B{batch}xT{seq}: {flops / 1e9:.0f} GFLOP; ours {t_ours:.2f}s "
-            f"(first call {ours['first_call']:.1f}s, {mfu_ours:.0%} of jax peak), "
-            f"hf {t_hf:.2f}s ({mfu_hf:.0%} of torch peak); median ours "
-            f"{statistics.median(ours['times']):.2f}s hf {statistics.median(hf['times']):.2f}s; "
-            f"peak RSS incl. first call: ours {ours['peak_all'] / 2**20:.0f} MiB, "
-            f"hf {hf['peak_all'] / 2**20:.0f} MiB",
-            flush=True,
-        )
-        tag = f"forward_{cfg}_B{batch}xT{seq}"
-        results += [
-            _result(f"{tag}_tokens_per_s", tps_ours, tps_hf, "tokens/s", tps_ours / tps_hf),
-            _result(
-                f"{tag}_peak_rss",
-                ours["peak"] / 2**20,
-                hf["peak"] / 2**20,
-                "MiB",
-                hf["peak"] / ours["peak"],
-            ),
-            _result(f"{tag}_matmul_peak_fraction", mfu_ours, mfu_hf, "fraction", mfu_ours / mfu_hf),
-        ]
+    for cfg, batch, seq, reps, rounds in runs:
+        gflop = forward_flops(CONFIGS[cfg], batch, seq) / 1e9
+        print(f"{cfg} B{batch} x T{seq}: {gflop:.0f} GFLOP per forward", flush=True)
+        results += bench_config(cfg, batch, seq, reps, rounds)
     depths = [4, 12] if args.quick else [4, 12, 24]
-    comp = _run_worker("compile", batch=8, seq=256, depths=depths)
-    comp = {int(k): v for k, v in comp.items()}
-    print("compile time (s) by depth: " + ", ".join(f"L{d}: {t:.2f}" for d, t in comp.items()))
-    deep, shallow = max(depths), min(depths)
-    results.append(
-        _result(
-            f"compile_125m_L{deep}_vs_L{shallow}",
-            comp[deep],
-            comp[shallow],
-            "s",
-            comp[shallow] / comp[deep],
-        )
+    comp = {int(k): v for k, v in _run_worker("compile", batch=8, seq=256, depths=depths).items()}
+    print(
+        "compile (lower + XLA) of the 125M forward, by depth: "
+        + ", ".join(f"L{d} {t:.2f}s" for d, t in comp.items())
     )
+    deep, shallow = max(depths), min(depths)
+    results.append(_result(f"compile_125m_L{deep}_vs_L{shallow}", comp[deep], comp[shallow], "s",
+                           comp[shallow] / comp[deep]))  # fmt: skip
     print("\n".join(results))
 
 
