@@ -101,3 +101,44 @@ def left_pad(
             tokens[row, t - len(seq) :] = np.asarray(seq, np.int32)
             mask[row, t - len(seq) :] = 1
     return tokens, mask
+
+
+# A minimal ChatML-style template for tokenizers trained here (real checkpoints bring their own).
+CHATML_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+SPECIAL_TOKENS = ("<pad>", "<s>", "</s>", "<|im_start|>", "<|im_end|>")
+
+
+def train_tokenizer(
+    texts: Sequence[str], *, vocab_size: int, path: str | os.PathLike | None = None
+) -> Any:
+    """Trains a byte-level BPE tokenizer on `texts` (offline tiny models, tests, examples).
+
+    Ids 0-4 are `<pad> <s> </s> <|im_start|> <|im_end|>`; the chat template is ChatML. With
+    `path`, the tokenizer is saved there so that `load_tokenizer(path)` reads it back.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    if vocab_size < 256 + len(SPECIAL_TOKENS):
+        raise ValueError(f"vocab_size={vocab_size}: a byte-level BPE needs at least "
+                         f"{256 + len(SPECIAL_TOKENS)} (256 bytes + special tokens)")
+    if not texts or not any(t.strip() for t in texts):
+        raise ValueError("train_tokenizer: expected at least one non-empty text")
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    bpe.train_from_iterator(texts, trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>",
+                                        bos_token="<s>", eos_token="</s>",
+                                        additional_special_tokens=list(SPECIAL_TOKENS[3:]))
+    tokenizer.chat_template = CHATML_TEMPLATE
+    if path is not None:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        tokenizer.save_pretrained(path)
+    return tokenizer

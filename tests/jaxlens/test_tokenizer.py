@@ -79,3 +79,19 @@ def test_left_pad():
     assert tokens.dtype == np.int32 and left_pad([[1]], 0, length=4)[0].shape == (1, 4)
     with pytest.raises(ValueError, match="length=2"):
         left_pad([[1, 2, 3]], 0, length=2)
+
+
+def test_train_tokenizer_round_trips_through_load_tokenizer(tmp_path):
+    from jaxlens.tokenizer import SPECIAL_TOKENS, train_tokenizer
+
+    text = "the keeper wrote the weather in a small green book every evening.\n" * 20
+    trained = train_tokenizer([text], vocab_size=300, path=tmp_path)
+    loaded = load_tokenizer(tmp_path)
+    assert len(loaded) == len(trained) <= 300
+    assert [loaded.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS] == list(range(5))
+    ids = loaded.encode("the keeper wrote", add_special_tokens=False)
+    assert loaded.decode(ids) == "the keeper wrote"
+    chat = apply_chat_template(loaded, [{"role": "user", "content": "hi"}])
+    assert chat[0] == loaded.convert_tokens_to_ids("<|im_start|>")
+    with pytest.raises(ValueError, match="vocab_size=100"):
+        train_tokenizer([text], vocab_size=100)
