@@ -132,20 +132,25 @@ def plot_sae(run: Path, history) -> None:
 
 
 def play_games(run: Path, games: int) -> None:
-    matchups = {
-        "tictactoe": (rl.opponents.Minimax(), rl.opponents.RandomLegal(rl.envs.make("tictactoe"))),
-        "kuhn_poker": (rl.opponents.KuhnNash(alpha=1 / 6), rl.opponents.RandomLegal(rl.envs.make("kuhn_poker"))),
-        "negotiation": (rl.opponents.HeuristicNegotiator(), rl.opponents.RandomLegal(rl.envs.make("negotiation"))),
-    }
-    for name, policies in matchups.items():
+    sample_replies = {"tictactoe": "The centre is strongest. \\boxed{[4]}",
+                      "kuhn_poker": "With a middling card I check. \\boxed{check}",
+                      "negotiation": "I value Gold. \\boxed{[Offer: 3 Wood -> 1 Gold]}"}
+    strong = {"tictactoe": rl.opponents.Minimax(),
+              "kuhn_poker": rl.opponents.KuhnNash(alpha=1 / 6),
+              "negotiation": rl.opponents.HeuristicNegotiator()}
+    for name, player in strong.items():
         env = rl.envs.make(name)
+        policies = (player, rl.opponents.RandomLegal(env))
         result = rl.envs.rollout(env, policies, jax.random.key(3), batch=games)
         returns = np.asarray(result.returns)[:, 0]
         state = env.init(jax.random.key(4))
         prompt = rl.text.render(env, state, int(state.current_player))
+        action, reason = rl.text.parse(env, state, sample_replies[name])
         log(run, {"stage": "games", "game": name, "games": games,
                   "seat0_win": float((returns > 0).mean()), "draw": float((returns == 0).mean()),
-                  "seat0_loss": float((returns < 0).mean()), "prompt_chars": len(prompt)})
+                  "seat0_loss": float((returns < 0).mean()), "prompt_chars": len(prompt),
+                  "sample_reply": sample_replies[name], "parsed_action": int(action),
+                  "parse_reason": reason})
 
 
 def main() -> None:
