@@ -66,3 +66,8 @@ __all__ += [
     "save_hf",
     "sharding",
 ]
+
+from jaxlens import prompts  # noqa: E402
+from jaxlens.generate import GenerateOutput, Sampling, SamplingError, generate  # noqa: E402
+
+__all__ += ["GenerateOutput", "Sampling", "SamplingError", "generate", "prompts"]

@@ -75,7 +75,10 @@ class Capture:
       positions: `[B, P]` int token indices for `"positions"` (traced).
 
     Captured arrays come back as `[len(layers), B, (T|P,) D]` per layer site and `[B, (T|P,) D]`
-    for `"final"`. During `generate`, `"mean"` averages over the generated tokens.
+    for `"final"`. During `generate` the positions are the N generated tokens (stop included):
+    `"mean"` averages over them (`span [B, N]` weights them), `"last"` takes each row's last
+    one, `"none"` keeps `[.., B, N, D]` and `"positions"` indexes them (zeros past a row's
+    length), as a forward pass over prompt + generated tokens would record them.
     """
 
     sites: tuple[str, ...] = struct.field(pytree_node=False)

@@ -92,14 +92,18 @@ def apply_rope(x: Array, sin: Array, cos: Array) -> Array:
 
 @struct.dataclass
 class KVCache:
-    """Preallocated keys and values of every layer: `k, v [L, B, S, K, E]`."""
+    """Preallocated keys and values of every layer: `k, v [L, B, K, S, E]`.
+
+    Heads before keys: each (batch, kv head) pair owns a contiguous `[S, E]` block, which both
+    attention matmuls of a decode step read in place (no per-step transpose of the cache).
+    """
 
     k: Array
     v: Array
 
     @classmethod
     def init(cls, config: ModelConfig, batch: int, max_len: int, dtype: Any = None) -> KVCache:
-        shape = (config.n_layers, batch, max_len, config.n_kv_heads, config.head_dim)
+        shape = (config.n_layers, batch, config.n_kv_heads, max_len, config.head_dim)
         dtype = dtype or _dtype(config.dtype)
         return cls(k=jnp.zeros(shape, dtype), v=jnp.zeros(shape, dtype))
 
@@ -119,6 +123,23 @@ class Step:
     cache_index: Array | None = None
 
 
+def matmul_2d(spec: str, x: Array, kernel: Array) -> Array:
+    """`einsum(spec, x, kernel)` for specs whose contracted axes end `x` and start `kernel`
+    (e.g. `BTHE,HED->BTD`), computed as one `[.., in] @ [in, out]` matmul on flattened views.
+
+    The same contraction, but XLA then never permutes a (loop-invariant) weight to match the
+    layout of a small activation, as it otherwise does for `o_proj` in a decode step.
+    """
+    inputs, out = spec.split("->")
+    xs, ks = inputs.split(",")
+    n_in = (len(xs) + len(ks) - len(out)) // 2  # contracted axes
+    if xs[len(xs) - n_in :] != ks[:n_in] or out != xs[: len(xs) - n_in] + ks[n_in:]:
+        return jnp.einsum(spec, x, kernel)
+    lead, in_shape, out_shape = x.shape[: x.ndim - n_in], kernel.shape[:n_in], kernel.shape[n_in:]
+    y = x.reshape(lead + (math.prod(in_shape),)) @ kernel.reshape(math.prod(in_shape), -1)
+    return y.reshape(lead + out_shape)
+
+
 class Dense(nn.Module):
     """`einsum(spec, x, kernel) (+ bias)` with logically named kernel axes."""
 
@@ -132,7 +153,7 @@ class Dense(nn.Module):
     @nn.compact
     def __call__(self, x: Array) -> Array:
         kernel = _param(self, "kernel", self.axes, self.shape)
-        y = jnp.einsum(self.spec, x, kernel.astype(x.dtype))
+        y = matmul_2d(self.spec, x, kernel.astype(x.dtype))
         if self.bias:
             y = y + _param(
                 self,
@@ -142,6 +163,46 @@ class Dense(nn.Module):
                 nn.initializers.zeros,
             ).astype(x.dtype)
         return y
+
+
+def cache_write(cache: KVCache, layer: Any, index: Array, k: Array, v: Array) -> KVCache:
+    """Writes `k, v [B, T, K, E]` at key columns `[index, index + T)` of `layer`.
+
+    A per-layer cache (`k, v [B, K, S, E]`, see `model.unstack_layers`) has no layer axis.
+    """
+
+    def put(buf: Array, x: Array) -> Array:
+        x = jnp.swapaxes(x, 1, 2).astype(buf.dtype)  # [B, K, T, E]
+        if buf.ndim == 4:
+            return jax.lax.dynamic_update_slice(buf, x, (0, 0, index, 0))
+        return jax.lax.dynamic_update_slice(buf, x[None], (layer, 0, 0, index, 0))
+
+    return KVCache(k=put(cache.k, k), v=put(cache.v, v))
+
+
+def cache_read(cache: KVCache, layer: Any, dtype: Any) -> tuple[Array, Array]:
+    """`k, v [B, K, S, E]` of `layer`."""
+    if cache.k.ndim == 4:
+        return cache.k.astype(dtype), cache.v.astype(dtype)
+    return tuple(
+        jax.lax.dynamic_index_in_dim(buf, layer, keepdims=False).astype(dtype)
+        for buf in (cache.k, cache.v)
+    )
+
+
+def attend_cached(q: Array, k: Array, v: Array, mask: Array, scale: float) -> Array:
+    """Softmax attention of `q [B, T, H, E]` over a cache `k, v [B, K, S, E]` (fp32 softmax).
+
+    Query head `h` reads kv head `h // G` (`H = K * G`), as HF's `repeat_kv`; `mask
+    [B, 1, T, S]`. Matches `jax.nn.dot_product_attention` on the same keys.
+    """
+    b, t, h, e = q.shape
+    n_kv = k.shape[1]
+    q = q.reshape(b, t, n_kv, h // n_kv, e)
+    scores = jnp.einsum("BTKGE,BKSE->BKGTS", q, k, preferred_element_type=jnp.float32) * scale
+    scores = jnp.where(mask[:, :, None], scores, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
+    return jnp.einsum("BKGTS,BKSE->BTKGE", probs, v).reshape(b, t, h, e)
 
 
 class Attention(nn.Module):
@@ -189,17 +250,13 @@ class Attention(nn.Module):
             k = Norm(c, c.head_dim, c.norm_eps, name="k_norm")(k)
         if step.sin is not None:
             q, k = apply_rope(q, step.sin, step.cos), apply_rope(k, step.sin, step.cos)
-        if cache is not None:
-            at = (layer, 0, step.cache_index, 0, 0)
-            cache = KVCache(
-                k=jax.lax.dynamic_update_slice(cache.k, k[None].astype(cache.k.dtype), at),
-                v=jax.lax.dynamic_update_slice(cache.v, v[None].astype(cache.v.dtype), at),
-            )
-            k = jax.lax.dynamic_index_in_dim(cache.k, layer, keepdims=False).astype(dt)
-            v = jax.lax.dynamic_index_in_dim(cache.v, layer, keepdims=False).astype(dt)
-        out = jax.nn.dot_product_attention(
-            q, k, v, mask=step.mask, scale=1.0 / math.sqrt(c.head_dim)
-        )  # [B, T, H, E]
+        scale = 1.0 / math.sqrt(c.head_dim)
+        if cache is None:
+            out = jax.nn.dot_product_attention(q, k, v, mask=step.mask, scale=scale)
+        else:
+            cache = cache_write(cache, layer, step.cache_index, k, v)
+            k, v = cache_read(cache, layer, dt)
+            out = attend_cached(q, k, v, step.mask, scale)  # [B, T, H, E]
         out = Dense(
             c,
             "BTHE,HED->BTD",

@@ -12,13 +12,19 @@ module; `lax.scan` runs it over the stacked weights, so compile time does not gr
 The same scan serves a plain forward pass, a prefill that fills a KV cache, and a one-token
 decode step: `apply_model` takes the rope positions, the attention mask over keys and an
 optional cache; `forward` is the public, validated wrapper for the whole-sequence case.
-Numerics follow HF: norm statistics in fp32, rope tables computed in fp32 and cast to the
-activation dtype, softmax in fp32 (inside `jax.nn.dot_product_attention`).
+Given per-layer params and caches (`unstack_layers`) the same layer body runs unrolled instead,
+which `generate` uses for its memory-bound decode steps (see `jaxlens.generate`).
+Captures are written into per-site buffers `[n, B, ...]` carried through the layers (layers
+not asked for write into a spare slot that is dropped), so nothing leaves the jit as a side
+effect. Numerics follow HF: norm statistics in fp32, rope tables computed in fp32 and cast to
+the activation dtype, softmax in fp32 (`jax.nn.dot_product_attention`, or
+`layers.attend_cached` over a KV cache).
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import flax.linen as nn
@@ -166,54 +172,112 @@ class ForwardOutput(NamedTuple):
 def _capture_buffers(
     capture: Capture | None, x: Array, token_mask: Array, n_layers: int
 ) -> tuple[dict[str, Array], np.ndarray]:
+    """Zeroed capture buffers `[n (+1), B, (T,) D]` per layer site and the layer -> slot table.
+
+    Layers not asked for write into one spare last slot (dropped at the end) rather than
+    being masked out, so no layer reads a buffer back.
+    """
     if capture is None or not capture.layer_sites():
-        return {}, np.full(n_layers, -1)
+        return {}, np.zeros(n_layers, np.int32)
     layers = capture.resolved_layers(n_layers)
-    slots = np.full(n_layers, -1, np.int32)
+    slots = np.full(n_layers, len(layers), np.int32)
     slots[list(layers)] = np.arange(len(layers))
+    spare = int(len(layers) < n_layers)
     shape = jax.eval_shape(lambda h: reduce_positions(h, capture, token_mask), x)
     return {
-        s: jnp.zeros((len(layers),) + shape.shape, x.dtype) for s in capture.layer_sites()
+        s: jnp.zeros((len(layers) + spare,) + shape.shape, x.dtype) for s in capture.layer_sites()
     }, slots
 
 
-def _run_layers(
-    layer_params: Params,
-    x: Array,
-    step: Step,
-    cache: KVCache | None,
-    *,
+def _drop_spare(captures: dict[str, Array], capture: Capture | None, n_layers: int):
+    if capture is None:
+        return captures
+    n = len(capture.resolved_layers(n_layers))
+    return {s: (a[:n] if a.shape[0] > n else a) for s, a in captures.items()}
+
+
+def _layer_body(
     config: ModelConfig,
+    step: Step,
+    slots: Array,
     capture: Capture | None,
     interventions: Interventions | None,
-) -> _Carry:
-    buffers, slot_table = _capture_buffers(capture, x, step.chunk.token_mask, config.n_layers)
-    slots = jnp.asarray(slot_table)
+):
+    """One decoder layer as a function of `(carry, params, layer, cache_slot)`.
 
-    def layer_body(carry: _Carry, xs: tuple[Params, Array]) -> tuple[_Carry, None]:
-        params, layer = xs
+    `layer` is the model's layer index (edits, captures); `cache_slot` the index of this
+    layer's keys/values in `carry.cache` (the layer itself for a stacked cache, 0 for a
+    per-layer cache).
+    """
+
+    def layer_body(carry: _Carry, params: Params, layer: Array, cache_slot: Array) -> _Carry:
         captures = dict(carry.captures)
 
         def site(name: str, h: Array) -> Array:
             if interventions is not None:
                 h = apply_edits(interventions.for_site(name), h, layer, step.chunk)
             if name in captures:
-                slot = jnp.maximum(slots[layer], 0)
-                old = jax.lax.dynamic_index_in_dim(captures[name], slot, keepdims=False)
-                new = jnp.where(
-                    slots[layer] >= 0, reduce_positions(h, capture, step.chunk.token_mask), old
+                new = reduce_positions(h, capture, step.chunk.token_mask)
+                captures[name] = jax.lax.dynamic_update_index_in_dim(
+                    captures[name], new.astype(captures[name].dtype), slots[layer], 0
                 )
-                captures[name] = jax.lax.dynamic_update_index_in_dim(captures[name], new, slot, 0)
             return h
 
         x, cache = DecoderLayer(config).apply(
-            {"params": params}, carry.x, step, layer, carry.cache, site
+            {"params": params}, carry.x, step, cache_slot, carry.cache, site
         )
-        return _Carry(x=x, cache=cache, captures=captures), None
+        return _Carry(x=x, cache=cache, captures=captures)
+
+    return layer_body
+
+
+def _run_layers(
+    layer_params: Params | Sequence[Params],
+    x: Array,
+    step: Step,
+    cache: KVCache | Sequence[KVCache] | None,
+    *,
+    config: ModelConfig,
+    capture: Capture | None,
+    interventions: Interventions | None,
+) -> _Carry:
+    """All decoder layers: one `lax.scan` over stacked params, or (given a sequence of
+    per-layer params and per-layer caches, see `unstack_layers`) an unrolled loop."""
+    buffers, slot_table = _capture_buffers(capture, x, step.chunk.token_mask, config.n_layers)
+    body = _layer_body(config, step, jnp.asarray(slot_table), capture, interventions)
+    if isinstance(layer_params, (list, tuple)):
+        caches = [None] * config.n_layers if cache is None else list(cache)
+        carry = _Carry(x=x, cache=None, captures=buffers)
+        for layer, params in enumerate(layer_params):
+            carry = body(carry.replace(cache=caches[layer]), params, jnp.int32(layer), 0)
+            caches[layer] = carry.cache
+        captures = _drop_spare(carry.captures, capture, config.n_layers)
+        return carry.replace(cache=None if cache is None else tuple(caches), captures=captures)
+
+    def scan_body(carry: _Carry, xs: tuple[Params, Array]) -> tuple[_Carry, None]:
+        params, layer = xs
+        return body(carry, params, layer, layer), None
 
     carry = _Carry(x=x, cache=cache, captures=buffers)
-    carry, _ = jax.lax.scan(layer_body, carry, (layer_params, jnp.arange(config.n_layers)))
-    return carry
+    carry, _ = jax.lax.scan(scan_body, carry, (layer_params, jnp.arange(config.n_layers)))
+    return carry.replace(captures=_drop_spare(carry.captures, capture, config.n_layers))
+
+
+def unstack_layers(params: Params, cache: KVCache | None = None):
+    """Per-layer views of stacked params (and cache) for `apply_model`'s unrolled loop.
+
+    A scan slices every layer's weights out of the stacked arrays at each call, which XLA
+    materialises as copies; that is noise next to a prompt's matmuls but doubles the memory
+    traffic of a one-token decode step. Unstacking once, before the decode loop, lets each
+    step read the weights and its layer's cache in place (at the price of a second copy of
+    the layer weights while generating).
+    """
+    n = jax.tree.leaves(params["layers"])[0].shape[0]
+    layers = [jax.tree.map(lambda a, i=i: a[i], params["layers"]) for i in range(n)]
+    caches = None
+    if cache is not None:
+        caches = tuple(KVCache(k=cache.k[i], v=cache.v[i]) for i in range(n))
+    return {**params, "layers": layers}, caches
 
 
 def apply_model(
@@ -225,12 +289,12 @@ def apply_model(
     mask: Array,
     token_mask: Array,
     is_prompt: bool = True,
-    cache: KVCache | None = None,
+    cache: KVCache | tuple[KVCache, ...] | None = None,
     cache_index: Array | None = None,
     capture: Capture | None = None,
     interventions: Interventions | None = None,
     last_logits_only: bool = False,
-) -> tuple[ForwardOutput, KVCache | None]:
+) -> tuple[ForwardOutput, KVCache | tuple[KVCache, ...] | None]:
     """The model on one chunk of tokens `[B, T]` (unvalidated; call under `jit`).
 
     Args:
@@ -238,7 +302,9 @@ def apply_model(
       mask: `[B, 1, T, S]` visibility (see `attention_mask`); `S = T` without a cache.
       token_mask: `[B, T]` real tokens of this chunk (capture reductions, position edits).
       is_prompt: static; False for a decode step (prompt-only edits then do nothing).
-      cache / cache_index: KV cache and where this chunk's keys go.
+      cache / cache_index: KV cache and where this chunk's keys go. With `params["layers"]`
+        a list of per-layer params (`unstack_layers`) the layers run unrolled and `cache` is
+        the matching tuple of per-layer caches.
       last_logits_only: return logits `[B, 1, V]` of the last position only.
     """
     c = config

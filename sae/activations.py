@@ -40,7 +40,9 @@ def _seed(key: Any) -> list[int]:
         return [0]
     if isinstance(key, int):
         return [key]
-    data = jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    data = (
+        jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    )
     return [int(v) for v in np.asarray(data).ravel()]
 
 
@@ -73,9 +75,12 @@ class ArraySource:
                 f"{self.n_tokens} activations are fewer than one batch of {batch_size}"
             )
         step = start_step
+        order, order_epoch = None, -1
         while True:
             epoch, offset = divmod(step, per_epoch)
-            order = np.random.default_rng(self.seed + [epoch]).permutation(self.n_tokens)
+            if epoch != order_epoch:
+                order = np.random.default_rng(self.seed + [epoch]).permutation(self.n_tokens)
+                order_epoch = epoch
             rows = self._rows(order[offset * batch_size : (offset + 1) * batch_size])
             yield rows if rows.ndim == 2 else np.swapaxes(rows, 0, 1)  # [N, L, D] -> [L, B, D]
             step += 1
@@ -187,7 +192,9 @@ class ModelActivations:
 
         tokens = np.asarray(tokens)
         if tokens.ndim != 2 or not np.issubdtype(tokens.dtype, np.integer):
-            raise ActivationSourceError(f"tokens must be ints [S, T]; got {tokens.dtype} {tokens.shape}")
+            raise ActivationSourceError(
+                f"tokens must be ints [S, T]; got {tokens.dtype} {tokens.shape}"
+            )
         if not 0 <= skip_positions < tokens.shape[1]:
             raise ActivationSourceError(
                 f"skip_positions must be in [0, T={tokens.shape[1]}); got {skip_positions}"
@@ -220,7 +227,9 @@ class ModelActivations:
         while True:
             order = np.random.default_rng(self.seed + [epoch, 1]).permutation(len(self.tokens))
             for i in range(0, len(order) - b + 1, b):
-                acts = np.asarray(self._forward(self.params, self.tokens[np.sort(order[i : i + b])]))
+                acts = np.asarray(
+                    self._forward(self.params, self.tokens[np.sort(order[i : i + b])])
+                )
                 yield acts.reshape(acts.shape[0], -1, acts.shape[-1]).astype(np.float32)
             epoch += 1
 

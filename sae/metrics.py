@@ -175,7 +175,9 @@ def spliced_metrics(
         ).logits
 
     clean = run(None)
-    spliced = run(jaxlens.splice(site=site, layer=layer, fn=SpliceFn(sae_config), params=sae_params))
+    spliced = run(
+        jaxlens.splice(site=site, layer=layer, fn=SpliceFn(sae_config), params=sae_params)
+    )
     zeroed = run(jaxlens.splice(site=site, layer=layer, fn=_zero, params=()))
     ce_clean, _ = _next_token_stats(clean, clean, tokens, mask)
     ce_sae, kl = _next_token_stats(spliced, clean, tokens, mask)

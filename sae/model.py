@@ -47,9 +47,7 @@ def check_input(x: jax.Array, config: SAEConfig, name: str = "x") -> None:
     """Raise `SAEInputError` unless `x` is a float array whose last axis is d_in."""
     shape = getattr(x, "shape", None)
     if shape is None or len(shape) < 1 or shape[-1] != config.d_in:
-        raise SAEInputError(
-            f"{name} must be an array [..., d_in={config.d_in}]; got shape {shape}"
-        )
+        raise SAEInputError(f"{name} must be an array [..., d_in={config.d_in}]; got shape {shape}")
     if not jnp.issubdtype(x.dtype, jnp.floating):
         raise SAEInputError(f"{name} must be a float array; got dtype {x.dtype}")
 
@@ -121,9 +119,9 @@ def decode(params: Params, f: Float[Array, "*B N"], *, config: SAEConfig) -> Flo
 
 def reconstruct(params: Params, x: jax.Array, *, config: SAEConfig) -> jax.Array:
     """`decode(encode(x))`, a static-friendly function for `jaxlens.splice`."""
-    return activation(pre_activations(params, x), params, config) @ params["W_dec"] + params[
-        "b_dec"
-    ]
+    return (
+        activation(pre_activations(params, x), params, config) @ params["W_dec"] + params["b_dec"]
+    )
 
 
 # JumpReLU and its step function with the rectangle-kernel straight-through estimator.
@@ -225,25 +223,15 @@ def _sparse_parts(params: Params, x: jax.Array, dead: jax.Array, config: SAEConf
     select = sparse.make_selector(
         config.architecture, config.k, config.row_cap, config.resolved_aux_k
     )
-    codes = sparse.select_pre(
-        select, x, params["W_enc"], params["b_enc"], params["b_dec"], dead
-    )
+    codes = sparse.select_pre(select, x, params["W_enc"], params["b_enc"], params["b_dec"], dead)
     main = codes[0]
     acts = jax.nn.relu(main.vals)
     x_hat = sparse.decode_sparse(acts, main, params["W_dec"], batch) + params["b_dec"]
     auxk = jnp.zeros((), x.dtype)
-    if len(codes) > 1:
+    if len(codes) > 1:  # AuxK: with no dead latent its code is empty and its loops do nothing
         residual = jax.lax.stop_gradient(x - x_hat)
-        aux_code = codes[1]
-
-        def aux_loss(w_dec: jax.Array) -> jax.Array:
-            aux_hat = sparse.decode_sparse(jax.nn.relu(aux_code.vals), aux_code, w_dec, batch)
-            return _sq_err(aux_hat, residual)
-
-        # AuxK costs B * k_aux gathered rows: spent only while some latent is dead.
-        auxk = jax.lax.cond(
-            jnp.any(dead), aux_loss, lambda w: jnp.zeros((), x.dtype), params["W_dec"]
-        )
+        aux_hat = sparse.decode_sparse(jax.nn.relu(codes[1].vals), codes[1], params["W_dec"], batch)
+        auxk = jnp.where(jnp.any(dead), _sq_err(aux_hat, residual), 0.0)
     kept = acts > 0
     smallest = jnp.min(jnp.where(kept, acts, jnp.inf))
     return LossParts(
@@ -257,7 +245,7 @@ def _sparse_parts(params: Params, x: jax.Array, dead: jax.Array, config: SAEConf
 
 
 def loss_parts(
-    params: Params, x: Float[Array, "B D"], dead: Bool[Array, "N"], *, config: SAEConfig
+    params: Params, x: Float[Array, "B D"], dead: Bool[Array, " N"], *, config: SAEConfig
 ) -> LossParts:
     """The pieces of the training loss on one batch (training-time encoder rule)."""
     if config.sparse_code:
@@ -270,6 +258,8 @@ def total_loss(parts: LossParts, sparsity_scale: jax.Array, config: SAEConfig) -
     coefficient = {"relu": config.l1_coefficient, "jumprelu": config.l0_coefficient}.get(
         config.architecture, 0.0
     )
-    return parts.mse + sparsity_scale * coefficient * parts.sparsity + (
-        config.aux_k_coefficient * parts.auxk
+    return (
+        parts.mse
+        + sparsity_scale * coefficient * parts.sparsity
+        + (config.aux_k_coefficient * parts.auxk)
     )

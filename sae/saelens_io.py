@@ -145,7 +145,10 @@ def _config_from_saelens(cfg: dict[str, Any], where: Path) -> SAEConfig:
     k = cfg.get("k", kwargs.get("k")) if arch == "topk" else None
     try:
         return SAEConfig(
-            d_in=d_in, d_sae=d_sae, architecture=_FROM_SAELENS[arch], k=None if k is None else int(k)
+            d_in=d_in,
+            d_sae=d_sae,
+            architecture=_FROM_SAELENS[arch],
+            k=None if k is None else int(k),
         )
     except SAEConfigError as err:
         raise SAELensFormatError(f"{where}: {err}") from None
@@ -161,7 +164,9 @@ def _read_weights(path: Path) -> dict[str, np.ndarray]:
     try:
         return load_file(str(weights_path))
     except (SafetensorError, OSError, ValueError) as err:
-        raise SAELensFormatError(f"{weights_path} is not a readable safetensors file ({err})") from None
+        raise SAELensFormatError(
+            f"{weights_path} is not a readable safetensors file ({err})"
+        ) from None
     except TypeError:  # bfloat16 and other dtypes numpy lacks: read through torch if present
         from safetensors.torch import load_file as load_torch
 
@@ -180,7 +185,9 @@ def load_saelens(path: str | os.PathLike) -> tuple[SAEConfig, Params]:
     raw = _read_weights(path)
     if "threshold" not in raw and "log_threshold" in raw:
         raw["threshold"] = np.exp(raw.pop("log_threshold"))
-    params = {name: np.asarray(raw[name], np.float32) for name in param_shapes(config) if name in raw}
+    params = {
+        name: np.asarray(raw[name], np.float32) for name in param_shapes(config) if name in raw
+    }
     _check_params(params, config, where=str(path / WEIGHTS_FILENAME))
     for name, value in params.items():
         if not np.all(np.isfinite(value)):

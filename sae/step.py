@@ -190,9 +190,7 @@ def train_step(
     options: FitOptions,
 ) -> tuple[TrainState, StepStats]:
     """One optimisation step of every SAE in the stack on its batch `x [L, B, D]`."""
-    body = functools.partial(
-        _layer_update, config=config, tx=tx, options=options, step=state.step
-    )
+    body = functools.partial(_layer_update, config=config, tx=tx, options=options, step=state.step)
     scale = state.scale[:, None, None]
     _, (params, opt_state, since_fired, stats) = jax.lax.scan(
         body, None, (state.params, state.opt_state, state.since_fired, scale, x)

@@ -23,6 +23,8 @@ for an array or a resumable source gives exactly the params of an uninterrupted 
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -101,8 +103,8 @@ def _initial_state(first: np.ndarray, config, options, key, tx) -> step.TrainSta
         scale = 1.0 / jnp.sqrt(jnp.maximum(mean_sq, 1e-12))
     else:
         scale = jnp.ones((n_layers,), jnp.float32)
-    keys = jax.random.split(key, n_layers)
-    params = jax.vmap(lambda k: model.init(k, config))(keys)
+    keys = jnp.stack([jax.random.fold_in(key, i) for i in range(n_layers)])
+    params = jax.vmap(lambda k: model.init(k, config))(keys)  # layer i: same init at any L
     scaled = sample * scale[:, None, None]
     if config.b_dec_init == "geometric_median":
         b_dec = jax.vmap(lambda s: geometric_median(s, options.geometric_median_iters))(scaled)
@@ -112,6 +114,18 @@ def _initial_state(first: np.ndarray, config, options, key, tx) -> step.TrainSta
         b_dec = jnp.zeros_like(params["b_dec"])
     params["b_dec"] = b_dec.astype(params["b_dec"].dtype)
     return step.init_state(params, scale, tx)
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled_step(config: SAEConfig, lr: float, steps: int, options: FitOptions, mesh):
+    """The optimizer and jitted step for these settings, reused across `fit` calls."""
+    tx = step.optimizer(lr, steps, options)
+
+    def abstract_state():
+        params = jax.vmap(lambda k: model.init(k, config))(jax.random.split(jax.random.key(0), 1))
+        return step.init_state(params, jnp.ones((1,)), tx)
+
+    return tx, step.jit_train_step(config, tx, options, mesh, jax.eval_shape(abstract_state))
 
 
 def _checkpointer(directory: str | os.PathLike, every: int):
@@ -131,6 +145,31 @@ def _host_stats(stats: list[step.StepStats]) -> dict[str, list[float]]:
     }
 
 
+def _check_args(config, steps: int, batch_size: int, lr: float, mesh: Mesh | None) -> None:
+    """Raise `FitInputError` naming the first argument of `fit` that is out of range."""
+    if not isinstance(config, SAEConfig):
+        raise FitInputError(f"config must be an SAEConfig; got {type(config).__name__}")
+    for name, value in (("steps", steps), ("batch_size", batch_size)):
+        if not isinstance(value, int) or value <= 0:
+            raise FitInputError(f"{name} must be a positive int; got {value!r}")
+    if not lr > 0:
+        raise FitInputError(f"lr must be > 0; got {lr!r}")
+    if mesh is not None:
+        missing = {"data", "model"} - set(mesh.axis_names)
+        if missing:
+            raise FitInputError(f"mesh needs axes 'data' and 'model'; missing {sorted(missing)}")
+        if batch_size % mesh.shape["data"]:
+            raise FitInputError(
+                f"batch_size={batch_size} must be a multiple of the mesh's data size "
+                f"{mesh.shape['data']}"
+            )
+        if config.d_sae % mesh.shape["model"]:
+            raise FitInputError(
+                f"d_sae={config.d_sae} must be a multiple of the mesh's model size "
+                f"{mesh.shape['model']}"
+            )
+
+
 def fit(
     activations: Any,
     config: SAEConfig,
@@ -140,7 +179,7 @@ def fit(
     batch_size: int,
     lr: float = 4e-4,
     mesh: Mesh | None = None,
-    options: FitOptions = FitOptions(),
+    options: FitOptions | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
     callback: Callable[[int, dict[str, list[float]]], None] | None = None,
 ) -> model.Params | list[model.Params]:
@@ -163,30 +202,11 @@ def fit(
     Returns:
         Params in the raw activation space: a dict, or a list of L dicts for `[L, B, D]` input.
     """
-    if not isinstance(config, SAEConfig):
-        raise FitInputError(f"config must be an SAEConfig; got {type(config).__name__}")
-    for name, value in (("steps", steps), ("batch_size", batch_size)):
-        if not isinstance(value, int) or value <= 0:
-            raise FitInputError(f"{name} must be a positive int; got {value!r}")
-    if not lr > 0:
-        raise FitInputError(f"lr must be > 0; got {lr!r}")
-    if mesh is not None:
-        missing = {"data", "model"} - set(mesh.axis_names)
-        if missing:
-            raise FitInputError(f"mesh needs axes 'data' and 'model'; missing {sorted(missing)}")
-        if batch_size % mesh.shape["data"]:
-            raise FitInputError(
-                f"batch_size={batch_size} must be a multiple of the mesh's data size "
-                f"{mesh.shape['data']}"
-            )
-        if config.d_sae % mesh.shape["model"]:
-            raise FitInputError(
-                f"d_sae={config.d_sae} must be a multiple of the mesh's model size "
-                f"{mesh.shape['model']}"
-            )
+    options = FitOptions() if options is None else options
+    _check_args(config, steps, batch_size, lr, mesh)
     init_key, data_key = jax.random.split(key)
     data_key = jax.random.fold_in(data_key, options.seed_offset)
-    tx = step.optimizer(lr, steps, options)
+    tx, train = _compiled_step(config, float(lr), steps, options, mesh)
 
     manager = ocp = None
     start = 0
@@ -215,42 +235,81 @@ def fit(
     else:
         batches = itertools.chain(first, init_iter)  # a one-shot iterator: reuse what we read
 
-    train = step.jit_train_step(config, tx, options, mesh, state)
-    put = (lambda b: b) if mesh is None else (lambda b: jax.device_put(b, step.batch_sharding(mesh)))
-    pending: list[step.StepStats] = []
-    for s in range(start, steps):
-        try:
-            batch = _as_layers(next(batches), config, f"the batch for step {s}")
-        except StopIteration:
-            raise FitInputError(f"activations ran out of batches at step {s} of {steps}") from None
-        if batch.shape[1] != batch_size or batch.shape[0] != state.scale.shape[0]:
-            raise FitInputError(
-                f"the batch for step {s} has shape {batch.shape}; expected "
-                f"[{state.scale.shape[0]}, {batch_size}, {config.d_in}]"
-            )
-        state, stats = train(state, put(batch))
-        pending.append(stats)
-        done = s + 1
-        if done % options.log_every == 0 or done == steps:
-            bad = int(state.first_bad_step)
-            if bad >= 0:
-                raise NonFiniteLossError(
-                    f"the training loss became NaN/inf at step {bad} (architecture "
-                    f"{config.architecture!r}, lr={lr}); lower lr or check the activations"
-                )
-            if callback is not None:
-                callback(done, _host_stats(pending))
-            pending = []
-        if manager is not None and (
-            (options.checkpoint_every and done % options.checkpoint_every == 0) or done == steps
-        ):
-            manager.save(done, args=ocp.args.StandardSave(state), force=True)
-    if manager is not None:
-        manager.wait_until_finished()
-        manager.close()
+    run = _Run(
+        train=train,
+        mesh=mesh,
+        steps=steps,
+        batch_size=batch_size,
+        config=config,
+        lr=lr,
+        options=options,
+        manager=manager,
+        ocp=ocp,
+        callback=callback,
+    )
+    try:
+        state = _loop(run, state, batches, start)
+    finally:  # a run stopped by an exception still leaves its last checkpoint complete
+        if manager is not None:
+            manager.wait_until_finished()
+            manager.close()
     out = [
         fold_scale(jax.tree.map(lambda a, i=i: a[i], state.params), state.scale[i])
         for i in range(state.scale.shape[0])
     ]
     return out[0] if single else out
 
+
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """What the training loop needs besides the state and the batches."""
+
+    train: Callable
+    mesh: Mesh | None
+    steps: int
+    batch_size: int
+    config: SAEConfig
+    lr: float
+    options: FitOptions
+    manager: Any
+    ocp: Any
+    callback: Callable | None
+
+
+def _next_batch(run: _Run, batches: Iterator, s: int, n_layers: int) -> jax.Array:
+    try:
+        batch = _as_layers(next(batches), run.config, f"the batch for step {s}")
+    except StopIteration:
+        raise FitInputError(f"activations ran out of batches at step {s} of {run.steps}") from None
+    if batch.shape[:2] != (n_layers, run.batch_size):
+        raise FitInputError(
+            f"the batch for step {s} has shape {batch.shape}; expected "
+            f"[{n_layers}, {run.batch_size}, {run.config.d_in}]"
+        )
+    if run.mesh is None:
+        return batch
+    return jax.device_put(batch, step.batch_sharding(run.mesh))
+
+
+def _loop(run: _Run, state: step.TrainState, batches: Iterator, start: int) -> step.TrainState:
+    """Steps `start..run.steps`: train, check for NaN, checkpoint and report on schedule."""
+    pending: list[step.StepStats] = []
+    every = run.options.checkpoint_every
+    for s in range(start, run.steps):
+        state, stats = run.train(state, _next_batch(run, batches, s, state.scale.shape[0]))
+        pending.append(stats)
+        done = s + 1
+        log = done % run.options.log_every == 0 or done == run.steps
+        if log and int(state.first_bad_step) >= 0:
+            raise NonFiniteLossError(
+                f"the training loss became NaN/inf at step {int(state.first_bad_step)} "
+                f"(architecture {run.config.architecture!r}, lr={run.lr}); lower lr or check "
+                "the activations"
+            )
+        if run.manager is not None and ((every and done % every == 0) or done == run.steps):
+            run.manager.save(done, args=run.ocp.args.StandardSave(state), force=True)
+        if log:
+            if run.callback is not None:
+                run.callback(done, _host_stats(pending))
+            pending = []
+    return state

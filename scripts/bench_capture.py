@@ -9,9 +9,13 @@ run the same weights (the logits are cross-checked). Each peer runs in its own s
           `run_with_hooks`, from a --target folder (it conflicts with tl4)
     tl4   transformer-lens 4.x `TransformerBridge.boot_transformers(hf_model=...)`, same calls
 
-Times are the minimum over repeats (the machine may be shared). `--install-peers` installs
-tl3/tl4 into `$JAXLENS_PEERS_DIR/tl{3,4}` (default /opt/jaxlens-peers) without touching the
-main environment: pip resolves each against it, and only the added packages go into the folder.
+Times are the minimum over repeats (the machine may be shared); our forward variants run
+interleaved, round after round, so drift hits them alike. Peers run with
+`OMP_WAIT_POLICY=PASSIVE` (unless set otherwise): on a shared machine torch's spinning
+OpenMP threads otherwise slow it down up to 40x (a 4-layer forward: 1.5 s, not 40 ms).
+`--install-peers` installs tl3/tl4 into `$JAXLENS_PEERS_DIR/tl{3,4}` (default
+/opt/jaxlens-peers) without touching the main environment: pip resolves each against it, and
+only the packages it would add go into the folder.
 
     python scripts/bench_capture.py --quick      # small config, under a minute
     python scripts/bench_capture.py              # the 125M config, B8 x T256
@@ -44,7 +48,8 @@ FULL = dict(
     prompt=128,
     new=128,
     gen_batches=(1, 8, 16),
-    repeats=3,
+    repeats=5,
+    gen_repeats=2,
 )
 QUICK = dict(
     d=256,
@@ -57,8 +62,9 @@ QUICK = dict(
     seq=64,
     prompt=16,
     new=16,
-    gen_batches=(1, 8, 16),
-    repeats=1,
+    gen_batches=(1, 8),
+    repeats=2,
+    gen_repeats=1,
 )
 STEER_LAYER_FRACTION = 0.5
 
@@ -71,6 +77,35 @@ def best_ms(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return 1e3 * min(times)
+
+
+def interleaved_ms(fns: dict, repeats: int) -> dict:
+    """Best time per function, running them round-robin (after one warm-up call each)."""
+    for fn in fns.values():
+        fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: 1e3 * min(t) for name, t in times.items()}
+
+
+def time_generation(make_gen, spec: dict, first_row) -> dict:
+    """New tokens/s of `generate` (prefill included) and ms per decode step (prefill excluded:
+    the time difference between `new` and `new // 4` new tokens), per batch size."""
+    res, r = {}, spec["gen_repeats"]
+    short = spec["new"] // 4
+    for b in spec["gen_batches"]:
+        p = tokens_for(spec["vocab"], b, spec["prompt"], seed=2)
+        full, part = make_gen(p, spec["new"]), make_gen(p, short)
+        times = interleaved_ms({"full": full, "part": part}, r)
+        res[f"generate_b{b}_tok_s"] = b * spec["new"] * 1e3 / times["full"]
+        res[f"decode_step_b{b}_ms"] = (times["full"] - times["part"]) / (spec["new"] - short)
+        if b == 1:
+            res["greedy_b1"] = np.asarray(first_row(full())).tolist()
+    return res
 
 
 def tokens_for(vocab: int, batch: int, seq: int, seed: int) -> np.ndarray:
@@ -167,24 +202,20 @@ def run_peer(name: str, spec: dict, path: Path, out: Path) -> None:
         res["plain_ms"] = best_ms(lambda: hf(x), r)
         res["hidden_states_ms"] = best_ms(lambda: hf(x, output_hidden_states=True), r)
         logits = hf(x).logits
-        for b in spec["gen_batches"]:
-            p = torch.as_tensor(tokens_for(spec["vocab"], b, spec["prompt"], seed=2))
+
+        def make_gen(p, n):
             cfg = transformers.GenerationConfig(
-                max_new_tokens=spec["new"],
-                min_new_tokens=spec["new"],
+                max_new_tokens=n,
+                min_new_tokens=n,
                 do_sample=False,
                 pad_token_id=0,
                 eos_token_id=2,
             )
-            gen = lambda p=p, cfg=cfg: hf.generate(
-                p,
-                attention_mask=torch.ones_like(p),  # noqa: E731
-                generation_config=cfg,
-            )
-            ms = best_ms(gen, max(1, r - 1))
-            res[f"generate_b{b}_tok_s"] = b * spec["new"] * 1e3 / ms
-            if b == 1:
-                res["greedy_b1"] = gen()[0, spec["prompt"] :].tolist()
+            p = torch.as_tensor(p)
+            mask = torch.ones_like(p)
+            return lambda: hf.generate(p, attention_mask=mask, generation_config=cfg)
+
+        res.update(time_generation(make_gen, spec, lambda out: out[0, spec["prompt"] :]))
     else:
         if name == "tl3":
             model = _tl3_model(hf)
@@ -225,29 +256,21 @@ def run_ours(spec: dict, path: Path) -> dict:
     def fwd(**kw):
         return lambda: jax.block_until_ready(jaxlens.forward(params, x, config=config, **kw))
 
-    res = {"plain_ms": best_ms(fwd(), r)}
+    variants = {"plain_ms": fwd()}
     for reduce in ("none", "last", "mean"):
         cap = jaxlens.Capture(sites=("resid_post",), reduce=reduce)
-        res[f"capture_{reduce}_ms"] = best_ms(fwd(capture=cap), r)
-    res["plain_again_ms"] = best_ms(fwd(), r)  # plain twice: drift on a shared machine shows
-    res["steer_ms"] = best_ms(fwd(interventions=jaxlens.steer("resid_post", steer_layer, v)), r)
+        variants[f"capture_{reduce}_ms"] = fwd(capture=cap)
+    variants["steer_ms"] = fwd(interventions=jaxlens.steer("resid_post", steer_layer, v))
+    res = interleaved_ms(variants, r)
     res["logits_row0"] = np.asarray(jaxlens.forward(params, x, config=config).logits[0, -4:])
-    for b in spec["gen_batches"]:
-        p = tokens_for(spec["vocab"], b, spec["prompt"], seed=2).astype(np.int32)
-        gen = lambda p=p: jax.block_until_ready(
-            generate(  # noqa: E731
-                params,
-                p,
-                config=config,
-                key=jax.random.key(0),
-                max_new_tokens=spec["new"],
-                sampling=Sampling(temperature=0.0),
-            )
+
+    def make_gen(p, n):
+        p, key, greedy = p.astype(np.int32), jax.random.key(0), Sampling(temperature=0.0)
+        return lambda: jax.block_until_ready(
+            generate(params, p, config=config, key=key, max_new_tokens=n, sampling=greedy)
         )
-        ms = best_ms(gen, max(1, r - 1))
-        res[f"generate_b{b}_tok_s"] = b * spec["new"] * 1e3 / ms
-        if b == 1:
-            res["greedy_b1"] = np.asarray(gen().tokens[0]).tolist()
+
+    res.update(time_generation(make_gen, spec, lambda out: out.tokens[0]))
     return res
 
 
@@ -326,21 +349,23 @@ def main() -> None:
             out = Path(tmp) / f"{peer}.json"
             cmd = [sys.executable, __file__, "--peer", peer, "--dir", str(path), "--out", str(out)]
             done = subprocess.run(
-                cmd + (["--quick"] if args.quick else []), capture_output=True, text=True
+                cmd + (["--quick"] if args.quick else []),
+                capture_output=True,
+                text=True,
+                env={**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")},
             )
             if done.returncode:
                 print(f"# {peer} failed:\n{done.stderr[-3000:]}")
                 continue
             peer_res[peer] = json.loads(out.read_text())
     ours_logits = np.asarray(ours.pop("logits_row0"))
-    print(
-        f"# config {spec}; ours: {json.dumps({k: round(v, 2) for k, v in ours.items() if k != 'greedy_b1'})}"
-    )
+    shown = {k: round(v, 2) for k, v in ours.items() if k != "greedy_b1"}
+    print(f"# config {spec}; load average {os.getloadavg()}; ours: {json.dumps(shown)}")
     for peer, res in peer_res.items():
         diff = np.abs(np.asarray(res.pop("logits_row0")) - ours_logits).max()
         shown = {k: round(v, 2) for k, v in res.items() if k != "greedy_b1"}
         print(f"# {peer}: {json.dumps(shown)}; max |logits - ours| = {diff:.2e}")
-    plain = min(ours["plain_ms"], ours["plain_again_ms"])
+    plain = ours["plain_ms"]
     for reduce in ("none", "last", "mean"):
         lines.append(
             result(
@@ -407,6 +432,9 @@ def main() -> None:
         for b in spec["gen_batches"]:
             key = f"generate_b{b}_tok_s"
             lines.append(result(f"generate_b{b}_vs_hf", ours[key], hf[key], "tok/s", True))
+        for b in spec["gen_batches"]:
+            key = f"decode_step_b{b}_ms"
+            lines.append(result(f"decode_step_b{b}_vs_hf", ours[key], hf[key], "ms", False))
     print("\n".join(lines))
 
 

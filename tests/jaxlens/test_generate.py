@@ -82,6 +82,19 @@ def test_cached_greedy_equals_uncached_forward(arch, model, prompts):
     argmax, logp, _ = reference(config, params, tokens, mask, new)
     np.testing.assert_array_equal(new, argmax)
     np.testing.assert_allclose(np.asarray(out.logprobs), logp, atol=2e-5)
+    if arch == "llama":  # the layer scan (one copy of the weights) decodes the same
+        scanned = generate(
+            params,
+            tokens,
+            config=config,
+            attention_mask=mask,
+            key=jax.random.key(0),
+            max_new_tokens=N,
+            sampling=GREEDY,
+            unroll_layers=False,
+        )
+        np.testing.assert_array_equal(scanned.tokens, new)
+        np.testing.assert_allclose(scanned.logprobs, out.logprobs, atol=2e-5)
 
 
 def test_batched_equals_one_by_one(model, prompts):
@@ -125,6 +138,29 @@ def test_stop_tokens_pad_and_capture_mean(model, prompts):
     _, _, want = reference(config, params, tokens, mask, new, capture=ref_capture)
     for site in ("resid_post", "final"):
         np.testing.assert_allclose(out.captures[site], want[site], atol=1e-5, err_msg=site)
+    # "last": each row's last generated token; "positions": indices into the generated tokens
+    _, _, full = reference(config, params, tokens, mask, new, capture=Capture(sites=("mlp_out",)))
+    full = np.asarray(full["mlp_out"])[:, :, tokens.shape[1] :]  # [L, B, N, D]
+    rows = np.arange(3)
+    last = generate(
+        params,
+        tokens,
+        stop_tokens=(stop,),
+        **kw,
+        capture=Capture(sites=("mlp_out",), reduce="last"),
+    )
+    np.testing.assert_allclose(last.captures["mlp_out"], full[:, rows, lengths - 1], atol=1e-5)
+    idx = np.stack([lengths - 1, np.zeros(3, int), np.full(3, N - 1)], axis=1).astype(np.int32)
+    picked = generate(
+        params,
+        tokens,
+        stop_tokens=(stop,),
+        **kw,
+        capture=Capture(sites=("mlp_out",), reduce="positions", positions=jnp.asarray(idx)),
+    )
+    want = np.take_along_axis(full, idx[None, :, :, None], axis=2)
+    want = want * (idx < lengths[:, None])[None, :, :, None]  # after a stop: zeros
+    np.testing.assert_allclose(picked.captures["mlp_out"], want, atol=1e-5)
 
 
 def test_steering_under_cache_equals_uncached(model, prompts):
@@ -161,6 +197,27 @@ def test_steering_under_cache_equals_uncached(model, prompts):
         ).tokens
     )
     assert (new != plain).any()  # the steering changes what is generated
+    compiles = []
+    listener = lambda event, _, **kw: compiles.append(event)  # noqa: E731
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:  # new steering values, layers and masks reuse the compiled program
+        other = steer("resid_mid", (0, 2), v[::-1], alpha=-0.5) + ablate(
+            "attn_out", 1, v[1], positions=~span
+        )
+        generate(
+            params,
+            tokens,
+            config=config,
+            attention_mask=mask,
+            key=jax.random.key(1),
+            max_new_tokens=N,
+            sampling=GREEDY,
+            interventions=other,
+            capture=capture,
+        )
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert "/jax/core/compile/backend_compile_duration" not in compiles
     full_span = np.concatenate([span, np.zeros(new.shape, bool)], axis=1)
     edits_full = steer("resid_mid", (1, 2), v, alpha=1.5) + ablate(
         "attn_out", 0, v[0], positions=full_span

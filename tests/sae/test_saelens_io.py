@@ -96,9 +96,9 @@ def test_saelens_loads_ours(arch, tmp_path, x, sae_lens):
 def test_ours_loads_saelens(their_arch, extra, tmp_path, x, sae_lens):
     import torch
 
-    cls_cfg = sae_lens.SAE.get_sae_config_class_for_architecture(their_arch)
-    cfg = cls_cfg(d_in=D, d_sae=N, **extra)
-    theirs = sae_lens.SAE.get_sae_class_for_architecture(their_arch)(cfg)
+    names = {"standard": "StandardSAE", "topk": "TopKSAE", "jumprelu": "JumpReLUSAE"}
+    cfg = getattr(sae_lens, names[their_arch] + "Config")(d_in=D, d_sae=N, **extra)
+    theirs = getattr(sae_lens, names[their_arch])(cfg)
     torch.manual_seed(0)
     with torch.no_grad():
         for p in theirs.parameters():
