@@ -4,7 +4,7 @@ A TopK SAE keeps k of N latents per token. A dense step spends five [B, D] x [D,
 (encoder forward, decoder forward, both weight gradients, the decoder's input gradient); only the
 encoder forward has to be dense, because every pre-activation competes for the top k. The rest
 touches B * k (token, latent) pairs, held as a `SparseCode` of S slots per token: `idx [B, S]`
-latent ids and `vals [B, S]` pre-activations, slots in descending order, unused slots at 0.
+latent ids and `vals [B, S]` pre-activations (unused slots hold 0).
 
 Every sparse operation is a loop over the S slots (`lax.fori_loop`), each iteration moving one
 decoder/encoder row per token, `[B, D]` at a time: XLA:CPU runs a gather or scatter of B
@@ -21,13 +21,16 @@ against 0.4 s for the decode at B 4096, S 32, D 768). Two `jax.custom_vjp`s hold
   the activations' gradient and a scatter loop for the decoder's.
 
 `select` (static) picks the codes: the per-token top k, AuxK's top k_aux among dead latents, or
-BatchTopK's batch-level top B * k taken over each token's top `row_cap` candidates (sorted, so
-a token's kept latents are a prefix of its candidates and the loops run only over the longest
-prefix in the batch). Under a mesh the [B, N] pre-activations are sharded (B on `data`, N on
-`model`); `lax.top_k` over the sharded latent axis is partitioned by XLA, so the selection is the
-global one, not a per-shard one.
+BatchTopK's batch-level top B * k taken over each token's top `row_cap` candidates. A token may
+keep more or fewer than k latents under BatchTopK, so its code is not one row per token: the
+B * k kept pairs, sorted by token, are dealt out column by column into a [B, k] grid with a
+`rows` array naming each slot's token, and the same k-iteration loops gather and scatter
+through it (each column's tokens ascend, so its scatter into [B, D] runs over sorted indices).
+Under a mesh the [B, N] pre-activations are sharded (B on `data`, N on `model`); `lax.top_k`
+over the sharded latent axis is partitioned by XLA, so the selection is the global one, not a
+per-shard one.
 
-Shapes: B batch (tokens), D model width, N latents, S slots per token.
+Shapes: B batch (tokens), D model width, N latents, R x S the slot grid (R = B, S = k).
 """
 
 from __future__ import annotations
