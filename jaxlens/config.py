@@ -13,6 +13,9 @@ from typing import Any, Literal
 
 ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen3", "gpt2")
 DTYPES = ("float32", "bfloat16", "float16")
+# What makes a GPT-2 block differ from a Llama one (shared by presets and the HF converter).
+GPT2_STRUCTURE = dict(norm="layer", activation="gelu_new", gated_mlp=False, positions="learned",
+                      qkv_bias=True, o_bias=True, mlp_bias=True)
 
 
 class UnsupportedConfigError(ValueError):
@@ -150,17 +153,7 @@ class ModelConfig:
             pad_token_id=0,
         )
         if arch == "gpt2":
-            base.update(
-                n_kv_heads=4,
-                norm="layer",
-                activation="gelu_new",
-                gated_mlp=False,
-                positions="learned",
-                qkv_bias=True,
-                o_bias=True,
-                mlp_bias=True,
-                tie_embeddings=True,
-            )
+            base.update(n_kv_heads=4, tie_embeddings=True, **GPT2_STRUCTURE)
         elif arch == "qwen2":
             base.update(qkv_bias=True)
         elif arch == "qwen3":

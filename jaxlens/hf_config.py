@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jaxlens.config import Llama3RopeScaling, ModelConfig, UnsupportedConfigError
+from jaxlens.config import GPT2_STRUCTURE, Llama3RopeScaling, ModelConfig, UnsupportedConfigError
 
 _LLAMA_FAMILY = ("llama", "mistral", "qwen2", "qwen3")
 _ARCHITECTURES = {
@@ -215,13 +215,7 @@ def _gpt2(hf: dict[str, Any]) -> dict[str, Any]:
         d_ff=int(hf.get("n_inner") or 4 * d_model),
         max_seq_len=int(hf.get("n_positions", 1024)),
         norm_eps=float(hf.get("layer_norm_epsilon", 1e-5)),
-        norm="layer",
-        activation="gelu_new",
-        gated_mlp=False,
-        positions="learned",
-        qkv_bias=True,
-        o_bias=True,
-        mlp_bias=True,
+        **GPT2_STRUCTURE,
         tie_embeddings=bool(hf.get("tie_word_embeddings", True)),
     )
 
