@@ -68,6 +68,7 @@ __all__ += [
 ]
 
 from jaxlens import prompts  # noqa: E402
-from jaxlens.generate import GenerateOutput, Sampling, SamplingError, generate  # noqa: E402
+from jaxlens.generate import GenerateOutput, generate  # noqa: E402
+from jaxlens.sampling import Sampling, SamplingError  # noqa: E402
 
 __all__ += ["GenerateOutput", "Sampling", "SamplingError", "generate", "prompts"]

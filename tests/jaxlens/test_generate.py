@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from jaxlens import Capture, InputError, ModelConfig, ablate, forward, init_params, steer
-from jaxlens.generate import Sampling, SamplingError, filter_logits, generate, sample_token
+from jaxlens.generate import generate
+from jaxlens.sampling import Sampling, SamplingError, filter_logits, sample_token
 
 N = 6
 LENGTHS = (9, 4, 6)
