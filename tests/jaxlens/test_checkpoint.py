@@ -357,4 +357,4 @@ def test_load_peak_rss_within_checkpoint_plus_one_leaf(tmp_path, ckpts):
     growth = m["peak"] - m["before"]
     assert size > 50e6
     assert growth > 0.9 * size  # the measurement sees the params themselves
-    assert growth < size + largest + 4e6, (growth / 1e6, size / 1e6, largest / 1e6)
+    assert growth < size + largest + 8e6, (growth / 1e6, size / 1e6, largest / 1e6)
