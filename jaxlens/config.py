@@ -14,8 +14,15 @@ from typing import Any, Literal
 ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen3", "gpt2")
 DTYPES = ("float32", "bfloat16", "float16")
 # What makes a GPT-2 block differ from a Llama one (shared by presets and the HF converter).
-GPT2_STRUCTURE = dict(norm="layer", activation="gelu_new", gated_mlp=False, positions="learned",
-                      qkv_bias=True, o_bias=True, mlp_bias=True)
+GPT2_STRUCTURE = dict(
+    norm="layer",
+    activation="gelu_new",
+    gated_mlp=False,
+    positions="learned",
+    qkv_bias=True,
+    o_bias=True,
+    mlp_bias=True,
+)
 
 
 class UnsupportedConfigError(ValueError):

@@ -123,20 +123,29 @@ def train_tokenizer(
     from transformers import PreTrainedTokenizerFast
 
     if vocab_size < 256 + len(SPECIAL_TOKENS):
-        raise ValueError(f"vocab_size={vocab_size}: a byte-level BPE needs at least "
-                         f"{256 + len(SPECIAL_TOKENS)} (256 bytes + special tokens)")
+        raise ValueError(
+            f"vocab_size={vocab_size}: a byte-level BPE needs at least "
+            f"{256 + len(SPECIAL_TOKENS)} (256 bytes + special tokens)"
+        )
     if not texts or not any(t.strip() for t in texts):
         raise ValueError("train_tokenizer: expected at least one non-empty text")
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     bpe.train_from_iterator(texts, trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>",
-                                        bos_token="<s>", eos_token="</s>",
-                                        additional_special_tokens=list(SPECIAL_TOKENS[3:]))
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+        additional_special_tokens=list(SPECIAL_TOKENS[3:]),
+    )
     tokenizer.chat_template = CHATML_TEMPLATE
     if path is not None:
         Path(path).mkdir(parents=True, exist_ok=True)

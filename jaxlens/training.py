@@ -27,8 +27,14 @@ class TrainingError(ValueError):
     """Bad training input, or a loss that became NaN/inf."""
 
 
-def token_logprobs(params: Params, tokens: Array, *, config: ModelConfig,
-                   attention_mask: Array | None = None, interventions: Any = None) -> Array:
+def token_logprobs(
+    params: Params,
+    tokens: Array,
+    *,
+    config: ModelConfig,
+    attention_mask: Array | None = None,
+    interventions: Any = None,
+) -> Array:
     """`[B, T-1]`: log-probability of each token given the ones before it (fp32).
 
     Positions whose token is padding hold 0.
@@ -40,8 +46,9 @@ def token_logprobs(params: Params, tokens: Array, *, config: ModelConfig,
     return jnp.where(mask[:, 1:], picked, 0.0)
 
 
-def next_token_loss(params: Params, tokens: Array, *, config: ModelConfig,
-                    attention_mask: Array | None = None) -> Array:
+def next_token_loss(
+    params: Params, tokens: Array, *, config: ModelConfig, attention_mask: Array | None = None
+) -> Array:
     """Mean cross-entropy of next-token prediction over the real target tokens."""
     mask = jnp.ones(tokens.shape, bool) if attention_mask is None else attention_mask.astype(bool)
     logp = token_logprobs(params, tokens, config=config, attention_mask=mask)
@@ -55,25 +62,40 @@ class LMState(NamedTuple):
     key: Array
 
 
-@functools.partial(jax.jit, static_argnames=("config", "optimizer", "steps", "batch_size"),
-                   donate_argnums=0)
-def _train_chunk(state: LMState, data: Array, *, config: ModelConfig,
-                 optimizer: optax.GradientTransformation, steps: int,
-                 batch_size: int) -> tuple[LMState, Array]:
+@functools.partial(
+    jax.jit, static_argnames=("config", "optimizer", "steps", "batch_size"), donate_argnums=0
+)
+def _train_chunk(
+    state: LMState,
+    data: Array,
+    *,
+    config: ModelConfig,
+    optimizer: optax.GradientTransformation,
+    steps: int,
+    batch_size: int,
+) -> tuple[LMState, Array]:
     def train_step(state: LMState, _) -> tuple[LMState, Array]:
         key, pick = jax.random.split(state.key)
         rows = jax.random.choice(pick, data.shape[0], (batch_size,), replace=False)
-        loss, grads = jax.value_and_grad(next_token_loss)(state.params, data[rows],
-                                                          config=config)
+        loss, grads = jax.value_and_grad(next_token_loss)(state.params, data[rows], config=config)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         return LMState(optax.apply_updates(state.params, updates), opt_state, key), loss
 
     return jax.lax.scan(train_step, state, None, length=steps)
 
 
-def fit_lm(params: Params, tokens: Any, *, config: ModelConfig, key: Array, steps: int,
-           batch_size: int, lr: float = 3e-3, log_every: int = 50,
-           callback: Callable[[int, float], None] | None = None) -> Params:
+def fit_lm(
+    params: Params,
+    tokens: Any,
+    *,
+    config: ModelConfig,
+    key: Array,
+    steps: int,
+    batch_size: int,
+    lr: float = 3e-3,
+    log_every: int = 50,
+    callback: Callable[[int, float], None] | None = None,
+) -> Params:
     """Trains `params` on token windows `[S, T]` by next-token prediction (Adam, cosine decay).
 
     Raises `TrainingError` on bad input or when the loss stops being finite (naming the step).
@@ -81,26 +103,34 @@ def fit_lm(params: Params, tokens: Any, *, config: ModelConfig, key: Array, step
     check_params(params, config)
     data = np.asarray(tokens)
     if data.ndim != 2 or not np.issubdtype(data.dtype, np.integer):
-        raise TrainingError(f"tokens have shape {data.shape} and dtype {data.dtype}: expected "
-                            "integer windows [S, T]")
+        raise TrainingError(
+            f"tokens have shape {data.shape} and dtype {data.dtype}: expected "
+            "integer windows [S, T]"
+        )
     if data.shape[1] < 2 or not 0 < batch_size <= data.shape[0]:
-        raise TrainingError(f"batch_size={batch_size} with tokens {data.shape}: expected "
-                            "T >= 2 and 0 < batch_size <= S")
+        raise TrainingError(
+            f"batch_size={batch_size} with tokens {data.shape}: expected "
+            "T >= 2 and 0 < batch_size <= S"
+        )
     if data.min() < 0 or data.max() >= config.vocab_size:
-        raise TrainingError(f"token ids span [{data.min()}, {data.max()}]: expected ids below "
-                            f"vocab_size={config.vocab_size}")
+        raise TrainingError(
+            f"token ids span [{data.min()}, {data.max()}]: expected ids below "
+            f"vocab_size={config.vocab_size}"
+        )
     if steps <= 0 or log_every <= 0:
         raise TrainingError(f"steps={steps}, log_every={log_every}: expected positive ints")
-    optimizer = optax.adamw(optax.warmup_cosine_decay_schedule(0.0, lr, max(steps // 10, 1),
-                                                              steps), weight_decay=0.0)
+    optimizer = optax.adamw(
+        optax.warmup_cosine_decay_schedule(0.0, lr, max(steps // 10, 1), steps), weight_decay=0.0
+    )
     params = jax.tree.map(jnp.array, params)  # the chunk donates its input: keep the caller's
     state = LMState(params, optimizer.init(params), key)
     data = jnp.asarray(data, jnp.int32)
     done = 0
     while done < steps:
         chunk = min(log_every, steps - done)
-        state, losses = _train_chunk(state, data, config=config, optimizer=optimizer,
-                                     steps=chunk, batch_size=batch_size)
+        state, losses = _train_chunk(
+            state, data, config=config, optimizer=optimizer, steps=chunk, batch_size=batch_size
+        )
         done += chunk
         last = float(losses[-1])
         if not np.isfinite(last):

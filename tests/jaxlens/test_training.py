@@ -20,11 +20,13 @@ def test_token_logprobs_match_forward_under_left_padding(params):
     tokens = np.random.RandomState(0).randint(3, CONFIG.vocab_size, (3, 11))
     mask = np.ones_like(tokens)
     mask[1, :4] = 0
-    got = token_logprobs(params, jnp.asarray(tokens), config=CONFIG,
-                         attention_mask=jnp.asarray(mask))
+    got = token_logprobs(
+        params, jnp.asarray(tokens), config=CONFIG, attention_mask=jnp.asarray(mask)
+    )
     logits = jaxlens.forward(params, tokens, config=CONFIG, attention_mask=mask).logits
-    want = np.take_along_axis(np.asarray(jax.nn.log_softmax(logits[:, :-1])),
-                              tokens[:, 1:, None], axis=-1)[..., 0]
+    want = np.take_along_axis(
+        np.asarray(jax.nn.log_softmax(logits[:, :-1])), tokens[:, 1:, None], axis=-1
+    )[..., 0]
     want = np.where(mask[:, 1:] == 1, want, 0.0)
     np.testing.assert_allclose(np.asarray(got), want, atol=1e-5)
     assert np.all(np.asarray(got)[1, :3] == 0.0)
@@ -35,9 +37,17 @@ def test_fit_lm_learns_a_repeating_sequence(params):
     windows = np.stack([np.roll(np.tile(pattern, 3), -i)[:12] for i in range(7)])
     before = float(next_token_loss(params, jnp.asarray(windows), config=CONFIG))
     losses = []
-    trained = fit_lm(params, windows, config=CONFIG, key=jax.random.key(1), steps=60,
-                     batch_size=4, lr=1e-2, log_every=20,
-                     callback=lambda step, loss: losses.append((step, loss)))
+    trained = fit_lm(
+        params,
+        windows,
+        config=CONFIG,
+        key=jax.random.key(1),
+        steps=60,
+        batch_size=4,
+        lr=1e-2,
+        log_every=20,
+        callback=lambda step, loss: losses.append((step, loss)),
+    )
     after = float(next_token_loss(trained, jnp.asarray(windows), config=CONFIG))
     assert [s for s, _ in losses] == [20, 40, 60]
     assert after < 0.2 * before, (before, after)
@@ -47,11 +57,30 @@ def test_fit_lm_learns_a_repeating_sequence(params):
 
 def test_fit_lm_rejects_bad_input(params):
     with pytest.raises(TrainingError, match="vocab_size"):
-        fit_lm(params, np.full((4, 8), 500), config=CONFIG, key=jax.random.key(0), steps=1,
-               batch_size=2)
+        fit_lm(
+            params,
+            np.full((4, 8), 500),
+            config=CONFIG,
+            key=jax.random.key(0),
+            steps=1,
+            batch_size=2,
+        )
     with pytest.raises(TrainingError, match="batch_size"):
-        fit_lm(params, np.ones((4, 8), int), config=CONFIG, key=jax.random.key(0), steps=1,
-               batch_size=5)
+        fit_lm(
+            params,
+            np.ones((4, 8), int),
+            config=CONFIG,
+            key=jax.random.key(0),
+            steps=1,
+            batch_size=5,
+        )
     with pytest.raises(TrainingError, match="loss became nan"):
-        fit_lm(params, np.ones((4, 8), int), config=CONFIG, key=jax.random.key(0), steps=2,
-               batch_size=2, lr=float("nan"))
+        fit_lm(
+            params,
+            np.ones((4, 8), int),
+            config=CONFIG,
+            key=jax.random.key(0),
+            steps=2,
+            batch_size=2,
+            lr=float("nan"),
+        )
