@@ -279,40 +279,10 @@ def run_ours(spec: dict, path: Path) -> dict:
 
 
 def install_peers() -> None:
+    installer = Path(__file__).resolve().parent / "install_peer.sh"
     for name, version in TL_VERSIONS.items():
-        target = PEERS_DIR / name
-        with tempfile.NamedTemporaryFile(suffix=".json") as report:
-            subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "pip",
-                    "install",
-                    "-q",
-                    "--dry-run",
-                    "--report",
-                    report.name,
-                    f"transformer-lens=={version}",
-                ],
-                check=True,
-            )
-            reqs = [
-                f"{i['metadata']['name']}=={i['metadata']['version']}"
-                for i in json.load(open(report.name))["install"]
-            ]
         subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                "--no-deps",
-                "--upgrade",
-                "--target",
-                str(target),
-                *reqs,
-            ],
+            ["bash", str(installer), f"transformer-lens=={version}", str(PEERS_DIR / name)],
             check=True,
         )
 
