@@ -6,6 +6,7 @@ pytree arguments, so new values never recompile.
 """
 
 from jaxlens.config import Llama3RopeScaling, ModelConfig, UnsupportedConfigError
+from jaxlens.dtypes import DtypeError, canonical_dtype
 from jaxlens.hooks import (
     LAYER_SITES,
     SITES,
@@ -19,6 +20,7 @@ from jaxlens.hooks import (
 )
 from jaxlens.inputs import InputError
 from jaxlens.layers import KVCache
+from jaxlens.logprobs import next_token_loss, target_logprobs, token_logprobs
 from jaxlens.model import (
     ForwardOutput,
     ParamsError,
@@ -26,13 +28,16 @@ from jaxlens.model import (
     forward,
     init_params,
     logical_axes,
+    model_apply,
     param_shapes,
 )
+from jaxlens.params import count_params
 
 __all__ = [
     "LAYER_SITES",
     "SITES",
     "Capture",
+    "DtypeError",
     "ForwardOutput",
     "HookSpecError",
     "InputError",
@@ -43,19 +48,24 @@ __all__ = [
     "ParamsError",
     "UnsupportedConfigError",
     "ablate",
+    "canonical_dtype",
     "check_params",
+    "count_params",
     "forward",
     "init_params",
     "logical_axes",
+    "model_apply",
+    "next_token_loss",
     "param_shapes",
     "patch",
     "splice",
     "steer",
+    "target_logprobs",
+    "token_logprobs",
 ]
 
 from jaxlens import distributed, sharding  # noqa: E402
-from jaxlens.checkpoint import load_hf, save_hf  # noqa: E402
-from jaxlens.tokenizer import apply_chat_template, left_pad, load_tokenizer  # noqa: E402
+from jaxlens.hf import apply_chat_template, left_pad, load_hf, load_tokenizer, save_hf  # noqa: E402  # noqa: E402
 
 __all__ += [
     "apply_chat_template",
@@ -72,3 +82,7 @@ from jaxlens.generate import GenerateOutput, generate  # noqa: E402
 from jaxlens.sampling import Sampling, SamplingError  # noqa: E402
 
 __all__ += ["GenerateOutput", "Sampling", "SamplingError", "generate", "prompts"]
+
+from jaxlens.builtin import BUILTIN_MODEL  # noqa: E402
+
+__all__ += ["BUILTIN_MODEL"]

@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
+from jaxlens.dtypes import canonical_dtype
+
 ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen3", "gpt2")
-DTYPES = ("float32", "bfloat16", "float16")
 # What makes a GPT-2 block differ from a Llama one (shared by presets and the HF converter).
 GPT2_STRUCTURE = dict(
     norm="layer",
@@ -64,8 +65,10 @@ class ModelConfig:
       qkv_bias / o_bias / mlp_bias: bias terms on those projections.
       qk_norm: RMSNorm over the head dim of queries and keys before rope (Qwen3).
       tie_embeddings: the LM head reuses the embedding table.
-      param_dtype: storage dtype of the weights.
-      dtype: compute dtype of the activations (norm statistics and softmax stay fp32).
+      param_dtype: storage dtype of the weights; any spelling `canonical_dtype` takes
+        (`"bf16"`, `np.float32`, `jnp.bfloat16`), stored as `"float32"`/`"bfloat16"`/`"float16"`.
+      dtype: compute dtype of the activations (norm statistics and softmax stay fp32); spelled
+        like `param_dtype`.
       bos_token_id / eos_token_ids / pad_token_id: special tokens from the HF config.
     """
 
@@ -91,13 +94,16 @@ class ModelConfig:
     mlp_bias: bool = False
     qk_norm: bool = False
     tie_embeddings: bool = False
-    param_dtype: str = "float32"
-    dtype: str = "float32"
+    param_dtype: Any = "float32"
+    dtype: Any = "float32"
     bos_token_id: int | None = None
     eos_token_ids: tuple[int, ...] = ()
     pad_token_id: int | None = None
 
     def __post_init__(self):
+        for name in ("param_dtype", "dtype"):
+            value = canonical_dtype(getattr(self, name), name=f"ModelConfig.{name}")
+            object.__setattr__(self, name, value)
         if self.arch not in ARCHITECTURES:
             raise UnsupportedConfigError(f"arch={self.arch!r}: expected one of {ARCHITECTURES}")
         for name in (
@@ -122,8 +128,6 @@ class ModelConfig:
             ("norm", ("rms", "layer")),
             ("activation", ("silu", "gelu_new")),
             ("positions", ("rope", "learned")),
-            ("param_dtype", DTYPES),
-            ("dtype", DTYPES),
         ):
             if getattr(self, name) not in allowed:
                 raise UnsupportedConfigError(
@@ -167,15 +171,109 @@ class ModelConfig:
             base.update(qk_norm=True, head_dim=12, norm_eps=1e-6)
         return cls(**{**base, **overrides})
 
+    # Presets: the published architectures, random-init sizes only (weights come from load_hf).
+
     @classmethod
-    def from_hf(cls, hf: dict[str, Any], *, dtype: str | None = None) -> ModelConfig:
-        """Builds a config from a HF `config.json` dict; refuses what it does not implement."""
-        from jaxlens.hf_config import config_from_hf
+    def llama3_2_1b(cls, **overrides: Any) -> ModelConfig:
+        """Llama 3.2 1B: 1,235,814,400 params (tied embeddings, llama3 rope x32)."""
+        return cls._llama3(
+            dict(d_model=2048, n_layers=16, n_heads=32, head_dim=64, d_ff=8192),
+            factor=32.0,
+            tie_embeddings=True,
+            **overrides,
+        )
+
+    @classmethod
+    def llama3_1_8b(cls, **overrides: Any) -> ModelConfig:
+        """Llama 3.1 8B: 8,030,261,248 params."""
+        return cls._llama3(
+            dict(d_model=4096, n_layers=32, n_heads=32, head_dim=128, d_ff=14336), **overrides
+        )
+
+    @classmethod
+    def llama3_3_70b(cls, **overrides: Any) -> ModelConfig:
+        """Llama 3.3 70B: 70,553,706,496 params."""
+        return cls._llama3(
+            dict(d_model=8192, n_layers=80, n_heads=64, head_dim=128, d_ff=28672), **overrides
+        )
+
+    @classmethod
+    def _llama3(
+        cls, sizes: dict[str, int], *, factor: float = 8.0, **overrides: Any
+    ) -> ModelConfig:
+        base: dict[str, Any] = dict(
+            arch="llama",
+            vocab_size=128256,
+            n_kv_heads=8,
+            max_seq_len=131072,
+            rope_theta=500000.0,
+            rope_scaling=Llama3RopeScaling(
+                factor=factor,
+                low_freq_factor=1.0,
+                high_freq_factor=4.0,
+                original_max_position_embeddings=8192,
+            ),
+            bos_token_id=128000,
+            eos_token_ids=(128001, 128008, 128009),
+            **sizes,
+        )
+        return cls(**{**base, **overrides})
+
+    @classmethod
+    def qwen3_4b(cls, **overrides: Any) -> ModelConfig:
+        """Qwen3 4B: 4,022,468,096 params (q/k norm, head_dim 128 != d_model / n_heads)."""
+        base: dict[str, Any] = dict(
+            arch="qwen3",
+            vocab_size=151936,
+            d_model=2560,
+            n_layers=36,
+            n_heads=32,
+            n_kv_heads=8,
+            head_dim=128,
+            d_ff=9728,
+            max_seq_len=40960,
+            norm_eps=1e-6,
+            rope_theta=1000000.0,
+            qk_norm=True,
+            tie_embeddings=True,
+            bos_token_id=151643,
+            eos_token_ids=(151645,),
+        )
+        return cls(**{**base, **overrides})
+
+    @classmethod
+    def gpt2_small(cls, **overrides: Any) -> ModelConfig:
+        """GPT-2 small: 124,439,808 params."""
+        base: dict[str, Any] = dict(
+            arch="gpt2",
+            vocab_size=50257,
+            d_model=768,
+            n_layers=12,
+            n_heads=12,
+            n_kv_heads=12,
+            head_dim=64,
+            d_ff=3072,
+            max_seq_len=1024,
+            tie_embeddings=True,
+            bos_token_id=50256,
+            eos_token_ids=(50256,),
+            **GPT2_STRUCTURE,
+        )
+        return cls(**{**base, **overrides})
+
+    @classmethod
+    def from_hf(cls, hf: dict[str, Any], *, dtype: Any = None) -> ModelConfig:
+        """Builds a config from a HF `config.json` dict; refuses what it does not implement.
+
+        The converter lives in `jaxlens.hf.config` (imported here on first use, so neither
+        module imports the other at load time).
+        """
+        from jaxlens.hf.config import config_from_hf
 
         return config_from_hf(cls, hf, dtype=dtype)
 
     def to_hf(self) -> dict[str, Any]:
         """The HF `config.json` dict that `transformers` loads back as the same model."""
-        from jaxlens.hf_config import config_to_hf
+        from jaxlens.hf.config import config_to_hf
 
         return config_to_hf(self)

@@ -23,14 +23,16 @@ would record at the new positions: `"mean"` (optionally weighted by a `[B, N]` s
 (indices into the generated tokens). The last generated token is fed once more, without
 sampling, so that its own activations are recorded; that extra step runs only when capturing.
 
-Decode steps are memory-bound (one token per row against every weight), so they avoid copies:
-the cache is created inside the jitted program and updated in place in the loop carry (nothing
-to donate), and by default (`unroll_layers=True`) the layer weights and the cache are split
-into per-layer arrays once, after the prefill, and the decode step runs its layers unrolled.
-Under the layer scan XLA copies each layer's weights (and cache slice) out of the stacked arrays
-at every step, which on CPU costs about a third of a step on the ~125M config at batch 8;
-unrolled, every matmul reads its weights and its `[B, K, S, E]` cache block in place, for the
-price of a second copy of the layer weights while generating. The prefill keeps the scan.
+Decode steps are memory-bound (one token per row against every weight), so they avoid copies
+and read weights in the layout the matmul streams fastest. The cache is created inside the
+jitted program and updated in place in the loop carry. By default (`unroll_layers=True`) the
+layer weights and the cache are split into per-layer arrays once, after the prefill, and the
+decode step runs its layers unrolled: under the layer scan XLA copies each layer's weights out
+of the stacked arrays at every step. Those per-layer copies (and the LM head) are stored
+transposed, `[out, in]` (`jaxlens.decode_layout`): XLA's CPU matmul of a few rows against a
+row-major `[in, out]` weight repacks the weight at every call, against `[out, in]` it reads it
+in place. The price is a second copy of the weights while generating; the prefill keeps the
+scan and the caller's params.
 
 `logprobs` are the model's own log-probabilities of the emitted tokens (log-softmax of the raw
 logits, before temperature/top-k/top-p), which is what likelihood-based analyses and policy
@@ -46,6 +48,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxlens.config import ModelConfig
+from jaxlens.decode_layout import pack_kernels, unpack_kernels
 from jaxlens.hooks import Capture, Interventions
 from jaxlens.layers import KVCache
 from jaxlens.model import (
@@ -250,7 +253,15 @@ def _prefill(
 
 
 @jax.jit(
-    static_argnames=("config", "max_new_tokens", "sampling", "stop_tokens", "pad_id", "unroll")
+    static_argnames=(
+        "config",
+        "max_new_tokens",
+        "sampling",
+        "stop_tokens",
+        "pad_id",
+        "unroll",
+        "transpose",
+    )
 )
 def _generate(
     params: Params,
@@ -266,6 +277,7 @@ def _generate(
     stop_tokens: tuple[int, ...],
     pad_id: int,
     unroll: bool,
+    transpose: bool,
 ) -> GenerateOutput:
     b, t = prompts.shape
     n = max_new_tokens
@@ -280,8 +292,11 @@ def _generate(
     logits, cache = _prefill(params, prompts, prompt_mask, prompt, n, config, interventions)
     if unroll:
         params, cache = unstack_layers(params, cache)
+    if unroll and transpose:
+        params = pack_kernels(params)  # read back as views inside the loop: `unpack_kernels`
+    weights = unpack_kernels if unroll and transpose else lambda p: p
     shapes = jax.eval_shape(
-        lambda: _decode_step(params, prompts[:, 0], cache, jnp.int32(0), prompt, **step_kw)
+        lambda: _decode_step(weights(params), prompts[:, 0], cache, jnp.int32(0), prompt, **step_kw)
     )[0].captures
     state = _Decode(
         step=jnp.int32(0),
@@ -305,7 +320,7 @@ def _generate(
     def decode_body(state: _Decode) -> _Decode:
         index = state.step - 1
         fed = jax.lax.dynamic_index_in_dim(state.tokens, index, 1, keepdims=False)
-        out, cache = _decode_step(params, fed, state.cache, index, prompt, **step_kw)
+        out, cache = _decode_step(weights(params), fed, state.cache, index, prompt, **step_kw)
         state = state.replace(cache=cache)
         if capture is not None:
             valid = index < state.lengths
@@ -343,6 +358,7 @@ def generate(
     interventions: Interventions | None = None,
     capture: Capture | None = None,
     unroll_layers: bool = True,
+    transpose_kernels: bool = True,
 ) -> GenerateOutput:
     """Generates `max_new_tokens` tokens after left-padded `prompts [B, T]`.
 
@@ -359,6 +375,8 @@ def generate(
       unroll_layers: run decode steps over per-layer copies of the layer weights and cache
         (see the module docstring); False keeps the layer scan and a single copy of the
         weights, for models that only just fit in memory.
+      transpose_kernels: with `unroll_layers`, store those per-layer copies transposed
+        (`jaxlens.decode_layout`), the layout XLA's CPU matmul reads fastest for a few rows.
 
     Returns:
       `GenerateOutput(tokens [B, N], lengths [B], logprobs [B, N], captures)`.
@@ -388,6 +406,7 @@ def generate(
         stop_tokens=stop_tokens,
         pad_id=pad_id,
         unroll=unroll_layers,
+        transpose=transpose_kernels,
     )
 
 

@@ -16,13 +16,14 @@ import numpy as np
 from flax import struct
 
 from jaxlens.config import ModelConfig
+from jaxlens.dtypes import canonical_dtype
 from jaxlens.hooks import Chunk
 
 Array = jax.Array
 
 
-def _dtype(name: str) -> jnp.dtype:
-    return jnp.dtype(name)
+def _dtype(value: Any) -> jnp.dtype:
+    return jnp.dtype(canonical_dtype(value))
 
 
 def _param(
@@ -104,7 +105,7 @@ class KVCache:
     @classmethod
     def init(cls, config: ModelConfig, batch: int, max_len: int, dtype: Any = None) -> KVCache:
         shape = (config.n_layers, batch, config.n_kv_heads, max_len, config.head_dim)
-        dtype = dtype or _dtype(config.dtype)
+        dtype = _dtype(config.dtype if dtype is None else dtype)
         return cls(k=jnp.zeros(shape, dtype), v=jnp.zeros(shape, dtype))
 
 

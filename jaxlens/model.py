@@ -6,12 +6,13 @@ Axis vocabulary (shape comments, einsum strings and logical sharding names agree
     K kv heads   E head dim   F MLP width   V vocab   L layers
 
 A model is `(config, params)`; `params` is a plain nested dict whose decoder-layer leaves carry
-a leading `L` axis (see `jaxlens.checkpoint` for the HF name mapping). Each layer is a Linen
+a leading `L` axis (see `jaxlens.hf.names` for the HF name mapping). Each layer is a Linen
 module; `lax.scan` runs it over the stacked weights, so compile time does not grow with depth.
 
 The same scan serves a plain forward pass, a prefill that fills a KV cache, and a one-token
 decode step: `apply_model` takes the rope positions, the attention mask over keys and an
-optional cache; `forward` is the public, validated wrapper for the whole-sequence case.
+optional cache. `model_apply` is the whole-sequence case as a plain differentiable function
+(what learners and metrics `jit`/`grad` themselves); `forward` validates and jits it.
 Given per-layer params and caches (`unstack_layers`) the same layer body runs unrolled instead,
 which `generate` uses for its memory-bound decode steps (see `jaxlens.generate`).
 Captures are written into per-site buffers `[n, B, ...]` carried through the layers (layers
@@ -23,11 +24,9 @@ the activation dtype, softmax in fp32 (`jax.nn.dot_product_attention`, or
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -35,107 +34,17 @@ from flax import struct
 
 from jaxlens.config import ModelConfig
 from jaxlens.hooks import FINAL_SITE, Capture, Chunk, Interventions, apply_edits, reduce_positions
-from jaxlens.layers import (
-    DecoderLayer,
-    Dense,
-    Embedding,
-    KVCache,
-    Norm,
-    Step,
-    _dtype,
-    rope_tables,
+from jaxlens.layers import DecoderLayer, Embedding, KVCache, Norm, Step, rope_tables
+from jaxlens.params import (  # noqa: F401  (param_shapes etc. are re-exported for older callers)
+    Params,
+    ParamsError,
+    check_params,
+    init_params,
+    logical_axes,
+    param_shapes,
 )
 
 Array = jax.Array
-Params = dict[str, Any]
-
-
-# --------------------------------------------------------------------------------------------
-# Params
-
-
-class ParamsError(ValueError):
-    """Params whose structure or shapes do not match the config."""
-
-
-def _init_boxed(key: Array, config: ModelConfig) -> Params:
-    """Random params with their logical-axis boxes (layers stacked by vmap)."""
-    c = config
-    k_embed, k_pos, k_layers, k_norm, k_head = jax.random.split(key, 5)
-    dt = _dtype(c.dtype)
-    x = jnp.zeros((1, 1, c.d_model), dt)
-    step = Step(chunk=Chunk(token_mask=jnp.ones((1, 1), bool)), mask=jnp.ones((1, 1, 1, 1), bool))
-    if c.positions == "rope":
-        sin, cos = rope_tables(c, jnp.zeros((1, 1), jnp.int32), dt)
-        step = step.replace(sin=sin, cos=cos)
-
-    def init_layer(k):
-        return DecoderLayer(c).init(k, x, step, jnp.int32(0), None, lambda _, h: h)["params"]
-
-    params = {
-        "embed": Embedding(c, c.vocab_size, ("vocab", "embed")).init(
-            k_embed, jnp.zeros((1, 1), jnp.int32)
-        )["params"],
-        "layers": jax.vmap(init_layer)(jax.random.split(k_layers, c.n_layers)),
-        "final_norm": Norm(c, c.d_model, c.norm_eps).init(k_norm, x)["params"],
-    }
-    if c.positions == "learned":
-        params["pos_embed"] = Embedding(c, c.max_seq_len, ("positions", "embed")).init(
-            k_pos, jnp.zeros((1, 1), jnp.int32)
-        )["params"]
-    if not c.tie_embeddings:
-        params["lm_head"] = Dense(
-            c, "BTD,DV->BTV", (c.d_model, c.vocab_size), ("embed", "vocab")
-        ).init(k_head, x)["params"]
-    return params
-
-
-def init_params(key: Array, config: ModelConfig) -> Params:
-    """Random params (normal(0.02) kernels, unit norms) in `config.param_dtype`."""
-    boxed = jax.jit(_init_boxed, static_argnums=1)(key, config)
-    return nn.meta.unbox(boxed)
-
-
-def _is_box(x: Any) -> bool:
-    return isinstance(x, nn.LogicallyPartitioned)
-
-
-def logical_axes(config: ModelConfig) -> Params:
-    """Logical axis names per param leaf, e.g. `("layers", "embed", "heads", "head_dim")`."""
-    boxed = jax.eval_shape(lambda k: _init_boxed(k, config), jax.random.key(0))
-    names = jax.tree.map(lambda b: tuple(b.names), boxed, is_leaf=_is_box)
-    names["layers"] = jax.tree.map(
-        lambda n: ("layers",) + n, names["layers"], is_leaf=lambda n: isinstance(n, tuple)
-    )
-    return names
-
-
-@functools.lru_cache(maxsize=64)
-def param_shapes(config: ModelConfig) -> Params:
-    """`jax.ShapeDtypeStruct` per param leaf (no memory, no compute)."""
-    return jax.eval_shape(lambda k: init_params(k, config), jax.random.key(0))
-
-
-def check_params(params: Params, config: ModelConfig) -> None:
-    """Raises `ParamsError` naming the first missing, extra or mis-shaped tensor."""
-    want = jax.tree_util.tree_flatten_with_path(param_shapes(config))[0]
-    try:
-        got = dict(jax.tree_util.tree_flatten_with_path(params)[0])
-    except Exception as err:  # not a pytree of arrays at all
-        raise ParamsError(f"params is not a nested dict of arrays: {err}") from err
-    want_paths = {path for path, _ in want}
-    for path, spec in want:
-        name = jax.tree_util.keystr(path)
-        if path not in got:
-            raise ParamsError(f"params is missing {name} (expected shape {spec.shape})")
-        shape = getattr(got[path], "shape", None)
-        if tuple(shape or ()) != spec.shape:
-            raise ParamsError(
-                f"params{name} has shape {shape}: expected {spec.shape} for this config"
-            )
-    extra = [jax.tree_util.keystr(p) for p in got if p not in want_paths]
-    if extra:
-        raise ParamsError(f"params has tensors this config does not use: {extra[:5]}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -308,7 +217,7 @@ def apply_model(
       last_logits_only: return logits `[B, 1, V]` of the last position only.
     """
     c = config
-    dt = _dtype(c.dtype)
+    dt = jnp.dtype(c.dtype)
     x = (
         Embedding(c, c.vocab_size, ("vocab", "embed"))
         .apply({"params": params["embed"]}, tokens)
@@ -349,29 +258,50 @@ def positions_from_mask(token_mask: Array) -> Array:
     return jnp.maximum(jnp.cumsum(token_mask.astype(jnp.int32), axis=1) - 1, 0)
 
 
-@jax.jit(static_argnames=("config",))
-def _forward(
+def model_apply(
     params: Params,
     tokens: Array,
-    attention_mask: Array,
-    capture: Capture | None,
-    interventions: Interventions | None,
     *,
     config: ModelConfig,
+    attention_mask: Array | None = None,
+    positions: Array | None = None,
+    interventions: Interventions | None = None,
+    capture: Capture | None = None,
 ) -> ForwardOutput:
-    t = tokens.shape[1]
-    mask = attention_mask_for(config, attention_mask, t)
+    """The model on a whole left-padded sequence: un-jitted, unvalidated, differentiable.
+
+    The body that `forward` validates and jits, for code that builds its own `jit`, `grad` or
+    `vmap` (learners, metrics). Call it under `jit` with `config` static.
+
+    Args:
+      tokens: `[B, T]` int token ids.
+      attention_mask: `[B, T]` 1 for real tokens, 0 for (left) padding; None: all real.
+      positions: `[B, T]` position ids; None follows the mask (a padded row equals its
+        unpadded version).
+      interventions / capture: as for `forward`.
+
+    Returns:
+      `ForwardOutput(logits [B, T, V] fp32, captures)`.
+    """
+    token_mask = (
+        jnp.ones(tokens.shape, bool) if attention_mask is None else attention_mask.astype(bool)
+    )
+    if positions is None:
+        positions = positions_from_mask(token_mask)
     out, _ = apply_model(
         params,
         tokens,
         config=config,
-        positions=positions_from_mask(attention_mask),
-        mask=mask,
-        token_mask=attention_mask,
+        positions=positions,
+        mask=attention_mask_for(config, token_mask, tokens.shape[1]),
+        token_mask=token_mask,
         capture=capture,
         interventions=interventions,
     )
     return out
+
+
+_jitted_model_apply = jax.jit(model_apply, static_argnames=("config",))
 
 
 def attention_mask_for(config: ModelConfig, token_mask: Array, t: int) -> Array:
@@ -400,4 +330,11 @@ def forward(
     check_params(params, config)
     tokens, mask = check_tokens(tokens, attention_mask, config)
     check_specs(capture, interventions, config, tuple(tokens.shape))
-    return _forward(params, tokens, mask, capture, interventions, config=config)
+    return _jitted_model_apply(
+        params,
+        tokens,
+        config=config,
+        attention_mask=mask,
+        interventions=interventions,
+        capture=capture,
+    )

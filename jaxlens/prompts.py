@@ -1,7 +1,7 @@
 """Chat prompts in, left-padded batches out; generated tokens back to text.
 
 `chat_batch` renders each conversation with the tokenizer's chat template (ending with the
-assistant header, ready to generate; `jaxlens.tokenizer.apply_chat_template`), and left pads
+assistant header, ready to generate; `jaxlens.apply_chat_template`), and left pads
 the id lists into `tokens, attention_mask [B, T]` for `forward`/`generate`: every prompt ends at
 column `T - 1`, so generated token `j` sits at column `T + j` in every row. `multiple_of` rounds
 `T` up so that batches of slightly different lengths share one compiled program.
@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from jaxlens.tokenizer import apply_chat_template, left_pad
+from jaxlens.hf.tokenizer import apply_chat_template, left_pad
 
 
 class PromptError(ValueError):

@@ -10,6 +10,8 @@ positions`); `RULES[layout]` maps each name to a mesh axis or to None (replicate
     fsdp      fsdp   -      -         -       -       -
     tensor    fsdp   tensor tensor    tensor  tensor  -
 
+An SAE's latent axis is `latents`, mapped to `tensor` (the SAE trainer uses the tensor layout).
+
 `embed -> fsdp` stays in the tensor layout, so a `(fsdp, tensor)` mesh is 2-D sharding; on a mesh
 whose `fsdp` axis has size 1 it changes nothing. A mesh axis shards a dimension only if it divides
 it, and only once per array; otherwise that dimension is replicated (e.g. MQA's single kv head
@@ -36,6 +38,7 @@ RULES: dict[str, dict[str, str | None]] = {
         "kv_heads": "tensor",
         "mlp": "tensor",
         "vocab": "tensor",
+        "latents": "tensor",
     },
 }
 BATCH_AXES = ("data", "fsdp")
@@ -93,7 +96,7 @@ def logical_to_spec(
 
 def param_shardings(config: ModelConfig, mesh: Mesh, layout: str = "fsdp") -> dict[str, Any]:
     """A `NamedSharding` per param leaf (same tree as the params)."""
-    from jaxlens.model import logical_axes, param_shapes
+    from jaxlens.params import logical_axes, param_shapes
 
     names = logical_axes(config)
     shapes = param_shapes(config)

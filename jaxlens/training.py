@@ -1,7 +1,7 @@
-"""Token log-probabilities and a plain next-token trainer over `forward`.
+"""A plain next-token trainer over `jaxlens.model_apply`.
 
-`token_logprobs` is the quantity both language-model training and SPIRAL's policy gradient
-need: `log p(tokens[:, t] | tokens[:, :t])` for every position after the first. `fit_lm` is a
+The loss is `jaxlens.next_token_loss` (`jaxlens.logprobs`; `token_logprobs` and
+`next_token_loss` are re-exported here for older callers). `fit_lm` is a
 small, complete Adam loop for the tiny models this project builds offline (tests, examples, the
 quickstart); the step is one jitted function and the loop a `lax.scan` over `log_every` steps.
 """
@@ -18,42 +18,17 @@ import numpy as np
 import optax
 
 from jaxlens.config import ModelConfig
-from jaxlens.model import Params, _forward, check_params
+from jaxlens.logprobs import next_token_loss, token_logprobs
+from jaxlens.model import Params, check_params
 
 Array = jax.Array
 
 
+__all__ = ["LMState", "TrainingError", "fit_lm", "next_token_loss", "token_logprobs"]
+
+
 class TrainingError(ValueError):
     """Bad training input, or a loss that became NaN/inf."""
-
-
-def token_logprobs(
-    params: Params,
-    tokens: Array,
-    *,
-    config: ModelConfig,
-    attention_mask: Array | None = None,
-    interventions: Any = None,
-) -> Array:
-    """`[B, T-1]`: log-probability of each token given the ones before it (fp32).
-
-    Positions whose token is padding hold 0.
-    """
-    mask = jnp.ones(tokens.shape, bool) if attention_mask is None else attention_mask.astype(bool)
-    logits = _forward(params, tokens, mask, None, interventions, config=config).logits
-    logp = jax.nn.log_softmax(logits[:, :-1], axis=-1)
-    picked = jnp.take_along_axis(logp, tokens[:, 1:, None], axis=-1)[..., 0]
-    return jnp.where(mask[:, 1:], picked, 0.0)
-
-
-def next_token_loss(
-    params: Params, tokens: Array, *, config: ModelConfig, attention_mask: Array | None = None
-) -> Array:
-    """Mean cross-entropy of next-token prediction over the real target tokens."""
-    mask = jnp.ones(tokens.shape, bool) if attention_mask is None else attention_mask.astype(bool)
-    logp = token_logprobs(params, tokens, config=config, attention_mask=mask)
-    targets = mask[:, 1:] & mask[:, :-1]
-    return -jnp.sum(jnp.where(targets, logp, 0.0)) / jnp.maximum(targets.sum(), 1)
 
 
 class LMState(NamedTuple):
@@ -68,6 +43,7 @@ class LMState(NamedTuple):
 def _train_chunk(
     state: LMState,
     data: Array,
+    targets: Array,
     *,
     config: ModelConfig,
     optimizer: optax.GradientTransformation,
@@ -77,11 +53,20 @@ def _train_chunk(
     def train_step(state: LMState, _) -> tuple[LMState, Array]:
         key, pick = jax.random.split(state.key)
         rows = jax.random.choice(pick, data.shape[0], (batch_size,), replace=False)
-        loss, grads = jax.value_and_grad(next_token_loss)(state.params, data[rows], config=config)
+        loss, grads = jax.value_and_grad(masked_loss)(
+            state.params, data[rows], targets[rows], config=config
+        )
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         return LMState(optax.apply_updates(state.params, updates), opt_state, key), loss
 
     return jax.lax.scan(train_step, state, None, length=steps)
+
+
+def masked_loss(params: Params, tokens: Array, targets: Array, *, config: ModelConfig) -> Array:
+    """Mean next-token cross-entropy over the positions where `targets [B, T]` is true."""
+    weight = targets[:, 1:].astype(jnp.float32)
+    logp = token_logprobs(params, tokens, config=config)
+    return -jnp.sum(logp * weight) / jnp.maximum(weight.sum(), 1.0)
 
 
 def fit_lm(
@@ -95,9 +80,13 @@ def fit_lm(
     lr: float = 3e-3,
     log_every: int = 50,
     callback: Callable[[int, float], None] | None = None,
+    snapshot: Callable[[int, Params], None] | None = None,
+    loss_mask: Any = None,
 ) -> Params:
     """Trains `params` on token windows `[S, T]` by next-token prediction (Adam, cosine decay).
 
+    `loss_mask [S, T]` (optional, bool) limits the loss to the tokens where it is true, e.g. the
+    replies of chat conversations; `snapshot(step, params)` is called every `log_every` steps.
     Raises `TrainingError` on bad input or when the loss stops being finite (naming the step).
     """
     check_params(params, config)
@@ -124,12 +113,26 @@ def fit_lm(
     )
     params = jax.tree.map(jnp.array, params)  # the chunk donates its input: keep the caller's
     state = LMState(params, optimizer.init(params), key)
+    if loss_mask is None:
+        targets = jnp.ones(data.shape, bool)
+    elif np.shape(loss_mask) != data.shape:
+        raise TrainingError(
+            f"loss_mask has shape {np.shape(loss_mask)}: expected the tokens' shape {data.shape}"
+        )
+    else:
+        targets = jnp.asarray(loss_mask, bool)
     data = jnp.asarray(data, jnp.int32)
     done = 0
     while done < steps:
         chunk = min(log_every, steps - done)
         state, losses = _train_chunk(
-            state, data, config=config, optimizer=optimizer, steps=chunk, batch_size=batch_size
+            state,
+            data,
+            targets,
+            config=config,
+            optimizer=optimizer,
+            steps=chunk,
+            batch_size=batch_size,
         )
         done += chunk
         last = float(losses[-1])
@@ -137,4 +140,6 @@ def fit_lm(
             raise TrainingError(f"the loss became {last} by step {done}: lower lr={lr}")
         if callback is not None:
             callback(done, last)
+        if snapshot is not None:  # before the next chunk donates these buffers
+            snapshot(done, state.params)
     return state.params

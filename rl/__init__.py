@@ -7,8 +7,11 @@
   `INVALID`), with SPIRAL's format check and the invalid-move conventions.
 - `rl.grammar` / `rl.wording`: the games' action grammars and prompt wording behind `rl.text`.
 - `rl.opponents`: random, minimax, Kuhn Nash and heuristic-negotiator policies.
+- `rl.transcripts`: game conversations for the built-in model's training corpus.
+- `rl.rae`: role-conditioned advantages; `rl.reasoning`: the offline reasoning harness.
+- `rl.selfplay` (imported on its own: it loads the model core): SPIRAL self-play.
 """
 
-from rl import envs, opponents, text
+from rl import envs, opponents, rae, reasoning, text, transcripts
 
-__all__ = ["envs", "opponents", "text"]
+__all__ = ["envs", "opponents", "rae", "reasoning", "text", "transcripts"]

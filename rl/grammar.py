@@ -1,4 +1,4 @@
-"""The games' action grammars: free text -> action id, as the envs read a move (games.md).
+"""The games' action grammars: free text -> action id, as the envs read a move (docs/games.md).
 
 These are the env-level readers (TextArena's): they look at the whole text and never raise.
 Each returns `(action, reason)`: an action id of the game (maybe still illegal in the

@@ -1,4 +1,4 @@
-"""Fixed opponents for evaluation (games.md), as single-state JAX policies.
+"""Fixed opponents for evaluation (docs/games.md), as single-state JAX policies.
 
 Each opponent is a frozen dataclass (hashable, so a static argument of jit) called as
 `policy(key, state) -> action`; `jax.vmap` or `rl.envs.rollout` batches it.

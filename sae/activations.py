@@ -166,8 +166,8 @@ class ModelActivations:
         model_config: its `jaxlens.ModelConfig`.
         tokens: `Int[S, T]` token windows (`sae.tokens.load_tokens`).
         site: hook site (`resid_post`, `resid_pre`, ...).
-        layers: one layer (batches `[B, D]`) or a sequence of layers (batches `[L, B, D]`),
-            all captured in the same forward.
+        layers: one layer (batches `[B, D]`), a sequence of layers or `"all"` (every layer of
+            the model; batches `[L, B, D]`), all captured in the same forward.
         sequences_per_forward: windows per model forward.
         buffer_tokens: tokens held in the shuffle buffer (half leave after each shuffle).
         skip_positions: leading positions of every window left out (1 drops BOS, whose
@@ -182,7 +182,7 @@ class ModelActivations:
         tokens: np.ndarray,
         *,
         site: str = "resid_post",
-        layers: int | Sequence[int] = 0,
+        layers: int | Sequence[int] | str = 0,
         sequences_per_forward: int = 8,
         buffer_tokens: int = 1 << 14,
         skip_positions: int = 1,
@@ -199,6 +199,10 @@ class ModelActivations:
             raise ActivationSourceError(
                 f"skip_positions must be in [0, T={tokens.shape[1]}); got {skip_positions}"
             )
+        if isinstance(layers, str):
+            if layers != "all":
+                raise ActivationSourceError(f"layers must be an int, ints or 'all'; got {layers!r}")
+            layers = range(model_config.n_layers)
         self.stacked = not isinstance(layers, int)
         self.layers = tuple(layers) if self.stacked else (layers,)
         bad = [la for la in self.layers if not 0 <= la < model_config.n_layers]

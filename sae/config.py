@@ -14,7 +14,9 @@ naming the field and what it accepts.
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Any, Literal
+
+import jaxlens
 
 ARCHITECTURES = ("relu", "topk", "batchtopk", "jumprelu")
 Architecture = Literal["relu", "topk", "batchtopk", "jumprelu"]
@@ -65,6 +67,9 @@ class SAEConfig:
             comes from a sample and is folded back into the weights when `fit` returns).
         b_dec_init: `geometric_median`, `mean` or `zeros`: where the decoder bias starts (from a
             sample of the training activations).
+        dtype: dtype of the params and of the training arithmetic: any spelling
+            `jaxlens.canonical_dtype` accepts (`"bf16"`, `np.float32`, `jnp.bfloat16`, ...),
+            stored as `"float32"`, `"bfloat16"` or `"float16"`.
     """
 
     d_in: int
@@ -83,8 +88,13 @@ class SAEConfig:
     normalize_decoder: bool | None = None
     normalize_activations: bool = True
     b_dec_init: Literal["geometric_median", "mean", "zeros"] = "geometric_median"
+    dtype: Any = "float32"
 
     def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "dtype", jaxlens.canonical_dtype(self.dtype, name="dtype"))
+        except ValueError as err:
+            raise SAEConfigError(str(err)) from None
         _check(isinstance(self.d_in, int) and self.d_in > 0, "d_in", "a positive int", self.d_in)
         _check(
             isinstance(self.d_sae, int) and self.d_sae > 0, "d_sae", "a positive int", self.d_sae
@@ -150,7 +160,8 @@ class SAEConfig:
 
     @property
     def has_threshold(self) -> bool:
-        """Whether params carry a `threshold [N]` (JumpReLU at inference)."""
+        """Whether the SAE is a JumpReLU at inference (a `log_threshold` param for jumprelu, a
+        running `threshold` for batchtopk; both export as SAELens's `threshold`)."""
         return self.architecture in ("jumprelu", "batchtopk")
 
     @property

@@ -131,11 +131,12 @@ class SplicedMetrics(NamedTuple):
 
 
 def _next_token_stats(logits, clean_logits, tokens, mask):
+    import jaxlens
+
     logp = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32), axis=-1)
     clean = jax.nn.log_softmax(clean_logits[:, :-1].astype(jnp.float32), axis=-1)
-    target = tokens[:, 1:]
     weight = (mask[:, :-1] * mask[:, 1:]).astype(jnp.float32)
-    nll = -jnp.take_along_axis(logp, target[..., None], axis=-1)[..., 0]
+    nll = -jaxlens.target_logprobs(logits, tokens, mask)
     kl = jnp.sum(jnp.exp(clean) * (clean - logp), axis=-1)
     denom = jnp.maximum(jnp.sum(weight), 1.0)
     return jnp.sum(nll * weight) / denom, jnp.sum(kl * weight) / denom

@@ -2,7 +2,8 @@
 
 An SAE is `(config, params)`: `config` a frozen `SAEConfig`, `params` a dict pytree
 
-    W_enc [D, N]   b_enc [N]   W_dec [N, D]   b_dec [D]   (threshold [N] for jumprelu/batchtopk)
+    W_enc [D, N]   b_enc [N]   W_dec [N, D]   b_dec [D]
+    log_threshold [N] (jumprelu)   threshold [N] (batchtopk)
 
 with D = d_in and N = d_sae, the layout SAELens uses on disk. The pre-activations are
 `(x - b_dec) @ W_enc + b_enc`; the reconstruction is `f @ W_dec + b_dec`.
@@ -11,14 +12,18 @@ with D = d_in and N = d_sae, the layout SAELens uses on disk. The pre-activation
 |--------------|-----------------------------------|-------------------------------------------|
 | relu         | relu(pre)                         | l1 * sum_n f_n * norm(W_dec[n])            |
 | topk         | relu of each token's top k        | none (k fixed); AuxK on dead latents       |
-| batchtopk    | pre * (pre > threshold)           | none (batch-level top B*k); AuxK           |
-| jumprelu     | pre * (pre > threshold)           | l0 * #(pre > threshold), STE for threshold |
+| batchtopk    | relu(pre) * (pre > threshold)     | none (batch-level top B*k); AuxK           |
+| jumprelu     | relu(pre) * (pre > threshold)     | l0 * #(pre > threshold), STE for threshold |
 
-JumpReLU's threshold is a raw parameter; the step function's pseudo-derivative uses a rectangle
-kernel of width `jumprelu_bandwidth` (Rajamanoharan et al. 2024): d/dthreshold of pre * H(pre -
-t) is -(t / eps) * rect((pre - t) / eps), and of H(pre - t) it is -(1 / eps) * rect(...). BatchTopK
-trains with the batch-level selection and keeps a running mean of the smallest kept activation as
-its inference threshold (Bussmann et al. 2024), so it exports as JumpReLU.
+This is SAELens's and Gemma Scope's JumpReLU. Its threshold stays positive because what is
+trained is `log_threshold` (threshold = exp(log_threshold)); with threshold > 0 the ReLU changes
+nothing, and `save_saelens` writes `threshold` so the file computes the same latents in
+SAELens. The step function's pseudo-derivative uses a rectangle kernel of width
+`jumprelu_bandwidth` (Rajamanoharan et al. 2024): d/dthreshold of pre * H(pre - t) is
+-(t / eps) * rect((pre - t) / eps), and of H(pre - t) it is -(1 / eps) * rect(...); autodiff
+carries both through exp to `log_threshold`. BatchTopK trains with the batch-level selection and
+keeps a running mean of the smallest kept activation (>= 0) as its inference threshold (Bussmann
+et al. 2024), so it exports as JumpReLU too.
 
 Init (`init`): decoder rows random unit vectors, encoder its transpose, zero biases. `fit` then
 sets `b_dec` from data. Shapes: B batch, D model width, N latents.
@@ -56,13 +61,24 @@ def param_shapes(config: SAEConfig) -> dict[str, tuple[int, ...]]:
     """The shape of every parameter of an SAE with this config."""
     d, n = config.d_in, config.d_sae
     shapes = {"W_enc": (d, n), "b_enc": (n,), "W_dec": (n, d), "b_dec": (d,)}
-    if config.has_threshold:
+    if config.architecture == "jumprelu":
+        shapes["log_threshold"] = (n,)
+    elif config.architecture == "batchtopk":
         shapes["threshold"] = (n,)
     return shapes
 
 
-def init(key: jax.Array, config: SAEConfig, dtype=jnp.float32) -> Params:
-    """Random params: unit-norm decoder rows, encoder = decoder transpose, zero biases."""
+def threshold(params: Params, config: SAEConfig) -> jax.Array:
+    """The inference threshold `[N]` (jumprelu: exp(log_threshold); batchtopk: threshold)."""
+    if config.architecture == "jumprelu":
+        return jnp.exp(params["log_threshold"])
+    return params["threshold"]
+
+
+def init(key: jax.Array, config: SAEConfig, dtype=None) -> Params:
+    """Random params in `dtype` (default `config.dtype`): unit-norm decoder rows, encoder =
+    decoder transpose, zero biases, JumpReLU thresholds at `jumprelu_init_threshold`."""
+    dtype = config.dtype if dtype is None else dtype
     w_dec = jax.random.normal(key, (config.d_sae, config.d_in), dtype)
     w_dec = w_dec / jnp.linalg.norm(w_dec, axis=-1, keepdims=True)
     params = {
@@ -72,7 +88,8 @@ def init(key: jax.Array, config: SAEConfig, dtype=jnp.float32) -> Params:
         "b_dec": jnp.zeros((config.d_in,), dtype),
     }
     if config.architecture == "jumprelu":
-        params["threshold"] = jnp.full((config.d_sae,), config.jumprelu_init_threshold, dtype)
+        log_thr = jnp.log(jnp.float32(config.jumprelu_init_threshold))
+        params["log_threshold"] = jnp.full((config.d_sae,), log_thr, dtype)
     elif config.architecture == "batchtopk":
         params["threshold"] = jnp.zeros((config.d_sae,), dtype)
     return params
@@ -95,7 +112,7 @@ def activation(pre: Float[Array, "*B N"], params: Params, config: SAEConfig):
         return jax.nn.relu(pre)
     if config.architecture == "topk":
         return _topk_dense(pre, config.k)
-    return jnp.where(pre > params["threshold"], pre, 0.0)
+    return jax.nn.relu(pre) * (pre > threshold(params, config)).astype(pre.dtype)
 
 
 @functools.partial(jax.jit, static_argnames="config")
@@ -201,10 +218,9 @@ def _dense_parts(params: Params, x: jax.Array, config: SAEConfig) -> LossParts:
         dec_norm = jnp.linalg.norm(params["W_dec"], axis=-1)
         sparsity = jnp.mean(jnp.sum(f * dec_norm, axis=-1))
     else:
-        f = jumprelu(pre, params["threshold"], config.jumprelu_bandwidth)
-        sparsity = jnp.mean(
-            jnp.sum(step(pre, params["threshold"], config.jumprelu_bandwidth), axis=-1)
-        )
+        thr = threshold(params, config)
+        f = jumprelu(pre, thr, config.jumprelu_bandwidth)
+        sparsity = jnp.mean(jnp.sum(step(pre, thr, config.jumprelu_bandwidth), axis=-1))
     x_hat = f @ params["W_dec"] + params["b_dec"]
     active = f > 0
     zero = jnp.zeros((), x.dtype)

@@ -2,9 +2,15 @@
 
 A folder holds `cfg.json` and `sae_weights.safetensors`. The weights are `W_enc [d_in, d_sae]`,
 `W_dec [d_sae, d_in]`, `b_enc [d_sae]`, `b_dec [d_in]` and, for JumpReLU, `threshold [d_sae]`
-(older files: `log_threshold`). `cfg.json` is SAELens 6's inference config: `d_in`, `d_sae`,
-`architecture` (`standard`, `topk`, `jumprelu`), `k` for TopK, `apply_b_dec_to_input`,
-`normalize_activations`, `dtype`, and `metadata` with `sae_lens_version` (we write "6.0.0").
+(older files: `log_threshold`). SAELens's JumpReLU computes `relu(pre) * (pre > threshold)`, ours
+too: our JumpReLU params hold `log_threshold` (trained, so the threshold stays positive), written
+as `threshold = exp(log_threshold)` (the very values `sae.encode` compares against) and read
+back as its log; a file's threshold <= 0 acts as 0 in SAELens, and is read as the smallest
+positive float32 (the same latents up to activations below 1e-38).
+
+`cfg.json` is SAELens 6's inference config: `d_in`, `d_sae`, `architecture` (`standard`,
+`topk`, `jumprelu`), `k` for TopK, `apply_b_dec_to_input`, `normalize_activations`, `dtype`, and
+`metadata` with `sae_lens_version` (we write "6.0.0").
 
 Our architectures map as relu -> standard, topk -> topk, jumprelu -> jumprelu, and batchtopk ->
 jumprelu with its learned threshold (what BatchTopK is at inference). Our own `SAEConfig` rides
@@ -31,12 +37,13 @@ from typing import Any
 import numpy as np
 
 from sae.config import SAEConfig, SAEConfigError
-from sae.model import Params, param_shapes
+from sae.model import Params, param_shapes, threshold
 
 CFG_FILENAME = "cfg.json"
 WEIGHTS_FILENAME = "sae_weights.safetensors"
 SAELENS_FORMAT_VERSION = "6.0.0"
 
+_TINY = np.finfo(np.float32).tiny
 _TO_SAELENS = {"relu": "standard", "topk": "topk", "jumprelu": "jumprelu", "batchtopk": "jumprelu"}
 _FROM_SAELENS = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu"}
 
@@ -72,10 +79,11 @@ def save_saelens(
     _check_params(params, config, where="params")
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    tensors = {
-        name: np.ascontiguousarray(np.asarray(params[name], np.float32))
-        for name in param_shapes(config)
-    }
+    names = ("W_enc", "b_enc", "W_dec", "b_dec")
+    tensors = {name: np.asarray(params[name], np.float32) for name in names}
+    if config.has_threshold:
+        tensors["threshold"] = np.asarray(threshold(params, config), np.float32)
+    tensors = {name: np.ascontiguousarray(value) for name, value in tensors.items()}
     save_file(tensors, str(path / WEIGHTS_FILENAME))
     cfg: dict[str, Any] = {
         "d_in": config.d_in,
@@ -183,7 +191,10 @@ def load_saelens(path: str | os.PathLike) -> tuple[SAEConfig, Params]:
     cfg = _read_cfg(path)
     config = _config_from_saelens(cfg, path)
     raw = _read_weights(path)
-    if "threshold" not in raw and "log_threshold" in raw:
+    if config.architecture == "jumprelu" and "log_threshold" not in raw and "threshold" in raw:
+        positive = np.maximum(np.asarray(raw.pop("threshold"), np.float32), _TINY)
+        raw["log_threshold"] = np.log(positive.astype(np.float64)).astype(np.float32)
+    elif config.architecture == "batchtopk" and "threshold" not in raw and "log_threshold" in raw:
         raw["threshold"] = np.exp(raw.pop("log_threshold"))
     params = {
         name: np.asarray(raw[name], np.float32) for name in param_shapes(config) if name in raw

@@ -17,8 +17,8 @@ against 0.4 s for the decode at B 4096, S 32, D 768). Two `jax.custom_vjp`s hold
   pass, and gathers the input gradient (needed only when the SAE is spliced into a model; XLA
   drops it otherwise). Autodiff would instead scatter the cotangent into a dense [B, N] array
   and run it back through two dense matmuls.
-- `decode_slots`: `sum_s acts[:, s] * W_dec[idx[:, s]]`, whose backward is a row-dot loop for
-  the activations' gradient and a scatter loop for the decoder's.
+- `decode_slots`: `sum_s acts[:, s] * W_dec[idx[:, s]]`, whose backward is one loop that
+  gathers each slot's decoder rows for the activations' gradient and scatters the decoder's.
 
 `select` (static) picks the codes: the per-token top k, AuxK's top k_aux among dead latents, or
 BatchTopK's batch-level top B * k taken over each token's top `row_cap` candidates. A token may
@@ -97,13 +97,16 @@ def batchtopk_code(pre: Float[Array, "B N"], k: int, row_cap: int) -> SparseCode
 
 
 def auxk_code(pre: Float[Array, "B N"], dead: Bool[Array, " N"], k_aux: int) -> SparseCode:
-    """The k_aux largest pre-activations among dead latents (AuxK); empty when none is dead."""
+    """The k_aux largest pre-activations among dead latents (AuxK); empty when none is dead.
+
+    Slots past the number of dead latents would hold live ones: `n_slots` stops the loops at
+    min(k_aux, dead latents), so a few dead latents cost a few row moves, not k_aux.
+    """
 
     def pick(pre: Float[Array, "B N"]) -> SparseCode:
         vals, idx = lax.top_k(jnp.where(dead[None, :], pre, _NEG), k_aux)
-        return SparseCode(
-            jnp.where(vals > _NEG, vals, 0.0), idx.astype(jnp.int32), jnp.int32(k_aux)
-        )
+        n_slots = jnp.minimum(jnp.sum(dead, dtype=jnp.int32), k_aux)
+        return SparseCode(jnp.where(vals > _NEG, vals, 0.0), idx.astype(jnp.int32), n_slots)
 
     def none(pre: Float[Array, "B N"]) -> SparseCode:
         shape = (pre.shape[0], k_aux)
@@ -157,17 +160,6 @@ def _gather_rows_sum(table, idx, weights, n_slots, code_rows=None, n_tokens=None
     n_tokens = idx.shape[0] if n_tokens is None else n_tokens
     init = jnp.zeros((n_tokens, table.shape[-1]), table.dtype)
     return lax.fori_loop(0, n_slots, body, init)
-
-
-def _gather_rows_dot(table, idx, per_token, n_slots, code_rows=None) -> jax.Array:
-    """`out[r, s] = table[idx[r, s]] . per_token[token(r, s)]`, 0 past n_slots: [R, S]."""
-
-    def body(s, acc):
-        dots = jnp.sum(_rows(table, idx[:, s]) * _token_rows(per_token, code_rows, s), axis=-1)
-        return lax.dynamic_update_slice(acc, dots[None], (s, 0))
-
-    init = jnp.zeros((idx.shape[1], idx.shape[0]), table.dtype)  # [S, R]: one row per column
-    return lax.fori_loop(0, n_slots, body, init).T
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -227,10 +219,21 @@ def _decode_fwd(acts, idx, w_dec, code_rows, n_slots, n_tokens):
 
 
 def _decode_bwd(n_tokens, res, g):
+    """One loop over the slots: gather the decoder rows for the activations' gradient
+    (`W_dec[idx] . g`) and scatter `acts * g` into the decoder's, reading each slot once."""
     acts, idx, w_dec, code_rows, n_slots = res
-    d_acts = _gather_rows_dot(w_dec, idx, g, n_slots, code_rows)
-    d_w_dec = _scatter_rows(w_dec.shape[0], idx, acts, g, n_slots, code_rows)
-    return d_acts, None, d_w_dec, None, None
+
+    def body(s, carry):
+        d_acts, d_w_dec = carry
+        g_rows = _token_rows(g, code_rows, s)
+        dots = jnp.sum(_rows(w_dec, idx[:, s]) * g_rows, axis=-1)
+        d_acts = lax.dynamic_update_slice(d_acts, dots[None], (s, 0))
+        d_w_dec = d_w_dec.at[idx[:, s]].add(acts[:, s, None] * g_rows, mode="promise_in_bounds")
+        return d_acts, d_w_dec
+
+    init = (jnp.zeros((idx.shape[1], idx.shape[0]), w_dec.dtype), jnp.zeros_like(w_dec))
+    d_acts, d_w_dec = lax.fori_loop(0, n_slots, body, init)
+    return d_acts.T, None, d_w_dec, None, None
 
 
 decode_slots.defvjp(_decode_fwd, _decode_bwd)

@@ -11,8 +11,11 @@ schedule and optional clipping); renormalise decoder rows; move BatchTopK's runn
 count tokens since each latent last fired. A non-finite loss is remembered as the first bad step
 in the state, so the host can stop and name it without a sync every step.
 
-Sharding: with a mesh, the batch axis B is on `data` and the latent axis N on `model` (`W_enc`
-columns, `W_dec` rows, `b_enc`, `threshold`, counters and the matching Adam moments); XLA
+Sharding: the mesh is the core's (`jaxlens.sharding.make_mesh`: axes `data`, `fsdp`, `tensor`)
+and every SAE array has logical axis names (`LOGICAL_AXES`) that the core's rules table maps to
+mesh axes in its `tensor` layout: the latent axis N (`latents`: `W_enc` columns, `W_dec` rows,
+`b_enc`, the thresholds, the counters and the matching Adam moments) on `tensor`, the model
+width D (`embed`) on `fsdp`, and the batch's tokens on `data` x `fsdp` like any model batch. XLA
 partitions the rest, including the top-k over sharded latents.
 """
 
@@ -29,19 +32,24 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+import jaxlens
 from sae import model
 from sae.config import FitOptions, SAEConfig
 
 _COUNTER_CAP = 2**30
 
-# Partition of each named SAE array with its leading layer axis: latents (N) on `model`.
-_SPECS = {
-    "W_enc": P(None, None, "model"),
-    "W_dec": P(None, "model", None),
-    "b_enc": P(None, "model"),
-    "threshold": P(None, "model"),
-    "since_fired": P(None, "model"),
+LAYOUT = "tensor"  # the core's rules-table layout the SAE arrays are sharded by
+# Logical axis names of each stacked SAE array (leading axis: one SAE per layer).
+LOGICAL_AXES = {
+    "W_enc": ("layers", "embed", "latents"),
+    "W_dec": ("layers", "latents", "embed"),
+    "b_enc": ("layers", "latents"),
+    "b_dec": ("layers", "embed"),
+    "threshold": ("layers", "latents"),
+    "log_threshold": ("layers", "latents"),
+    "since_fired": ("layers", "latents"),
 }
+BATCH_AXES = ("data", "fsdp")  # the tokens of a batch [L, B, D]
 
 
 @flax.struct.dataclass
@@ -99,21 +107,32 @@ def optimizer(lr: float, steps: int, options: FitOptions) -> optax.GradientTrans
 
 
 def state_shardings(state: TrainState, mesh: Mesh) -> TrainState:
-    """A `NamedSharding` for every leaf of `state`: latents on `model`, the rest replicated."""
+    """A `NamedSharding` for every leaf of `state` from its logical axes (module docstring);
+    leaves without a name (step, scale, Adam's count) are replicated."""
 
     def spec(path, leaf) -> NamedSharding:
         names = [getattr(p, "key", getattr(p, "name", None)) for p in path]
-        named = next((n for n in reversed(names) if n in _SPECS), None)
-        if named is None or getattr(leaf, "ndim", 0) != len(_SPECS[named]):
+        named = next((n for n in reversed(names) if n in LOGICAL_AXES), None)
+        shape = tuple(getattr(leaf, "shape", ()))
+        if named is None or len(shape) != len(LOGICAL_AXES[named]):
             return NamedSharding(mesh, P())
-        return NamedSharding(mesh, _SPECS[named])
+        axes = LOGICAL_AXES[named]
+        return NamedSharding(mesh, jaxlens.sharding.logical_to_spec(axes, shape, mesh, LAYOUT))
 
     return jax.tree_util.tree_map_with_path(spec, state)
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
-    """Sharding of a batch `[L, B, D]`: tokens on `data`."""
-    return NamedSharding(mesh, P(None, "data", None))
+    """Sharding of a batch `[L, B, D]`: tokens on `data` x `fsdp`."""
+    return NamedSharding(mesh, P(None, BATCH_AXES, None))
+
+
+def mesh_sizes(mesh: Mesh) -> tuple[int, int]:
+    """(devices the tokens of a batch are split over, devices the latents are split over)."""
+    tokens = 1
+    for axis in BATCH_AXES:
+        tokens *= mesh.shape[axis]
+    return tokens, mesh.shape[jaxlens.sharding.RULES[LAYOUT]["latents"]]
 
 
 def init_state(
@@ -144,7 +163,7 @@ def _layer_update(carry, layer, *, config, tx, options, step):
     """Update one SAE of the stack on its batch (the body of the scan over layers)."""
     del carry
     params, opt_state, since_fired, scale, x = layer
-    x = x * scale
+    x = (x * scale).astype(params["W_enc"].dtype)
     dead = since_fired >= config.dead_tokens_threshold
     sparsity_scale = jnp.minimum(1.0, (step + 1.0) / max(options.sparsity_warmup_steps, 1))
 
@@ -191,10 +210,12 @@ def train_step(
 ) -> tuple[TrainState, StepStats]:
     """One optimisation step of every SAE in the stack on its batch `x [L, B, D]`."""
     body = functools.partial(_layer_update, config=config, tx=tx, options=options, step=state.step)
-    scale = state.scale[:, None, None]
-    _, (params, opt_state, since_fired, stats) = jax.lax.scan(
-        body, None, (state.params, state.opt_state, state.since_fired, scale, x)
-    )
+    layers = (state.params, state.opt_state, state.since_fired, state.scale[:, None, None], x)
+    if x.shape[0] == 1:  # one SAE: no loop, so no copies of the weights in and out of one
+        _, out = body(None, jax.tree.map(lambda a: a[0], layers))
+        params, opt_state, since_fired, stats = jax.tree.map(lambda a: a[None], out)
+    else:
+        _, (params, opt_state, since_fired, stats) = jax.lax.scan(body, None, layers)
     finite = jnp.all(jnp.isfinite(stats.loss))
     bad = jnp.where((state.first_bad_step < 0) & ~finite, state.step, state.first_bad_step)
     new_state = state.replace(

@@ -7,7 +7,8 @@ token ids, each starting with BOS when a `bos_token_id` is given:
 - `.txt` / `.text`: UTF-8 text, documents separated by blank lines;
 - `.jsonl`: one JSON object per line, the document under `text_field`.
 
-Documents are tokenised (`tokenizer.encode(text)` of an HF tokenizer, or any callable from text
+`byte_tokenizer(vocab_size)` stands in for a tokenizer when a model has none. Documents are
+tokenised (`tokenizer.encode(text)` of an HF tokenizer, or any callable from text
 to ids), joined into one stream with `eos_token_id` between documents when given, and cut into
 windows. Nothing is downloaded: the user points at a corpus, the tests use a file the project
 ships.
@@ -30,6 +31,14 @@ class TokenFileNotFoundError(FileNotFoundError):
 
 class TokenDatasetError(ValueError):
     """A token dataset file cannot be read as the format its suffix names."""
+
+
+def byte_tokenizer(vocab_size: int) -> Callable[[str], list[int]]:
+    """A tokenizer for a model without one (e.g. `jaxlens.ModelConfig.tiny()`): UTF-8 bytes
+    folded into ids 3..vocab_size-1, leaving 0, 1, 2 for pad, BOS and EOS."""
+    if vocab_size <= 3:
+        raise TokenDatasetError(f"byte_tokenizer needs vocab_size > 3; got {vocab_size}")
+    return lambda text: [3 + b % (vocab_size - 3) for b in text.encode("utf-8")]
 
 
 def _encoder(tokenizer: Any) -> Callable[[str], Sequence[int]]:

@@ -10,7 +10,9 @@
   iterator is).
 
 It returns the trained params in the raw activation space (the normalisation scale folded back
-into the weights), a dict for `[B, D]` inputs and a list of L dicts for `[L, B, D]` inputs.
+into the weights), a dict for `[B, D]` inputs and a list of L dicts for `[L, B, D]` inputs (for a
+`ModelActivations` source, entry i is the SAE of `source.layers[i]`; `layers="all"` gives one
+SAE per model layer, every layer captured in the same forward and trained in the same step).
 
 Start: the first batches (`options.init_sample_size` tokens) give each SAE its scale to unit mean
 squared norm and its `b_dec` (geometric median by Weiszfeld's iterations, or the mean). The loop
@@ -62,9 +64,9 @@ def geometric_median(points: jax.Array, iters: int = 20, eps: float = 1e-6) -> j
 def fold_scale(params: model.Params, scale: float | jax.Array) -> model.Params:
     """Params that act on raw x from params trained on `scale * x` (see module docstring)."""
     out = dict(params)
-    out["W_enc"] = params["W_enc"] * scale
-    out["W_dec"] = params["W_dec"] / scale
-    out["b_dec"] = params["b_dec"] / scale
+    out["W_enc"] = (params["W_enc"] * scale).astype(params["W_enc"].dtype)
+    out["W_dec"] = (params["W_dec"] / scale).astype(params["W_dec"].dtype)
+    out["b_dec"] = (params["b_dec"] / scale).astype(params["b_dec"].dtype)
     return out
 
 
@@ -155,18 +157,21 @@ def _check_args(config, steps: int, batch_size: int, lr: float, mesh: Mesh | Non
     if not lr > 0:
         raise FitInputError(f"lr must be > 0; got {lr!r}")
     if mesh is not None:
-        missing = {"data", "model"} - set(mesh.axis_names)
+        missing = {"data", "fsdp", "tensor"} - set(mesh.axis_names)
         if missing:
-            raise FitInputError(f"mesh needs axes 'data' and 'model'; missing {sorted(missing)}")
-        if batch_size % mesh.shape["data"]:
             raise FitInputError(
-                f"batch_size={batch_size} must be a multiple of the mesh's data size "
-                f"{mesh.shape['data']}"
+                "mesh must be a jaxlens mesh (jaxlens.sharding.make_mesh: axes 'data', 'fsdp', "
+                f"'tensor'); missing {sorted(missing)}"
             )
-        if config.d_sae % mesh.shape["model"]:
+        tokens, latents = step.mesh_sizes(mesh)
+        if batch_size % tokens:
             raise FitInputError(
-                f"d_sae={config.d_sae} must be a multiple of the mesh's model size "
-                f"{mesh.shape['model']}"
+                f"batch_size={batch_size} must be a multiple of the mesh's data * fsdp size "
+                f"{tokens}"
+            )
+        if config.d_sae % latents:
+            raise FitInputError(
+                f"d_sae={config.d_sae} must be a multiple of the mesh's tensor size {latents}"
             )
 
 
@@ -193,7 +198,8 @@ def fit(
         steps: total optimisation steps (the same on a resumed call).
         batch_size: tokens per step and SAE (a multiple of the mesh's `data` size).
         lr: peak Adam learning rate.
-        mesh: optional mesh with axes `data` (tokens) and `model` (latents).
+        mesh: optional `jaxlens.sharding.make_mesh` mesh: tokens on `data` x `fsdp`, latents
+            on `tensor` (see `sae.step`).
         options: schedule, optimiser and checkpoint cadence (`FitOptions`).
         checkpoint_dir: orbax directory; an existing checkpoint there is resumed.
         callback: called as `callback(step, stats)` every `options.log_every` steps and at the

@@ -17,8 +17,18 @@ OpenMP threads otherwise slow it down up to 40x (a 4-layer forward: 1.5 s, not 4
 /opt/jaxlens-peers) without touching the main environment: pip resolves each against it, and
 only the packages it would add go into the folder.
 
-    python scripts/bench_capture.py --quick      # small config, under a minute
-    python scripts/bench_capture.py              # the 125M config, B8 x T256
+Decode steps are memory-bound: each reads every weight once (the embedding table excepted,
+unless tied as the LM head) plus the whole KV cache. The bench measures the memory bandwidth
+in the same run (a jitted fp32 sum over a large buffer, best of several, before each batch
+size) and prints every decode step as a fraction of that limit, `bytes read per step /
+bandwidth`, for us and for HF; with `--decode-dtypes float32,bf16` (the default) our decode is
+also timed with bfloat16 weights (against their own, half, limit).
+
+    python3 scripts/bench_capture.py --quick     # small config, under a minute
+    python3 scripts/bench_capture.py             # the 125M config, B8 x T256
+
+Ends with `RESULT` lines (ratio > 1: ours better) and writes a run folder (`--run`, default
+runs/bench_capture[_quick]) with a plot of decode step times against the limit.
 """
 
 from __future__ import annotations
@@ -29,10 +39,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+import _bench
 import numpy as np
+
+from jaxlens.runs import progress
 
 PEERS_DIR = Path(os.environ.get("JAXLENS_PEERS_DIR", "/opt/jaxlens-peers"))
 TL_VERSIONS = {"tl3": "3.9.0", "tl4": "4.3.0"}
@@ -50,6 +62,7 @@ FULL = dict(
     gen_batches=(1, 8, 16),
     repeats=5,
     gen_repeats=2,
+    bandwidth_bytes=1 << 30,
 )
 QUICK = dict(
     d=256,
@@ -65,47 +78,54 @@ QUICK = dict(
     gen_batches=(1, 8),
     repeats=2,
     gen_repeats=1,
+    bandwidth_bytes=1 << 28,
 )
 STEER_LAYER_FRACTION = 0.5
 
 
 def best_ms(fn, repeats: int) -> float:
-    fn()  # warm up (compile / allocator)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * min(times)
+    return 1e3 * _bench.best_seconds(fn, repeats)
 
 
 def interleaved_ms(fns: dict, repeats: int) -> dict:
     """Best time per function, running them round-robin (after one warm-up call each)."""
-    for fn in fns.values():
-        fn()
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: 1e3 * min(t) for name, t in times.items()}
+    return {k: 1e3 * t for k, t in _bench.interleaved_seconds(fns, repeats).items()}
 
 
-def time_generation(make_gen, spec: dict, first_row) -> dict:
+def time_generation(make_gen, spec: dict, first_row, bandwidth=None, tag: str = "") -> dict:
     """New tokens/s of `generate` (prefill included) and ms per decode step (prefill excluded:
-    the time difference between `new` and `new // 4` new tokens), per batch size."""
+    the time difference between `new` and `new // 4` new tokens), per batch size.
+
+    `bandwidth()`, when given, measures the memory bandwidth (bytes/s) before each batch size;
+    the best measurement is returned as `bandwidth`.
+    """
     res, r = {}, spec["gen_repeats"]
     short = spec["new"] // 4
+    seen = []
     for b in spec["gen_batches"]:
+        if bandwidth is not None:
+            seen.append(bandwidth())
         p = tokens_for(spec["vocab"], b, spec["prompt"], seed=2)
         full, part = make_gen(p, spec["new"]), make_gen(p, short)
         times = interleaved_ms({"full": full, "part": part}, r)
-        res[f"generate_b{b}_tok_s"] = b * spec["new"] * 1e3 / times["full"]
-        res[f"decode_step_b{b}_ms"] = (times["full"] - times["part"]) / (spec["new"] - short)
-        if b == 1:
+        res[f"generate_b{b}{tag}_tok_s"] = b * spec["new"] * 1e3 / times["full"]
+        res[f"decode_step_b{b}{tag}_ms"] = (times["full"] - times["part"]) / (spec["new"] - short)
+        if b == 1 and not tag:
             res["greedy_b1"] = np.asarray(first_row(full())).tolist()
+    if seen:
+        res["bandwidth"] = max(seen)
     return res
+
+
+def decode_bytes(spec: dict, batch: int, itemsize: int) -> int:
+    """Bytes one decode step reads: every weight but the embedding table (untied: the LM head
+    is its own matrix), and the whole `[L, B, K, prompt + new, E]` key and value cache."""
+    d, f, v, kv, h = spec["d"], spec["ff"], spec["vocab"], spec["kv"], spec["heads"]
+    e = d // h
+    layer = d * h * e * 2 + d * kv * e * 2 + 3 * d * f + 2 * d
+    weights = spec["layers"] * layer + d * v + d
+    cache = 2 * spec["layers"] * batch * kv * (spec["prompt"] + spec["new"]) * e
+    return (weights + cache) * itemsize
 
 
 def tokens_for(vocab: int, batch: int, seq: int, seed: int) -> np.ndarray:
@@ -240,14 +260,12 @@ def run_peer(name: str, spec: dict, path: Path, out: Path) -> None:
 # Ours
 
 
-def run_ours(spec: dict, path: Path) -> dict:
+def run_ours(spec: dict, path: Path, decode_dtypes=("float32",), row_major=False) -> dict:
     import jax
 
     import jaxlens
-    from jaxlens.checkpoint import load_hf
-    from jaxlens.generate import Sampling, generate
 
-    config, params = load_hf(path)
+    config, params = jaxlens.load_hf(path)
     x = tokens_for(spec["vocab"], spec["batch"], spec["seq"], seed=0).astype(np.int32)
     r = spec["repeats"]
     steer_layer = int(spec["layers"] * STEER_LAYER_FRACTION)
@@ -264,13 +282,28 @@ def run_ours(spec: dict, path: Path) -> dict:
     res = interleaved_ms(variants, r)
     res["logits_row0"] = np.asarray(jaxlens.forward(params, x, config=config).logits[0, -4:])
 
-    def make_gen(p, n):
-        p, key, greedy = p.astype(np.int32), jax.random.key(0), Sampling(temperature=0.0)
-        return lambda: jax.block_until_ready(
-            generate(params, p, config=config, key=key, max_new_tokens=n, sampling=greedy)
-        )
+    def generator(params, config, transpose=True):
+        def make_gen(p, n):
+            p, key = p.astype(np.int32), jax.random.key(0)
+            greedy = jaxlens.Sampling(temperature=0.0)
+            return lambda: jax.block_until_ready(
+                jaxlens.generate(params, p, config=config, key=key, max_new_tokens=n,
+                                 sampling=greedy, transpose_kernels=transpose)
+            )  # fmt: skip
 
-    res.update(time_generation(make_gen, spec, lambda out: out.tokens[0]))
+        return make_gen
+
+    size = spec["bandwidth_bytes"]
+    bandwidth = lambda: _bench.memory_bandwidth(size)  # noqa: E731
+    variants = [(d, True) for d in decode_dtypes] + ([("float32", False)] if row_major else [])
+    for dtype, transpose in variants:
+        tag = ("" if dtype == "float32" else f"_{dtype}") + ("" if transpose else "_row_major")
+        config, params = jaxlens.load_hf(path, dtype=dtype)
+        out = time_generation(
+            generator(params, config, transpose), spec, lambda out: out.tokens[0], bandwidth, tag
+        )
+        res["bandwidth"] = max(res.get("bandwidth", 0.0), out.pop("bandwidth"))
+        res.update(out)
     return res
 
 
@@ -287,16 +320,130 @@ def install_peers() -> None:
         )
 
 
-def result(name: str, ours: float, peer: float, unit: str, higher_is_better: bool) -> str:
-    ratio = ours / peer if higher_is_better else peer / ours
-    return f"RESULT {name} ours={ours:.4g} peer={peer:.4g} unit={unit} ratio={ratio:.3f}"
+def run_peers(spec: dict, path: Path, peers: list[str], quick: bool, tmp: str) -> dict:
+    """Each peer in its own process; `{peer: its results}` for those that ran."""
+    out_all = {}
+    for peer in progress(peers, desc="peers", unit="peer"):
+        if peer in TL_VERSIONS and not (PEERS_DIR / peer / "transformer_lens").is_dir():
+            print(f"# {peer}: not installed under {PEERS_DIR} (run with --install-peers)")
+            continue
+        out = Path(tmp) / f"{peer}.json"
+        cmd = [sys.executable, __file__, "--peer", peer, "--dir", str(path), "--out", str(out)]
+        done = subprocess.run(
+            cmd + (["--quick"] if quick else []),
+            capture_output=True,
+            text=True,
+            env={**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")},
+        )
+        if done.returncode:
+            print(f"# {peer} failed:\n{done.stderr[-3000:]}")
+            continue
+        out_all[peer] = json.loads(out.read_text())
+    return out_all
+
+
+def capture_results(ours: dict, peer_res: dict) -> list[_bench.Result]:
+    """Capture and steering against our plain forward, TransformerLens and HF."""
+    R = _bench.Result
+    lines = [
+        R(f"capture_resid_post_all_layers_{r}_vs_plain", ours[f"capture_{r}_ms"],
+          ours["plain_ms"], "ms", False)
+        for r in ("none", "last", "mean")
+    ]  # fmt: skip
+    tl = {p: peer_res[p] for p in ("tl3", "tl4") if p in peer_res}
+    for p, res in tl.items():
+        lines.append(R(f"run_with_cache_resid_post_vs_{p}", ours["capture_none_ms"],
+                       res["run_with_cache_ms"], "ms", False))  # fmt: skip
+        lines.append(R(f"steer_vs_{p}_run_with_hooks", ours["steer_ms"],
+                       res["run_with_hooks_ms"], "ms", False))  # fmt: skip
+    if tl:
+        lines.append(R("run_with_cache_vs_fastest_tl", ours["capture_none_ms"],
+                       min(r["run_with_cache_ms"] for r in tl.values()), "ms", False))  # fmt: skip
+        lines.append(R("steer_vs_fastest_tl", ours["steer_ms"],
+                       min(r["run_with_hooks_ms"] for r in tl.values()), "ms", False))  # fmt: skip
+    if "hf" in peer_res:
+        hf = peer_res["hf"]
+        lines.append(R("capture_vs_hf_output_hidden_states", ours["capture_none_ms"],
+                       hf["hidden_states_ms"], "ms", False))  # fmt: skip
+        lines.append(R("plain_forward_vs_hf", ours["plain_ms"], hf["plain_ms"], "ms", False))
+    return lines
+
+
+def decode_results(spec: dict, ours: dict, hf: dict | None, dtypes) -> tuple[list, list]:
+    """Generation vs HF, and every decode step as a fraction of the bandwidth limit."""
+    R, lines, rows = _bench.Result, [], []
+    bw = ours["bandwidth"]
+    for b in spec["gen_batches"]:
+        limit = 1e3 * decode_bytes(spec, b, 4) / bw
+        mine = ours[f"decode_step_b{b}_ms"]
+        row = {"batch": b, "limit_ms": limit, "ours_ms": mine, "ours_fraction": limit / mine}
+        if hf is not None:
+            theirs = hf[f"decode_step_b{b}_ms"]
+            row.update(hf_ms=theirs, hf_fraction=limit / theirs)
+            lines.append(R(f"generate_b{b}_vs_hf", ours[f"generate_b{b}_tok_s"],
+                           hf[f"generate_b{b}_tok_s"], "tok/s"))  # fmt: skip
+            lines.append(R(f"decode_step_b{b}_vs_hf", mine, theirs, "ms", False))
+            lines.append(R(f"decode_step_b{b}_fraction_of_limit_vs_hf", limit / mine,
+                           limit / theirs, "fraction"))  # fmt: skip
+        for dtype in dtypes:
+            if dtype == "float32":
+                continue
+            half = 1e3 * decode_bytes(spec, b, 2) / bw
+            other = ours[f"decode_step_b{b}_{dtype}_ms"]
+            row.update({f"{dtype}_limit_ms": half, f"{dtype}_ms": other,
+                        f"{dtype}_fraction": half / other})  # fmt: skip
+            lines.append(R(f"decode_step_b{b}_{dtype}_vs_float32", other, mine, "ms", False))
+        if f"decode_step_b{b}_row_major_ms" in ours:
+            other = ours[f"decode_step_b{b}_row_major_ms"]
+            row.update(row_major_ms=other, row_major_fraction=limit / other)
+            lines.append(R(f"decode_step_b{b}_transposed_vs_row_major_kernels", mine, other, "ms",
+                           False))  # fmt: skip
+        rows.append(row)
+    return lines, rows
+
+
+def decode_figure(rows: list[dict], dtypes):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    batches = [r["batch"] for r in rows]
+    ax.plot(batches, [r["limit_ms"] for r in rows], "k--", label="fp32 bandwidth limit")
+    ax.plot(batches, [r["ours_ms"] for r in rows], "o-", label="jaxlens fp32")
+    if "row_major_ms" in rows[0]:
+        ax.plot(batches, [r["row_major_ms"] for r in rows], "x-", label="jaxlens fp32, row-major")
+    if "hf_ms" in rows[0]:
+        ax.plot(batches, [r["hf_ms"] for r in rows], "s-", label="HF fp32")
+    for dtype in dtypes:
+        if dtype != "float32":
+            ax.plot(batches, [r[f"{dtype}_ms"] for r in rows], "^-", label=f"jaxlens {dtype}")
+            ax.plot(batches, [r[f"{dtype}_limit_ms"] for r in rows], ":", label=f"{dtype} limit")
+    ax.set_xlabel("batch")
+    ax.set_ylabel("ms per decode step")
+    ax.set_xscale("log", base=2)
+    ax.legend()
+    return fig
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small config, one repeat")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    _bench.add_run_args(ap, "bench_capture")
     ap.add_argument("--peers", default="hf,tl3,tl4", help="comma-separated subset")
-    ap.add_argument("--install-peers", action="store_true")
+    ap.add_argument(
+        "--decode-dtypes",
+        default="float32,bfloat16",
+        help="weight dtypes our decode is timed in, any spelling (fp32, bf16); fp32 always runs",
+    )
+    ap.add_argument(
+        "--row-major",
+        action="store_true",
+        help="also time our fp32 decode with row-major kernels (generate(transpose_kernels=False))",
+    )
+    ap.add_argument("--install-peers", action="store_true", help="install tl3/tl4 first")
     ap.add_argument("--peer", help=argparse.SUPPRESS)
     ap.add_argument("--dir", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
@@ -304,108 +451,51 @@ def main() -> None:
     spec = QUICK if args.quick else FULL
     if args.peer:
         return run_peer(args.peer, spec, Path(args.dir), Path(args.out))
+    from jaxlens import canonical_dtype
+
+    dtypes = ["float32"] + [
+        d
+        for d in dict.fromkeys(canonical_dtype(x, name="--decode-dtypes")
+                               for x in args.decode_dtypes.split(",") if x)
+        if d != "float32"
+    ]  # fmt: skip
     if args.install_peers:
         install_peers()
-    peers = [p for p in args.peers.split(",") if p]
-    lines, peer_res = [], {}
+    run = _bench.open_run("bench_capture", args)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model"
         make_model(spec, path)
-        ours = run_ours(spec, path)
-        for peer in peers:
-            if peer in TL_VERSIONS and not (PEERS_DIR / peer / "transformer_lens").is_dir():
-                print(f"# {peer}: not installed under {PEERS_DIR} (run with --install-peers)")
-                continue
-            out = Path(tmp) / f"{peer}.json"
-            cmd = [sys.executable, __file__, "--peer", peer, "--dir", str(path), "--out", str(out)]
-            done = subprocess.run(
-                cmd + (["--quick"] if args.quick else []),
-                capture_output=True,
-                text=True,
-                env={**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")},
-            )
-            if done.returncode:
-                print(f"# {peer} failed:\n{done.stderr[-3000:]}")
-                continue
-            peer_res[peer] = json.loads(out.read_text())
+        ours = run_ours(spec, path, dtypes, args.row_major)
+        peer_res = run_peers(spec, path, [p for p in args.peers.split(",") if p], args.quick, tmp)
     ours_logits = np.asarray(ours.pop("logits_row0"))
-    shown = {k: round(v, 2) for k, v in ours.items() if k != "greedy_b1"}
+    shown = {k: round(v, 2) for k, v in ours.items() if k not in ("greedy_b1", "bandwidth")}
     print(f"# config {spec}; load average {os.getloadavg()}; ours: {json.dumps(shown)}")
     for peer, res in peer_res.items():
         diff = np.abs(np.asarray(res.pop("logits_row0")) - ours_logits).max()
         shown = {k: round(v, 2) for k, v in res.items() if k != "greedy_b1"}
         print(f"# {peer}: {json.dumps(shown)}; max |logits - ours| = {diff:.2e}")
-    plain = ours["plain_ms"]
-    for reduce in ("none", "last", "mean"):
-        lines.append(
-            result(
-                f"capture_resid_post_all_layers_{reduce}_vs_plain",
-                ours[f"capture_{reduce}_ms"],
-                plain,
-                "ms",
-                False,
-            )
-        )
-    tl = {p: peer_res[p] for p in ("tl3", "tl4") if p in peer_res}
-    for p, res in tl.items():
-        lines.append(
-            result(
-                f"run_with_cache_resid_post_vs_{p}",
-                ours["capture_none_ms"],
-                res["run_with_cache_ms"],
-                "ms",
-                False,
-            )
-        )
-        lines.append(
-            result(
-                f"steer_vs_{p}_run_with_hooks",
-                ours["steer_ms"],
-                res["run_with_hooks_ms"],
-                "ms",
-                False,
-            )
-        )
-    if tl:
-        lines.append(
-            result(
-                "run_with_cache_vs_fastest_tl",
-                ours["capture_none_ms"],
-                min(r["run_with_cache_ms"] for r in tl.values()),
-                "ms",
-                False,
-            )
-        )
-        lines.append(
-            result(
-                "steer_vs_fastest_tl",
-                ours["steer_ms"],
-                min(r["run_with_hooks_ms"] for r in tl.values()),
-                "ms",
-                False,
-            )
-        )
-    if "hf" in peer_res:
-        hf = peer_res["hf"]
-        lines.append(
-            result(
-                "capture_vs_hf_output_hidden_states",
-                ours["capture_none_ms"],
-                hf["hidden_states_ms"],
-                "ms",
-                False,
-            )
-        )
-        lines.append(result("plain_forward_vs_hf", plain, hf["plain_ms"], "ms", False))
+    lines = capture_results(ours, peer_res)
+    hf = peer_res.get("hf")
+    if hf is not None:
         same = np.mean(np.asarray(ours["greedy_b1"]) == np.asarray(hf["greedy_b1"]))
         print(f"# greedy b1 tokens equal to HF's: {same:.0%}")
-        for b in spec["gen_batches"]:
-            key = f"generate_b{b}_tok_s"
-            lines.append(result(f"generate_b{b}_vs_hf", ours[key], hf[key], "tok/s", True))
-        for b in spec["gen_batches"]:
-            key = f"decode_step_b{b}_ms"
-            lines.append(result(f"decode_step_b{b}_vs_hf", ours[key], hf[key], "ms", False))
-    print("\n".join(lines))
+    decode_lines, rows = decode_results(spec, ours, hf, dtypes)
+    gbs = ours["bandwidth"] / 1e9
+    print(f"# memory bandwidth (jitted fp32 sum, best in this run): {gbs:.1f} GB/s")
+    for r in rows:
+        text = ", ".join(f"{k} {v:.3g}" for k, v in r.items() if k != "batch")
+        print(f"# decode step B{r['batch']}: {text}")
+    run.section("Decode steps against the bandwidth limit", _bench_table(rows))
+    run.figure("decode_steps", decode_figure(rows, dtypes))
+    title = "Capture, steering and generation vs HF and TransformerLens"
+    extra = {"ours": ours, "peers": peer_res, "decode": rows}
+    _bench.finish(run, lines + decode_lines, title, extra=extra)
+
+
+def _bench_table(rows: list[dict]) -> str:
+    from jaxlens.runs import markdown_table
+
+    return markdown_table(rows)
 
 
 if __name__ == "__main__":

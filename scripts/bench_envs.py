@@ -16,6 +16,9 @@ one jitted step ("env steps" compares TextArena with our batched random play ins
 are timed in alternating chunks of ~1,024 moves, best chunk reported.
 "render + parse per 1,000" compares our render + parse time for 1,000 replies with
 TextArena's time for 1,000 steps (its observation + parse + rules).
+
+Ends with `RESULT` lines (ratio > 1: ours better) and writes a run folder (`--run`, default
+runs/bench_envs[_quick]).
 """
 
 from __future__ import annotations
@@ -24,12 +27,14 @@ import argparse
 import random
 import time
 
+import _bench
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import rl.envs as E
 import rl.text as T
+from jaxlens.runs import progress
 
 
 def random_legal(key: jax.Array, mask: jax.Array) -> jax.Array:
@@ -47,15 +52,8 @@ def best_times(fns: dict, rounds: int) -> dict:
     the best run is the least disturbed one.
     """
     key = jax.random.key(0)
-    for fn in fns.values():
-        jax.block_until_ready(fn(key))  # compile
-    best = dict.fromkeys(fns, float("inf"))
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            jax.block_until_ready(fn(key))
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
+    calls = {name: (lambda fn=fn: jax.block_until_ready(fn(key))) for name, fn in fns.items()}
+    return _bench.interleaved_seconds(calls, rounds)  # the warm-up call compiles
 
 
 def ours_random_play(env, batch: int, steps: int):
@@ -201,15 +199,13 @@ def text_ms_per_1000(env, rounds: int) -> tuple[float, float]:
     return 1000 * render, 1000 * parse
 
 
-def result(name: str, ours: float, peer: float, unit: str, higher_is_better: bool = True) -> None:
-    ratio = ours / peer if higher_is_better else peer / ours
-    print(f"RESULT {name} ours={ours:.4g} peer={peer:.4g} unit={unit} ratio={ratio:.3f}")
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, under a minute")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    _bench.add_run_args(parser, "bench_envs")
     args = parser.parse_args()
+    run = _bench.open_run("bench_envs", args)
     batches = (1024,) if args.quick else (1024, 8192)
     steps = 128 if args.quick else 512
     rounds = 3 if args.quick else 7
@@ -220,7 +216,7 @@ def main() -> None:
         ("tictactoe", "tic_tac_toe", E.make("tictactoe")),
         ("kuhn_poker", "kuhn_poker", E.make("kuhn_poker")),
     ):
-        for b in batches:
+        for b in progress(batches, desc=f"{name} random play", unit="batch size"):
             runs = {
                 "ours": ours_random_play(env, b, steps),
                 "pgx": pgx_random_play(pgx_name, b, steps),
@@ -245,8 +241,8 @@ def main() -> None:
         )
         print(f"  {name} per 1,000: render {render_ms:.1f} ms, parse {parse_ms:.1f} ms", flush=True)
 
-    for name, ours, peer, unit in lines:
-        result(name, ours, peer, unit, higher_is_better=unit != "ms")
+    results = [_bench.Result(n, o, p, u, higher_is_better=u != "ms") for n, o, p, u in lines]
+    _bench.finish(run, results, "rl.envs: random play vs pgx, text loop vs TextArena")
 
 
 if __name__ == "__main__":

@@ -4,16 +4,18 @@ Same Llama config, random weights, same batch, same run. Each measurement runs i
 subprocess, so peak RSS belongs to one framework: `peak` is the high-water RSS during the timed
 calls (Linux VmHWM, reset after the first call) minus the RSS after imports, i.e. weights plus
 working memory; the first call's peak (XLA compilation included) is printed too. Each worker
-also times an fp32 matmul (4096x768 @ 768x12288, DESIGN.md section 6) in its own framework, the
+also times an fp32 matmul (4096x768 @ 768x12288, an SAE encoder's shape) in its own framework, the
 yardstick for achieved FLOP/s. Workers alternate for several rounds and the best time counts,
 so background load on a shared machine does not decide the ratio. Last, the compile time of the
 jitted forward at several depths (the layer scan should make it independent of depth).
 
-    python scripts/bench_forward.py            # full: 125M (B8 x T256) and 1B-shaped (B2 x T256)
-    python scripts/bench_forward.py --quick    # under a minute: 125M at B2 x T128
+    python3 scripts/bench_forward.py           # full: 125M (B8 x T256) and 1B-shaped (B2 x T256)
+    python3 scripts/bench_forward.py --quick   # under a minute: 125M at B2 x T128
+    python3 scripts/bench_forward.py --dtype bf16   # weights and activations in bfloat16
 
 Ends with `RESULT name ours=.. peer=.. unit=.. ratio=..` lines, ratio > 1 meaning jaxlens is
-better. JAX runs at its default matmul precision (the tests force "highest"); torch, 2 threads.
+better, and writes a run folder (`--run`, default runs/bench_forward[_quick]). JAX runs at its
+default matmul precision (the tests force "highest"); torch, 2 threads.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import subprocess
 import sys
 import time
 
+import _bench
+
 CONFIGS = {
     "125m": dict(vocab_size=32000, d_model=768, n_layers=12, n_heads=12, n_kv_heads=4,
                  head_dim=64, d_ff=2048),
@@ -32,29 +36,6 @@ CONFIGS = {
                head_dim=64, d_ff=8192),
 }  # fmt: skip
 MATMUL = (4096, 768, 12288)
-
-
-def _rss(key: str = "VmRSS") -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def _reset_peak() -> None:
-    """Restarts VmHWM (Linux clear_refs 5), so the next peak covers the timed calls only."""
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-
-
-def _time(fn, reps: int) -> list[float]:
-    out = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
 
 
 def forward_flops(c: dict, batch: int, seq: int) -> float:
@@ -67,17 +48,17 @@ def forward_flops(c: dict, batch: int, seq: int) -> float:
 
 
 def _measure(call, matmul, reps: int, base: int) -> dict:
-    first = _time(call, 1)[0]
-    peak_first = _rss("VmHWM") - base
-    _reset_peak()
-    times = _time(call, reps)
-    peak = _rss("VmHWM") - base
+    first = _bench.call_seconds(call, 1)[0]
+    peak_first = _bench.rss_bytes("VmHWM") - base
+    _bench.reset_peak_rss()
+    times = _bench.call_seconds(call, reps)
+    peak = _bench.rss_bytes("VmHWM") - base
     return dict(
         times=times,
         first=first,
         peak=peak,
         peak_first=peak_first,
-        matmul=2 * MATMUL[0] * MATMUL[1] * MATMUL[2] / min(_time(matmul, reps + 2)),
+        matmul=2 * MATMUL[0] * MATMUL[1] * MATMUL[2] / min(_bench.call_seconds(matmul, reps + 2)),
     )
 
 
@@ -89,11 +70,15 @@ def worker_ours(args) -> dict:
     from jaxlens import ModelConfig, forward
     from jaxlens.model import param_shapes
 
-    base = _rss()
-    config = ModelConfig(arch="llama", **CONFIGS[args.cfg])
-    rng = np.random.default_rng(0)  # numpy init: init_params is slow and memory-hungry at 1B
+    base = _bench.rss_bytes()
+    config = ModelConfig(
+        arch="llama", **CONFIGS[args.cfg], param_dtype=args.dtype, dtype=args.dtype
+    )
+    rng = np.random.default_rng(0)  # numpy init: one leaf at a time, in the weights' dtype
     params = jax.tree.map(
-        lambda s: jax.device_put(rng.standard_normal(s.shape, np.float32) * np.float32(0.02)),
+        lambda s: jax.device_put(
+            (rng.standard_normal(s.shape, np.float32) * np.float32(0.02)).astype(s.dtype)
+        ),
         param_shapes(config),
     )
     tokens = jnp.asarray(rng.integers(0, 32000, (args.batch, args.seq)), jnp.int32)
@@ -113,14 +98,14 @@ def worker_hf(args) -> dict:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.set_num_threads(2)
-    base = _rss()
+    base = _bench.rss_bytes()
     c = CONFIGS[args.cfg]
     cfg = LlamaConfig(
         vocab_size=c["vocab_size"], hidden_size=c["d_model"], num_hidden_layers=c["n_layers"],
         num_attention_heads=c["n_heads"], num_key_value_heads=c["n_kv_heads"],
         head_dim=c["head_dim"], intermediate_size=c["d_ff"], attn_implementation="sdpa",
     )  # fmt: skip
-    model = LlamaForCausalLM(cfg).eval()
+    model = LlamaForCausalLM(cfg).to(getattr(torch, args.dtype)).eval()
     tokens = torch.randint(0, 32000, (args.batch, args.seq))
     mask = torch.ones_like(tokens)
     a, b = torch.randn(*MATMUL[:2]), torch.randn(*MATMUL[1:])
@@ -143,7 +128,8 @@ def worker_compile(args) -> dict:
     from jaxlens.model import param_shapes
 
     def compile_time(depth: int) -> float:
-        config = ModelConfig(arch="llama", **{**CONFIGS["125m"], "n_layers": depth})
+        config = ModelConfig(arch="llama", **{**CONFIGS["125m"], "n_layers": depth},
+                             param_dtype=args.dtype, dtype=args.dtype)  # fmt: skip
         tok = jax.ShapeDtypeStruct((args.batch, args.seq), jnp.int32)
         fn = jax.jit(lambda p, t, m: forward(p, t, config=config, attention_mask=m).logits)
         t0 = time.perf_counter()
@@ -164,10 +150,6 @@ def _run_worker(kind: str, **kw) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _result(name: str, ours: float, peer: float, unit: str, ratio: float) -> str:
-    return f"RESULT {name} ours={ours:.4g} peer={peer:.4g} unit={unit} ratio={ratio:.3f}"
-
-
 def _best(runs: list[dict]) -> dict:
     """Fastest forward and matmul over rounds; memory of the round with the fastest forward."""
     fastest = min(runs, key=lambda r: min(r["times"]))
@@ -179,10 +161,12 @@ def _best(runs: list[dict]) -> dict:
     }
 
 
-def bench_config(cfg: str, batch: int, seq: int, reps: int, rounds: int) -> list[str]:
-    shape = dict(cfg=cfg, batch=batch, seq=seq, reps=reps)
+def bench_config(
+    cfg: str, batch: int, seq: int, reps: int, rounds: int, dtype: str
+) -> list[_bench.Result]:
+    shape = dict(cfg=cfg, batch=batch, seq=seq, reps=reps, dtype=dtype)
     runs: dict[str, list[dict]] = {"ours": [], "hf": []}
-    for _ in range(rounds):
+    for _ in _bench_progress(range(rounds), f"{cfg} rounds"):
         for name in runs:
             runs[name].append(_run_worker(name, **shape))
     ours, hf = _best(runs["ours"]), _best(runs["hf"])
@@ -195,27 +179,39 @@ def bench_config(cfg: str, batch: int, seq: int, reps: int, rounds: int) -> list
               f"{r['peak'] / 2**20:.0f} MiB (first call {r['peak_first'] / 2**20:.0f} MiB)",
               flush=True)  # fmt: skip
     tps = {n: batch * seq / r["time"] for n, r in (("ours", ours), ("hf", hf))}
-    tag = f"forward_{cfg}_B{batch}xT{seq}"
+    tag = f"forward_{cfg}_B{batch}xT{seq}" + ("" if dtype == "float32" else f"_{dtype}")
     return [
-        _result(f"{tag}_tokens_per_s", tps["ours"], tps["hf"], "tokens/s",
-                tps["ours"] / tps["hf"]),
-        _result(f"{tag}_peak_rss", ours["peak"] / 2**20, hf["peak"] / 2**20, "MiB",
-                hf["peak"] / ours["peak"]),
-        _result(f"{tag}_matmul_peak_fraction", frac["ours"], frac["hf"], "fraction",
-                frac["ours"] / frac["hf"]),
+        _bench.Result(f"{tag}_tokens_per_s", tps["ours"], tps["hf"], "tokens/s"),
+        _bench.Result(f"{tag}_peak_rss", ours["peak"] / 2**20, hf["peak"] / 2**20, "MiB",
+                      higher_is_better=False),
+        _bench.Result(f"{tag}_matmul_peak_fraction", frac["ours"], frac["hf"], "fraction"),
     ]  # fmt: skip
 
 
+def _bench_progress(iterable, desc: str):
+    from jaxlens.runs import progress
+
+    return progress(iterable, desc=desc, unit="round")
+
+
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--worker", choices=["ours", "hf", "compile"])
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    _bench.add_run_args(p, "bench_forward")
+    p.add_argument(
+        "--dtype", default="float32", help="weights and activations, any spelling (fp32, bf16)"
+    )
+    p.add_argument("--worker", choices=["ours", "hf", "compile"], help=argparse.SUPPRESS)
     p.add_argument("--cfg", default="125m")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seq", type=int, default=256)
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--depths", type=int, nargs="+", default=[4, 12, 24])
     args = p.parse_args()
+    from jaxlens import canonical_dtype
+
+    args.dtype = canonical_dtype(args.dtype, name="--dtype")
     if args.worker:
         fn = {"ours": worker_ours, "hf": worker_hf, "compile": worker_compile}[args.worker]
         print(json.dumps(fn(args)))
@@ -224,21 +220,24 @@ def main() -> None:
     runs = (
         [("125m", 2, 128, 2, 1)] if args.quick else [("125m", 8, 256, 3, 4), ("1b", 2, 256, 2, 2)]
     )
+    run = _bench.open_run("bench_forward", args)
     results = []
     for cfg, batch, seq, reps, rounds in runs:
         gflop = forward_flops(CONFIGS[cfg], batch, seq) / 1e9
         print(f"{cfg} B{batch} x T{seq}: {gflop:.0f} GFLOP per forward", flush=True)
-        results += bench_config(cfg, batch, seq, reps, rounds)
+        results += bench_config(cfg, batch, seq, reps, rounds, args.dtype)
     depths = [4, 12] if args.quick else [4, 12, 24]
-    comp = {int(k): v for k, v in _run_worker("compile", batch=8, seq=256, depths=depths).items()}
+    comp = _run_worker("compile", batch=8, seq=256, depths=depths, dtype=args.dtype)
+    comp = {int(k): v for k, v in comp.items()}
     print(
         "compile (lower + XLA) of the 125M forward, by depth: "
         + ", ".join(f"L{d} {t:.2f}s" for d, t in comp.items())
     )
     deep, shallow = max(depths), min(depths)
-    results.append(_result(f"compile_125m_L{deep}_vs_L{shallow}", comp[deep], comp[shallow], "s",
-                           comp[shallow] / comp[deep]))  # fmt: skip
-    print("\n".join(results))
+    results.append(_bench.Result(f"compile_125m_L{deep}_vs_L{shallow}", comp[deep],
+                                 comp[shallow], "s", higher_is_better=False))  # fmt: skip
+    _bench.finish(run, results, "Prefill forward: jaxlens vs HF transformers",
+                  extra={"compile_seconds": comp})  # fmt: skip
 
 
 if __name__ == "__main__":

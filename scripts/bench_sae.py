@@ -1,23 +1,29 @@
-"""Benchmark: SAE training tokens/s, ours against SAELens and a plain PyTorch SAE.
+"""Benchmark: SAE training tokens/s, ours against SAELens, plain PyTorch and the matmul bound.
 
 All implementations train on the same cached activations (synthetic: sparse codes over a random
 dictionary, written once as `.npy` shards and read back through `sae.CachedActivations`) with
 the same sizes (full run: d_in 768, 16x expansion, k 32, batch 4096), fp32 on this machine's
-CPUs, one after the other in the same process. The peers: SAELens's training SAEs stepped as
-`SAETrainer._train_step` steps them (its losses, dead-latent bookkeeping, backward, grad-norm
-clip, Adam), and a plain dense PyTorch SAE per architecture. A step's time is the wall time
-between consecutive steps; the first `warmup` steps (compilation) are left out and the best
-remaining step counts, since background load on a shared machine only ever adds time. Every
-measurement runs in its own process (no framework's thread pool slows another's), and the
-implementations alternate over `--rounds` rounds, each keeping its best.
+CPUs. The peers: SAELens's training SAEs stepped as `SAETrainer._train_step` steps them (its
+losses, dead-latent bookkeeping, backward, grad-norm clip, Adam), and a plain dense PyTorch SAE
+per architecture. A step's time is the wall time between consecutive steps; the first `warmup`
+steps (compilation) are left out and the best remaining step counts, since background load on a
+shared machine only ever adds time. Every measurement runs in its own process (no framework's
+thread pool slows another's), and the implementations alternate over `--rounds` rounds, each
+keeping its best.
 
-    python scripts/bench_sae.py            # full sizes, 2 rounds: ~20 minutes on 2 cores
+The bound: a TopK step cannot beat one dense encoder matmul `[B, D] x [D, N]` (every
+pre-activation competes for the top k; everything else is sparse). Our worker times that matmul
+between its own training steps, in the same process and under the same load, so `fraction =
+matmul time / step time` (ours' tokens/s over the bound's) is comparable across loads even where
+single tokens/s figures are not. For the dense architectures (relu, jumprelu) the same matmul is
+1/5 of their work, so their fraction is at most ~0.2.
+
+    python scripts/bench_sae.py            # full sizes, 2 rounds: ~20 minutes on 2 quiet cores
     python scripts/bench_sae.py --quick    # topk and relu at d_in 256, 8x, k 16, batch 1024
 
-Prints one `RESULT` line per architecture, `ratio = ours / fastest peer` in tokens/s, and one
-with the fraction of the machine's matmul peak (measured here as the best fp32 FLOP/s of a jitted
-[B, D] x [D, N] matmul) each reaches, counting the dense-equivalent work of a step,
-12 * B * D * N FLOPs (so a sparse implementation can pass 1).
+Prints, per architecture, `RESULT sae_train_<arch>_vs_<peer>` (tokens/s, ratio = ours / the
+fastest peer) and `RESULT sae_train_<arch>_vs_bound` (ours and the matmul bound in tokens/s,
+ratio = the fraction of the bound), and writes a run folder (`runs/bench_sae[_quick]`).
 """
 
 from __future__ import annotations
@@ -30,10 +36,11 @@ import sys
 import tempfile
 import time
 
+import _bench
 import jax
-import jax.numpy as jnp
 import numpy as np
 
+import jaxlens.runs
 import sae
 
 SAELENS_DIR = os.environ.get("SAE_PEERS_DIR", "/opt/jaxlens-peers/saelens")
@@ -53,30 +60,30 @@ def synthetic_shards(directory: str, d_in: int, n_tokens: int, seed: int = 0) ->
     sae.write_cached_activations(directory, batches(), shard_tokens=1 << 15)
 
 
-def matmul_peak(b: int, d: int, n: int) -> float:
-    """Best fp32 FLOP/s of a jitted [b, d] x [d, n] matmul."""
-    x = jnp.ones((b, d), jnp.float32)
-    w = jnp.ones((d, n), jnp.float32)
-    f = jax.jit(lambda x, w: x @ w)
-    f(x, w).block_until_ready()
-    best = float("inf")
-    for _ in range(3):
-        t = time.perf_counter()
-        f(x, w).block_until_ready()
-        best = min(best, time.perf_counter() - t)
-    return 2 * b * d * n / best
-
-
 def best_step(times: list[float], warmup: int) -> float:
     """Best (shortest) step time after the warm-up: background load only ever adds time."""
     steps = [b - a for a, b in zip(times[warmup:], times[warmup + 1 :], strict=False)]
     return min(steps)
 
 
-def bench_ours(arch: str, source, args) -> float:
-    """`sae.fit` on the cached activations; a callback after every step times it."""
+def bench_ours(arch: str, source, args) -> dict[str, float]:
+    """`sae.fit` on the cached activations; a callback after every step times it, and times
+    the bound (one dense encoder-sized matmul) right there, under the same load."""
     config = _config(arch, args)
-    times: list[float] = []
+    keys = jax.random.split(jax.random.key(1))
+    x = jax.random.normal(keys[0], (args.batch, args.d_in))
+    w = jax.random.normal(keys[1], (args.d_in, config.d_sae))
+    matmul = jax.jit(lambda x, w: x @ w)
+    matmul(x, w).block_until_ready()
+    marks: list[tuple[float, float]] = []  # (start, end) of each callback
+    matmul_times: list[float] = []
+
+    def callback(done, stats):
+        start = time.perf_counter()
+        matmul(x, w).block_until_ready()
+        matmul_times.append(time.perf_counter() - start)
+        marks.append((start, time.perf_counter()))
+
     options = sae.FitOptions(log_every=1, init_sample_size=args.batch)
     sae.fit(
         source,
@@ -86,9 +93,12 @@ def bench_ours(arch: str, source, args) -> float:
         batch_size=args.batch,
         lr=1e-4,
         options=options,
-        callback=lambda done, stats: times.append(time.perf_counter()),
+        callback=callback,
     )
-    return args.batch / best_step(times, args.warmup - 1)
+    steps = [
+        b[0] - a[1] for a, b in zip(marks[args.warmup - 1 : -1], marks[args.warmup :], strict=True)
+    ]
+    return {"value": args.batch / min(steps), "bound": args.batch / min(matmul_times)}
 
 
 def _config(arch: str, args) -> sae.SAEConfig:
@@ -209,23 +219,20 @@ IMPLS = {"ours": bench_ours, "torch": bench_torch, "saelens": bench_saelens}
 
 def worker(args: argparse.Namespace) -> None:
     """One measurement in this process; prints its result as JSON on the last line."""
-    if args.worker == "peak":
-        value = matmul_peak(args.batch, args.d_in, args.d_in * args.expansion)
-    else:
-        if args.worker == "saelens" and SAELENS_DIR not in sys.path:
-            sys.path.append(SAELENS_DIR)  # after the main environment: its packages win
-        source = sae.CachedActivations(args.cache, key=jax.random.key(0))
-        value = IMPLS[args.worker](args.arch, source, args)
-    print(json.dumps({"value": value}))
+    if args.worker == "saelens" and SAELENS_DIR not in sys.path:
+        sys.path.append(SAELENS_DIR)  # after the main environment: its packages win
+    source = sae.CachedActivations(args.cache, key=jax.random.key(0))
+    out = IMPLS[args.worker](args.arch, source, args)
+    print(json.dumps(out if isinstance(out, dict) else {"value": out}))
 
 
-def measure(what: str, arch: str, cache: str, quick: bool) -> float:
+def measure(what: str, arch: str, cache: str, quick: bool) -> dict[str, float]:
     """Run one worker in a fresh process, so no framework's thread pool slows another's."""
     cmd = [sys.executable, __file__, "--worker", what, "--arch", arch, "--cache", cache]
     out = subprocess.run(cmd + (["--quick"] if quick else []), capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"worker {what} {arch} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])["value"]
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def saelens_available() -> bool:
@@ -234,12 +241,14 @@ def saelens_available() -> bool:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, under a minute")
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    _bench.add_run_args(parser, "bench_sae")
     parser.add_argument("--archs", nargs="+", choices=ARCHS, help="default: all (quick: topk relu)")
     parser.add_argument("--no-saelens", action="store_true", help="skip the SAELens peer")
     parser.add_argument("--rounds", type=int, help="alternating rounds (default: 2, quick: 1)")
-    parser.add_argument("--worker", choices=[*IMPLS, "peak"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=list(IMPLS), help=argparse.SUPPRESS)
     parser.add_argument("--arch", default="topk", help=argparse.SUPPRESS)
     parser.add_argument("--cache", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -250,52 +259,48 @@ def main() -> None:
         return
     args.archs = args.archs or (["topk", "relu"] if args.quick else list(ARCHS))
     args.rounds = args.rounds or (1 if args.quick else 2)
-    n = args.d_in * args.expansion
+    run = _bench.open_run("bench_sae", args)
     peers = ["torch"]
     if not args.no_saelens:
         if saelens_available():
             peers.append("saelens")
         else:
             print("sae-lens not installed (bash .ci/peers/sae.sh): SAELens peer skipped")
-    dense_flops = 12 * args.batch * args.d_in * n  # fwd 2 matmuls + bwd 4, per step
-    results: list[str] = []
+    load_before = os.getloadavg()
+    print(
+        f"sizes: d_in={args.d_in} d_sae={args.d_in * args.expansion} k={args.k} "
+        f"batch={args.batch} steps={args.steps} (+{args.warmup} untimed); load average "
+        f"{load_before[0]:.1f} on {os.cpu_count()} CPUs",
+        flush=True,
+    )
     speeds: dict[str, dict[str, float]] = {}
+    bounds: dict[str, float] = {}
+    jobs = [(arch, r, impl) for arch in args.archs for r in range(args.rounds)
+            for impl in ["ours", *peers]]  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         synthetic_shards(tmp, args.d_in, (args.warmup + args.steps + 1) * args.batch)
-        peak = measure("peak", "-", tmp, args.quick)
-        print(
-            f"sizes: d_in={args.d_in} d_sae={n} k={args.k} batch={args.batch} steps="
-            f"{args.steps} (+{args.warmup} untimed); matmul peak {peak / 1e9:.1f} GFLOP/s fp32",
-            flush=True,
-        )
-        for arch in args.archs:
-            speed = {}
-            for round_ in range(args.rounds):  # alternate, keep each one's best round
-                peak = max(peak, measure("peak", "-", tmp, args.quick))
-                for impl in ["ours", *peers]:
-                    value = measure(impl, arch, tmp, args.quick)
-                    speed[impl] = max(speed.get(impl, 0.0), value)
-                    frac = value / args.batch * dense_flops / peak
-                    print(
-                        f"{arch}: {impl} {value:.0f} tokens/s ({frac:.2f} of peak), round "
-                        f"{round_ + 1}",
-                        flush=True,
-                    )
-            speeds[arch] = speed
-    print(f"matmul peak (best of all measurements): {peak / 1e9:.1f} GFLOP/s fp32")
+        for arch, round_, impl in jaxlens.runs.progress(jobs, desc="measurements", unit="run"):
+            out = measure(impl, arch, tmp, args.quick)
+            speed = speeds.setdefault(arch, {})
+            speed[impl] = max(speed.get(impl, 0.0), out["value"])  # alternate, keep the best
+            line = f"{arch}: {impl} {out['value']:.0f} tokens/s, round {round_ + 1}"
+            if "bound" in out:
+                bounds[arch] = max(bounds.get(arch, 0.0), out["bound"])
+                line += f" (bound {out['bound']:.0f}: {out['value'] / out['bound']:.2f})"
+            print(line, flush=True)
+    load_after = os.getloadavg()
+    print(f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after", flush=True)
+    results = []
     for arch, speed in speeds.items():
         best = max(peers, key=speed.get)
-        ours, peer = speed["ours"], speed[best]
         results.append(
-            f"RESULT sae_train_{arch}_vs_{best} ours={ours:.1f} peer={peer:.1f} "
-            f"unit=tokens/s ratio={ours / peer:.2f}"
+            _bench.Result(f"sae_train_{arch}_vs_{best}", speed["ours"], speed[best], "tokens/s")
         )
-        f_ours, f_peer = (v / args.batch * dense_flops / peak for v in (ours, peer))
         results.append(
-            f"RESULT sae_train_{arch}_peak_fraction ours={f_ours:.3f} peer={f_peer:.3f} "
-            f"unit=fraction_of_fp32_matmul_peak ratio={f_ours / f_peer:.2f}"
+            _bench.Result(f"sae_train_{arch}_vs_bound", speed["ours"], bounds[arch], "tokens/s")
         )
-    print("\n".join(results))
+    extra = {"speeds": speeds, "bounds": bounds, "load_average": [load_before, load_after]}
+    _bench.finish(run, results, "SAE training throughput", extra)
 
 
 if __name__ == "__main__":

@@ -1,267 +1,243 @@
-"""End-to-end run of the foundation on a tiny random Llama, offline, in about a minute on a CPU.
+"""The main job: the three studies on the built-in model, in about ten minutes on a laptop CPU.
 
-1. Trains a small byte-level BPE tokenizer and a 4-layer Llama on the shipped text, writes the
-   model as a HF safetensors checkpoint (`save_hf`) and loads it back (`load_hf`).
-2. Captures every layer's residual stream, steers with a direction taken from it, and
-   generates from text prompts with and without steering (KV cache, greedy).
-3. Trains a TopK SAE on one layer's activations streamed from the model and reports its
-   metrics, spliced CE-loss recovered included.
-4. Plays each game with the fixed opponents and renders/parses one text turn.
+    python3 scripts/quickstart.py                       # all three, runs/quickstart/index.html
+    python3 scripts/quickstart.py --quick               # the reduced smoke run (the test's)
+    python3 scripts/quickstart.py --model path/to/hf_dir --mesh data=1,fsdp=4,tensor=2
+    python3 scripts/quickstart.py --stages sae,spiral   # a subset
 
-Writes `runs/quickstart/` (config.json, metrics.jsonl, report.md, sae_training.png). When the
-built-in default model lands this becomes its one-command quickstart.
+Stages (each writes its own run folder under --out, with report.md, summary.json and figures):
+
+- personality: scores a roster of characters on the IPIP-50 questionnaire, samples the model's
+  activations in character, fits per-layer Big Five probes, and steers forced-choice answers
+  along the probe directions with and without a persona in context
+  (`jaxlens.personality.run_study`);
+- sae: a TopK SAE on every layer, the cross-layer statistics (which features pass, vanish or
+  appear from one layer to the next) and the static feature browser (`sae.evolution`);
+- spiral: a short SPIRAL self-play run on the three games, evaluated against a random player
+  before and after training on the same games (`rl.selfplay.run`).
+
+The root folder gets `index.html` (open it in any browser: headline figures, every plot, links
+to each stage's report and to the feature browser, the command, versions and time taken),
+`headline.png`, `report.md` and `summary.json`; the terminal ends with the headline table. A
+failed stage is shown as failed in the index and makes the exit status 1; the others still run.
+On several hosts every process runs this same command (`jaxlens.distributed.maybe_initialize`
+starts JAX's distributed runtime from the launcher's environment); process 0 writes the index.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import time
+import traceback
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
 import jaxlens
-import jaxlens.prompts
-import rl.envs
-import rl.opponents
-import rl.text
-import sae
-from jaxlens.tokenizer import train_tokenizer
-from jaxlens.training import fit_lm
+import jaxlens.run_index as run_index
+import jaxlens.runs
 
-CORPUS = Path(__file__).resolve().parent.parent / "tests" / "data" / "sae" / "tiny.txt"
+STAGES = ("personality", "sae", "spiral")
+TITLES = {
+    "personality": "Personality: Big Five probes and steering",
+    "sae": "SAE features across layers",
+    "spiral": "SPIRAL self-play",
+}
+# Stage sizes per preset. "laptop" (the default) is sized for about ten minutes on 2 idle CPU
+# cores from the CPU time of the quick run (docs/quickstart.md); "quick" is the smoke run;
+# "paper" hands each study its own full-size configuration (for real checkpoints on accelerators).
+PRESETS = ("quick", "laptop", "paper")
+SAE_SIZES = {
+    "quick": dict(n_docs=60, n_windows=64, sae_steps=60, sae_batch=256, expansion=2),
+    "laptop": dict(n_docs=100, n_windows=128, sae_steps=120, sae_batch=512, expansion=4),
+}
+SPIRAL_STEPS = {"quick": 2, "laptop": 4, "paper": None}
 
 
-def log(run: Path, record: dict) -> None:
-    print(json.dumps(record))
-    with open(run / "metrics.jsonl", "a") as f:
-        f.write(json.dumps(record) + "\n")
-
-
-def build_model(run: Path, args) -> tuple[jaxlens.ModelConfig, dict, object, np.ndarray]:
-    ckpt = run / "model"
-    tokenizer = train_tokenizer([CORPUS.read_text()], vocab_size=args.vocab, path=ckpt)
-    config = jaxlens.ModelConfig(
-        vocab_size=len(tokenizer),
-        d_model=args.d_model,
-        n_layers=4,
-        n_heads=4,
-        n_kv_heads=2,
-        head_dim=args.d_model // 4,
-        d_ff=4 * args.d_model,
-        max_seq_len=512,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_ids=(tokenizer.eos_token_id,),
-        pad_token_id=tokenizer.pad_token_id,
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--model", type=Path, default=jaxlens.BUILTIN_MODEL,
+                   help="HF checkpoint directory (default: the built-in model)")  # fmt: skip
+    p.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="root run folder")
+    p.add_argument("--stages", default=",".join(STAGES),
+                   help=f"comma-separated subset of {','.join(STAGES)}")  # fmt: skip
+    p.add_argument(
+        "--preset",
+        choices=PRESETS,
+        default="laptop",
+        help="stage sizes: quick (the test's smoke run), laptop (~10 min on 2 CPU\n"
+        "cores), paper (each study's full-size settings, for real checkpoints)",
     )
-    windows = sae.load_tokens(
-        CORPUS, seq_len=32, tokenizer=tokenizer, bos_token_id=config.bos_token_id
+    p.add_argument("--quick", action="store_true", help="same as --preset quick")
+    p.add_argument("--mesh", default=None,
+                   help="device mesh, e.g. data=2,fsdp=4,tensor=1 (default: no mesh)")  # fmt: skip
+    p.add_argument(
+        "--spiral-steps",
+        type=int,
+        default=None,
+        help="SPIRAL learner steps (default: quick 2, laptop 4, paper the study's)",
     )
-    params = fit_lm(
-        jaxlens.init_params(jax.random.key(args.seed), config),
-        windows,
-        config=config,
-        key=jax.random.key(args.seed + 1),
-        steps=args.lm_steps,
-        batch_size=min(16, len(windows)),
-        callback=lambda step, loss: log(run, {"stage": "lm", "step": step, "loss": loss}),
-    )
-    jaxlens.save_hf(ckpt, config, params)
-    config, loaded = jaxlens.load_hf(ckpt)
-    tokenizer = jaxlens.load_tokenizer(ckpt, config=config)
-    gap = np.abs(
-        np.asarray(jaxlens.forward(loaded, windows[:4], config=config).logits)
-        - np.asarray(jaxlens.forward(params, windows[:4], config=config).logits)
-    ).max()
-    log(
-        run,
+    args = p.parse_args(argv)
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    bad = [s for s in stages if s not in STAGES]
+    if bad or not stages:
+        p.error(f"--stages {args.stages!r}: expected a comma-separated subset of {STAGES}")
+    args.stages = tuple(s for s in STAGES if s in stages)
+    if args.quick:
+        args.preset = "quick"
+    args.quick = args.preset == "quick"
+    return args
+
+
+# --- the stages: each runs one study and returns (headline tables, extra links) ---------------
+
+
+def run_personality(model: Path, out: Path, args, mesh):
+    import jaxlens.personality as personality
+
+    head = personality.run_study(model, out, roster=personality.bundled_roster(),
+                                 quick=args.preset != "paper", mesh=mesh)  # fmt: skip
+    rows = [
         {
-            "stage": "checkpoint",
-            "path": str(ckpt),
-            "windows": len(windows),
-            "max_logit_gap_after_reload": float(gap),
-        },
-    )
-    return config, loaded, tokenizer, windows
+            "trait": t,
+            "probe Spearman": head["probe_spearman"][t],
+            "best layer": head["best_layer"][t],
+            "steering shift": head["steer_shift"].get(t),
+            "shift with persona": head["steer_shift_context"].get(t),
+        }
+        for t in personality.TRAITS
+    ]
+    caption = "probe Spearman (best layer) and forced-choice steering shift per trait"
+    return (run_index.Table(caption, tuple(rows)),), ()
 
 
-def steer_and_generate(run: Path, config, params, tokenizer) -> None:
-    starts = ["The lighthouse keeper", "In the morning the harbour"]
-    prompts = jaxlens.prompts.pad_batch(
-        [[config.bos_token_id] + tokenizer.encode(s) for s in starts], pad_id=config.pad_token_id
+def run_sae(model: Path, out: Path, args, mesh):
+    from sae.evolution import pipeline
+
+    if args.preset == "paper":
+        cfg = pipeline.EvolutionConfig.full()
+    else:
+        cfg = pipeline.EvolutionConfig.quick(**SAE_SIZES[args.preset])
+    head = pipeline.run(model, out, quick=args.preset != "paper", mesh=mesh, config=cfg)
+    ev = [{"layer": i, "explained variance": v} for i, v in enumerate(head["explained_variance"])]
+    turnover = [
+        {"pair": r["pair"], "passed": r["passed@0.95"], "vanished": 1.0 - r["passed@0.95"],
+         "new": r["new@0.95"]}
+        for r in head["turnover"]
+    ]  # fmt: skip
+    tables = (
+        run_index.Table("SAE explained variance per layer", tuple(ev)),
+        run_index.Table("feature turnover per layer pair (Pearson >= 0.95)", tuple(turnover)),
     )
-    capture = jaxlens.Capture(sites=("resid_post",), reduce="mean")
-    out = jaxlens.forward(
-        params,
-        prompts.tokens,
-        config=config,
-        attention_mask=prompts.attention_mask,
-        capture=capture,
-    )
-    acts = out.captures["resid_post"]  # [L, B, D]
-    direction = acts[2, 0] - acts[2, 1]
-    direction = direction / jnp.linalg.norm(direction)
-    steering = jaxlens.steer(
-        "resid_post", layers=(1, 2), vectors=direction, alpha=0.3, norm_scaled=True
-    )
-    key = jax.random.key(0)
-    common = dict(
-        config=config,
-        key=key,
-        attention_mask=prompts.attention_mask,
-        max_new_tokens=24,
-        sampling=jaxlens.Sampling(temperature=0.0),
-        stop_tokens=config.eos_token_ids,
-    )
-    plain = jaxlens.generate(params, prompts.tokens, **common)
-    steered = jaxlens.generate(params, prompts.tokens, interventions=steering, **common)
-    texts = jaxlens.prompts.decode(tokenizer, plain), jaxlens.prompts.decode(tokenizer, steered)
-    log(
-        run,
-        {
-            "stage": "generate",
-            "resid_norms": np.linalg.norm(acts, axis=-1).mean(1).tolist(),
-            "plain": texts[0],
-            "steered": texts[1],
-            "mean_logprob_plain": float(plain.logprobs.mean()),
-            "mean_logprob_steered": float(steered.logprobs.mean()),
-            "tokens_changed_by_steering": int((plain.tokens != steered.tokens).sum()),
-        },
-    )
+    browser = Path(head["browser"]).resolve().relative_to(args.out.resolve())
+    return tables, (("feature browser", browser.as_posix()),)
 
 
-def train_sae(run: Path, config, params, tokens, args) -> None:
-    source = sae.ModelActivations(
-        params,
-        config,
-        tokens,
-        site="resid_post",
-        layers=2,
-        sequences_per_forward=8,
-        buffer_tokens=2048,
-        key=jax.random.key(1),
-    )
-    sae_config = sae.SAEConfig(
-        d_in=config.d_model, d_sae=8 * config.d_model, architecture="topk", k=8
-    )
-    history = []
-    params_sae = sae.fit(
-        source,
-        sae_config,
-        key=jax.random.key(2),
-        steps=args.sae_steps,
-        batch_size=256,
-        callback=lambda step, stats: history.append((step, stats)),
-    )
-    batch = next(source.iter_batches(1024))
-    m = sae.metrics(params_sae, jnp.asarray(batch), config=sae_config)
-    spliced = sae.spliced_metrics(
-        params,
-        tokens[:8],
-        model_config=config,
-        sae_params=params_sae,
-        sae_config=sae_config,
-        site="resid_post",
-        layer=2,
-    )
-    sae.save_saelens(run / "sae_layer2", sae_config, params_sae)
-    log(
-        run,
-        {
-            "stage": "sae",
-            **{
-                k: np.asarray(v).tolist() for k, v in m._asdict().items() if np.asarray(v).size < 64
-            },
-            **{k: float(v) for k, v in spliced._asdict().items()},
-        },
-    )
-    plot_sae(run, history)
+def run_spiral(model: Path, out: Path, args, mesh):
+    import rl.selfplay
+
+    steps = args.spiral_steps or SPIRAL_STEPS[args.preset]
+    head = rl.selfplay.run(model, out, steps=steps, quick=args.preset != "paper", mesh=mesh,
+                           command=sys.argv)  # fmt: skip
+    rows = [
+        {"game": g, "vs random before": r["before"], "vs random after": r["after"]}
+        for g, r in head["win_vs_random"].items()
+    ]
+    return (run_index.Table(f"win rate after {head['steps']} self-play steps", tuple(rows)),), ()
 
 
-def plot_sae(run: Path, history) -> None:
+RUN = {"personality": run_personality, "sae": run_sae, "spiral": run_spiral}
+
+
+# --- the end: headline figure, root report, index, terminal table ----------------------------
+
+
+def headline_figure(stages: list[run_index.Stage]):
+    """One panel per headline table that has a numeric column, as grouped bars."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
-    steps = [s for s, _ in history]
-    fig, ax = plt.subplots(figsize=(5, 3))
-    for name in ("fvu", "l0"):
-        if history and name in history[0][1]:
-            ax.plot(steps, [float(np.mean(st[name])) for _, st in history], label=name)
-    ax.set_xlabel("step")
-    ax.set_yscale("log")
-    ax.legend()
+    tables = [t for s in stages for t in s.tables if t.rows]
+    if not tables:
+        return None
+    fig, axes = plt.subplots(1, len(tables), figsize=(4.2 * len(tables), 3.4), squeeze=False)
+    for ax, table in zip(axes[0], tables, strict=True):
+        label, *values = list(table.rows[0])
+        values = [v for v in values if all(isinstance(r.get(v), float) for r in table.rows)]
+        x = np.arange(len(table.rows))
+        width = 0.8 / max(len(values), 1)
+        for j, col in enumerate(values):
+            ax.bar(x + j * width - 0.4 + width / 2, [r[col] for r in table.rows], width, label=col)
+        ax.set_xticks(x, [str(r[label]) for r in table.rows], fontsize=8)
+        ax.set_title(table.caption, fontsize=9)
+        ax.axhline(0, color="k", linewidth=0.5)
+        if len(values) > 1:
+            ax.legend(fontsize=7, loc="best", framealpha=0.6)
     fig.tight_layout()
-    fig.savefig(run / "sae_training.png", dpi=100)
-    plt.close(fig)
+    return fig
 
 
-def play_games(run: Path, games: int) -> None:
-    sample_replies = {
-        "tictactoe": "The centre is strongest. \\boxed{[4]}",
-        "kuhn_poker": "With a middling card I check. \\boxed{check}",
-        "negotiation": "I value Gold. \\boxed{[Offer: 3 Wood -> 1 Gold]}",
-    }
-    strong = {
-        "tictactoe": rl.opponents.Minimax(),
-        "kuhn_poker": rl.opponents.KuhnNash(alpha=1 / 6),
-        "negotiation": rl.opponents.HeuristicNegotiator(),
-    }
-    for name, player in strong.items():
-        env = rl.envs.make(name)
-        policies = (player, rl.opponents.RandomLegal(env))
-        result = rl.envs.rollout(env, policies, jax.random.key(3), batch=games)
-        returns = np.asarray(result.returns)[:, 0]
-        state = env.init(jax.random.key(4))
-        prompt = rl.text.render(env, state, int(state.current_player))
-        action, reason = rl.text.parse(env, state, sample_replies[name])
-        log(
-            run,
-            {
-                "stage": "games",
-                "game": name,
-                "games": games,
-                "seat0_win": float((returns > 0).mean()),
-                "draw": float((returns == 0).mean()),
-                "seat0_loss": float((returns < 0).mean()),
-                "prompt_chars": len(prompt),
-                "sample_reply": sample_replies[name],
-                "parsed_action": int(action),
-                "parse_reason": reason,
-            },
+def finish(root: jaxlens.runs.RunFolder, stages: list[run_index.Stage], *, seconds: float) -> None:
+    fig = headline_figure(stages)
+    if fig is not None:
+        root.figure("headline", fig)
+    root.summary([{"stage": s.name, "status": s.status, "seconds": round(s.seconds, 1)}
+                  for s in stages])  # fmt: skip
+    for s in stages:
+        for t in s.tables:
+            root.section(f"{s.name}: {t.caption}", jaxlens.runs.markdown_table(list(t.rows)))
+    root.save_json("headline.json", {s.name: [{"caption": t.caption, "rows": list(t.rows)}
+                                              for t in s.tables] for s in stages})  # fmt: skip
+    root.write_report("quickstart")
+    index = run_index.write_index(
+        root.path, stages, title="jaxlens quickstart", command=root.command,
+        versions=jaxlens.runs.versions(), started=root.started, seconds=seconds,
+        headline_figure="headline.png" if fig is not None else None,
+        intro="The three studies of jaxlens on one model: a Big Five personality study "
+        "(probes and steering), SAE features across layers, and SPIRAL self-play.",
+    )  # fmt: skip
+    for s in stages:
+        print(f"\n== {s.title}: {s.status} in {s.seconds:.0f} s")
+        for t in s.tables:
+            print(f"{t.caption}\n{run_index.text_table(t.rows)}")
+    print(f"\ntotal {seconds:.0f} s; open {index.resolve().as_uri()}")
+
+
+def main(argv=None) -> int:
+    jaxlens.distributed.maybe_initialize()  # before anything touches the devices
+    args = parse_args(argv)
+    import jax
+
+    import jaxlens.personality.runtime as runtime
+
+    if not args.model.is_dir():
+        raise FileNotFoundError(
+            f"--model {str(args.model)!r} is not a directory: expected a Hugging Face checkpoint "
+            "directory (the built-in model is written by scripts/train_builtin.py)"
         )
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, default=Path("runs/quickstart"))
-    parser.add_argument("--d-model", type=int, default=64)
-    parser.add_argument("--vocab", type=int, default=384)
-    parser.add_argument("--lm-steps", type=int, default=300)
-    parser.add_argument("--sae-steps", type=int, default=300)
-    parser.add_argument("--games", type=int, default=1024)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    args.run.mkdir(parents=True, exist_ok=True)
-    (args.run / "metrics.jsonl").write_text("")
-    (args.run / "config.json").write_text(
-        json.dumps({k: str(v) for k, v in vars(args).items()}, indent=2)
-    )
-    start = time.perf_counter()
-    config, params, tokenizer, windows = build_model(args.run, args)
-    steer_and_generate(args.run, config, params, tokenizer)
-    train_sae(args.run, config, params, windows, args)
-    play_games(args.run, args.games)
-    records = [json.loads(line) for line in (args.run / "metrics.jsonl").read_text().splitlines()]
-    report = ["# quickstart", "", f"Finished in {time.perf_counter() - start:.0f} s.", ""]
-    report += [f"- `{json.dumps(r)[:400]}`" for r in records]
-    (args.run / "report.md").write_text("\n".join(report) + "\n")
-    print(f"run folder: {args.run}")
+    mesh = runtime.parse_mesh(args.mesh)
+    root = jaxlens.runs.RunFolder(args.out, config=args, command=sys.argv)
+    t0 = time.monotonic()
+    stages = []
+    for i, name in enumerate(args.stages):
+        print(f"[{i + 1}/{len(args.stages)}] {TITLES[name]}", file=sys.stderr, flush=True)
+        start = time.monotonic()
+        try:
+            tables, links = RUN[name](args.model, args.out / name, args, mesh)
+            result = dict(status="ok", tables=tables, links=links)
+        except Exception:  # a failed stage is reported; the others still run
+            traceback.print_exc()
+            result = dict(status="failed", error=traceback.format_exc())
+        seconds = time.monotonic() - start
+        root.log({"stage": name, "status": result["status"], "seconds": seconds})
+        stages.append(run_index.Stage(name=name, title=TITLES[name], folder=name,
+                                      seconds=seconds, **result))  # fmt: skip
+    if jax.process_index() == 0:
+        finish(root, stages, seconds=time.monotonic() - t0)
+    return 0 if all(s.status == "ok" for s in stages) else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

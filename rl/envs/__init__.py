@@ -1,4 +1,4 @@
-"""JAX-vectorized two-player games as SPIRAL trains on them (rules: shared/specs/games.md).
+"""JAX-vectorized two-player games as SPIRAL trains on them (rules: docs/games.md).
 
     env = rl.envs.make("kuhn_poker", variant="spiral_v1")
     state = env.init(key)                       # one game; jax.vmap(env.init) for a batch
@@ -11,8 +11,8 @@ with `init`, `step`, `check`, `is_legal`, `random_action`, `num_actions`, `num_p
 `rl.envs.batch` for the auto-reset batch wrapper and the jitted rollout, and
 `rl.envs.conformance` for the harness every env passes.
 
-Axis letters used here beyond STYLE.md's: `A` actions (of a mask), `R` Kuhn rounds, `M`
-negotiation moves, `P` players; `B` batch and `T` time steps as usual.
+Axis letters used here beyond the core's (docs/architecture.md): `A` actions (of a mask),
+`R` Kuhn rounds, `M` negotiation moves, `P` players; `B` batch and `T` time steps as usual.
 """
 
 from __future__ import annotations

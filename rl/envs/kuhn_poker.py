@@ -1,4 +1,4 @@
-"""Kuhn Poker over several rounds, SPIRAL's way (games.md), with three scoring variants.
+"""Kuhn Poker over several rounds, SPIRAL's way (docs/games.md), with three scoring variants.
 
 Deck J < Q < K (ranks 0, 1, 2), reshuffled every round; `init` deals all rounds at once from
 its key (`cards [R, 2]`, player 0's card first). Both players ante 1 chip per round (chips

@@ -1,4 +1,4 @@
-"""Simple Negotiation, SPIRAL's variant (games.md): two resources, fixed start, 10 moves.
+"""Simple Negotiation, SPIRAL's variant (docs/games.md): two resources, fixed start, 10 moves.
 
 Resources Wood and Gold (index 0, 1). Each player starts with 10 of each; player 0 values
 Wood 5 / Gold 15, player 1 Wood 15 / Gold 5, so both start at value 200. Moves strictly

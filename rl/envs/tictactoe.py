@@ -1,4 +1,4 @@
-"""TicTacToe as SPIRAL plays it (TextArena's rules; games.md).
+"""TicTacToe as SPIRAL plays it (TextArena's rules; docs/games.md).
 
 A 3x3 board, cells 0-8 row-major. Player 0 moves first and plays `O`, player 1 plays `X`; no
 randomness (`init` ignores its key). An action is a cell id. Three in a row (3 rows, 3

@@ -20,8 +20,8 @@ def main(pid: int, port: int, ckpt: str, workdir: Path) -> None:
     import numpy as np
     from jax.sharding import NamedSharding, PartitionSpec
 
-    from jaxlens import safetensors_io as sio
-    from jaxlens.checkpoint import load_hf
+    from jaxlens import load_hf
+    from jaxlens.hf import safetensors as sio
     from jaxlens.model import forward
     from jaxlens.sharding import make_mesh, put_batch
 

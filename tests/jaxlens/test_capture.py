@@ -14,8 +14,7 @@ torch = pytest.importorskip("torch")
 
 from _hf_models import left_padded_batch, make_hf_model, positions  # noqa: E402
 
-from jaxlens import Capture, HookSpecError, ModelConfig, forward, init_params  # noqa: E402
-from jaxlens.checkpoint import load_hf  # noqa: E402
+from jaxlens import Capture, HookSpecError, ModelConfig, forward, init_params, load_hf  # noqa: E402
 
 LENGTHS = (11, 7, 2)
 

@@ -187,3 +187,33 @@ def test_round_trip_property(arch, kv, e, theta, window, tie, bias, eos):
         eos_token_ids=tuple(eos),
     )
     assert ModelConfig.from_hf(config.to_hf()) == config
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("attn_logit_softcapping", 30.0),  # Gemma's soft-cap: unknown to jaxlens and LlamaConfig
+        ("final_logit_softcapping", 30.0),
+        ("is_encoder_decoder", True),  # known to transformers, not its default
+        ("add_cross_attention", True),
+    ],
+)
+def test_unknown_math_changing_key_is_refused(key, value):
+    hf = {**hf_config("llama").to_dict(), key: value}
+    with pytest.raises(UnsupportedConfigError, match=repr(key)):
+        ModelConfig.from_hf(hf)
+
+
+def test_every_key_is_handled_ignored_or_at_its_default():
+    """The key tables cover what transformers writes for every variant, and a key outside
+    them loads only when it holds transformers' default."""
+    from jaxlens.hf import HANDLED, IGNORED
+
+    for arch in VARIANTS:
+        hf = hf_config(arch).to_dict()
+        ModelConfig.from_hf(hf)
+        default = vars(AutoConfig.for_model(hf["model_type"]))
+        for key in set(hf) - HANDLED[hf["model_type"]] - IGNORED:
+            assert hf[key] == default[key], (arch, key)
+    base = hf_config("llama").to_dict()
+    assert ModelConfig.from_hf({**base, "is_encoder_decoder": False}) == ModelConfig.from_hf(base)

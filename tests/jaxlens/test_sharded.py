@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from jaxlens.checkpoint import load_hf
+from jaxlens import load_hf
 from jaxlens.config import ModelConfig
 from jaxlens.model import forward
 from jaxlens.sharding import (

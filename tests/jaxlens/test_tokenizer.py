@@ -8,7 +8,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers  # noqa: E402
 from transformers import PreTrainedTokenizerFast  # noqa: E402
 
 from jaxlens.config import ModelConfig  # noqa: E402
-from jaxlens.tokenizer import (  # noqa: E402
+from jaxlens.hf.tokenizer import (  # noqa: E402
     ChatTemplateError,
     TokenizerNotFoundError,
     VocabMismatchError,
@@ -82,7 +82,7 @@ def test_left_pad():
 
 
 def test_train_tokenizer_round_trips_through_load_tokenizer(tmp_path):
-    from jaxlens.tokenizer import SPECIAL_TOKENS, train_tokenizer
+    from jaxlens.hf import SPECIAL_TOKENS, train_tokenizer
 
     text = "the keeper wrote the weather in a small green book every evening.\n" * 20
     trained = train_tokenizer([text], vocab_size=300, path=tmp_path)

@@ -1,4 +1,4 @@
-"""`token_logprobs`, `next_token_loss` and `fit_lm` on a tiny random model."""
+"""`model_apply`, `token_logprobs`, `next_token_loss` and `fit_lm` on a tiny random model."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import jaxlens
-from jaxlens.training import TrainingError, fit_lm, next_token_loss, token_logprobs
+from jaxlens import next_token_loss, token_logprobs
+from jaxlens.training import TrainingError, fit_lm
 
 CONFIG = jaxlens.ModelConfig.tiny()
 
@@ -30,6 +31,31 @@ def test_token_logprobs_match_forward_under_left_padding(params):
     want = np.where(mask[:, 1:] == 1, want, 0.0)
     np.testing.assert_allclose(np.asarray(got), want, atol=1e-5)
     assert np.all(np.asarray(got)[1, :3] == 0.0)
+
+
+def test_model_apply_is_forward_and_differentiable(params):
+    """The public un-jitted function: same logits as `forward` under the caller's own jit, and
+    its gradient agrees with a central finite difference of the loss."""
+    tokens = np.random.RandomState(1).randint(3, CONFIG.vocab_size, (2, 9))
+    mask = np.ones_like(tokens)
+    mask[0, :3] = 0
+    run = jax.jit(jaxlens.model_apply, static_argnames="config")
+    got = run(params, tokens, config=CONFIG, attention_mask=mask).logits
+    want = jaxlens.forward(params, tokens, config=CONFIG, attention_mask=mask).logits
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-6)
+
+    def loss(scale):
+        p = {**params, "final_norm": {"scale": scale}}
+        return next_token_loss(p, tokens, config=CONFIG, attention_mask=mask)
+
+    scale = params["final_norm"]["scale"]
+    direction = jnp.asarray(np.random.RandomState(2).normal(size=scale.shape), jnp.float32)
+    grad = jax.jit(jax.grad(loss))(scale)
+    eps = 1e-2
+    fd = (jax.jit(loss)(scale + eps * direction) - jax.jit(loss)(scale - eps * direction)) / (
+        2 * eps
+    )
+    np.testing.assert_allclose(float(jnp.vdot(grad, direction)), float(fd), rtol=1e-2, atol=1e-5)
 
 
 def test_fit_lm_learns_a_repeating_sequence(params):

@@ -1,4 +1,4 @@
-"""Scripted Simple Negotiation traces: every rule of games.md."""
+"""Scripted Simple Negotiation traces: every rule of docs/games.md."""
 
 import numpy as np
 import pytest

@@ -11,10 +11,13 @@ from the SPIRAL rules we implement in documented ways, handled as follows:
   variant. Cards are random in both, so TextArena's deal of each round is copied into ours.
 - Simple Negotiation: 0.7.4 ships a different game (five resources, random holdings). Its env
   is reset to SPIRAL's Wood/Gold start; it plays 11 moves (an off-by-one in its turn limit),
-  so ours runs with `moves=11`. Three rules differ and end the comparison of a game when they
-  fire: 0.7.4 keeps a denied offer pending, lets a proposer accept its own offer, and executes
-  a trade the proposer can no longer pay. Its plural map knows "Woods" but not "Golds"
-  (not generated here; tests/rl/test_rl_text.py covers ours).
+  so ours runs with `moves=11`. Three rules differ: 0.7.4 keeps a denied offer pending, lets a
+  proposer accept its own offer, and executes a trade the proposer can no longer pay. The
+  pending offers of both are compared after every move; a difference must be a denied offer
+  that only 0.7.4 still holds, and the games that show one are counted (they stay in the
+  comparison). A game ends its comparison only when an accept meets one of the three rules.
+  Its plural map knows "Woods" but not "Golds" (not generated here; tests/rl/test_rl_text.py
+  covers ours).
 """
 
 import importlib.metadata
@@ -158,6 +161,26 @@ def test_kuhn_poker_matches_textarena():
 
 
 _ACCEPT = re.compile(r"\[accept\]", re.IGNORECASE)
+_DENY = re.compile(r"\[deny\]", re.IGNORECASE)
+_OFFER = re.compile(r"\[offer", re.IGNORECASE)
+RESOURCES = ("Wood", "Gold")
+
+
+def _their_offer(game):
+    """TextArena's pending offer as (proposer, give [2], want [2]), or None."""
+    o = game.state.game_state["current_offer"]
+    if o is None:
+        return None
+    amounts = [[o[k].get(r, 0) for r in RESOURCES] for k in ("offered_resources",
+                                                               "requested_resources")]  # fmt: skip
+    return (o["from_player"], *amounts)
+
+
+def _our_offer(state):
+    """Our pending offer in the same form."""
+    if int(state.offer_from) < 0:
+        return None
+    return (int(state.offer_from), state.offer_give.tolist(), state.offer_want.tolist())
 
 
 def _negotiation_game(seed):
@@ -194,7 +217,10 @@ def test_negotiation_matches_textarena_up_to_documented_differences():
             + ["[Accept] " + offer, "[Deny]", "hello", "[Deny] " + offer]
         )
 
+    before, kept, differs, denied = {}, {}, set(), set()
+
     def diverges(ours, game, text):
+        before[id(game)] = _their_offer(game)  # the offer this move answers
         pending = game.state.game_state["current_offer"]
         if pending is None or not _ACCEPT.search(text):
             return None
@@ -213,9 +239,21 @@ def test_negotiation_matches_textarena_up_to_documented_differences():
         theirs = [[res[p]["Wood"], res[p]["Gold"]] for p in (0, 1)]
         assert ours.inventory.tolist() == theirs, text
         assert int(ours.current_player) == game.state.current_player_id
+        g = id(game)
+        if before[g] is not None and _DENY.search(text) and not _OFFER.search(text):
+            denied.add(g)  # a bare deny of a pending offer: 0.7.4 keeps it, we clear it
+            kept[g] = before[g]
+        mine, their = _our_offer(ours), _their_offer(game)
+        if mine != their:
+            assert mine is None and their == kept.get(g), (text, mine, their)
+            differs.add(g)
 
     moves, excluded = _lockstep(env, games, reply, compare, diverges=diverges)
     reasons = {why: list(excluded.values()).count(why) for why in set(excluded.values())}
+    reasons["pending offer differs (kept in the comparison)"] = len(differs)
+    # Every game where a deny met a pending offer shows the difference, and no other does.
+    assert differs == denied and len(differs) > len(games) // 20, reasons
+    assert reasons.get("denied offer still pending in TextArena", 0) <= len(differs), reasons
     assert len(excluded) < 0.8 * len(games), reasons
     assert moves > 4 * len(games), (moves, reasons)
     trades = [t for g in games for t in g.state.game_state["trade_history"] if t["outcome"]]

@@ -1,4 +1,4 @@
-"""Scripted TicTacToe traces for every rule of games.md."""
+"""Scripted TicTacToe traces for every rule of docs/games.md."""
 
 import itertools
 

@@ -131,11 +131,12 @@ def test_model_source_streams_shuffled_captures(tiny_model):
         sae.ModelActivations(params, config, tokens, layers=(0, 7))
 
 
-def test_fit_several_layers_from_one_forward(tiny_model):
+def test_fit_every_layer_from_one_forward(tiny_model):
     config, params, tokens = tiny_model
     src = sae.ModelActivations(
-        params, config, tokens, layers=(1, 2), buffer_tokens=256, key=jax.random.key(2)
+        params, config, tokens, layers="all", buffer_tokens=256, key=jax.random.key(2)
     )
+    assert src.layers == tuple(range(config.n_layers))
     cfg = sae.SAEConfig(d_in=config.d_model, d_sae=80, architecture="topk", k=4)
     out = sae.fit(
         src,
@@ -145,8 +146,10 @@ def test_fit_several_layers_from_one_forward(tiny_model):
         batch_size=32,
         options=sae.FitOptions(init_sample_size=64),
     )
-    assert isinstance(out, list) and len(out) == 2
+    assert isinstance(out, list) and len(out) == config.n_layers
     assert out[0]["W_enc"].shape == (config.d_model, 80)
+    with pytest.raises(ValueError, match="'all'"):
+        sae.ModelActivations(params, config, tokens, layers="every")
 
 
 def test_spliced_metrics(tiny_model):

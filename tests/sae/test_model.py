@@ -18,8 +18,11 @@ def _params(config: sae.SAEConfig, seed: int = 0) -> dict:
     params = model.init(k[0], config)
     params["b_enc"] = 0.1 * jax.random.normal(k[1], (N,))
     params["b_dec"] = 0.1 * jax.random.normal(k[2], (D,))
-    if config.has_threshold:
-        params["threshold"] = 0.2 + 0.1 * jax.random.uniform(k[3], (N,))
+    thr = 0.2 + 0.1 * jax.random.uniform(k[3], (N,))
+    if config.architecture == "jumprelu":
+        params["log_threshold"] = jnp.log(thr)
+    elif config.architecture == "batchtopk":
+        params["threshold"] = thr
     return params
 
 
@@ -70,7 +73,7 @@ def test_encode_rules():
     jump = sae.SAEConfig(d_in=D, d_sae=N, architecture="jumprelu")
     p = _params(jump)
     pre = np.asarray(model.pre_activations(p, x))
-    expect = np.where(pre > np.asarray(p["threshold"]), pre, 0.0)
+    expect = np.where(pre > np.exp(np.asarray(p["log_threshold"])), pre, 0.0)
     np.testing.assert_allclose(np.asarray(sae.encode(p, x, config=jump)), expect)
     x_hat = sae.decode(p, sae.encode(p, x, config=jump), config=jump)
     np.testing.assert_allclose(
@@ -155,3 +158,65 @@ def test_jumprelu_straight_through_gradients():
     g_pre, g_thr = jax.grad(lambda p, t: jnp.sum(model.step(p, t, bandwidth)), (0, 1))(pre, thr)
     np.testing.assert_allclose(g_pre, 0.0)
     np.testing.assert_allclose(g_thr, [0, -10.0, -10.0, 0, 0], rtol=1e-6)
+
+
+def test_auxk_picks_the_largest_dead_latents():
+    """AuxK's code against a numpy selection: per token, the k_aux largest among dead latents."""
+    rng = np.random.default_rng(7)
+    pre = rng.normal(size=(B, N)).astype(np.float32)
+    for dead_ids, k_aux in (([1, 4, 9, 16, 20, 33, 36], 5), ([2, 30], 5)):
+        dead = np.zeros(N, bool)
+        dead[dead_ids] = True
+        code = sparse.auxk_code(jnp.asarray(pre), jnp.asarray(dead), k_aux)
+        n_use = min(k_aux, len(dead_ids))
+        assert int(code.n_slots) == n_use  # the loops stop where the dead latents run out
+        idx, vals = np.asarray(code.idx)[:, :n_use], np.asarray(code.vals)[:, :n_use]
+        for row in range(B):
+            cand = np.array(dead_ids)
+            want = cand[np.argsort(-pre[row, cand])][:n_use]
+            np.testing.assert_array_equal(idx[row], want)
+            np.testing.assert_array_equal(vals[row], pre[row, want])
+    none = sparse.auxk_code(jnp.asarray(pre), jnp.zeros(N, bool), 5)
+    assert int(none.n_slots) == 0
+
+
+def test_batchtopk_row_cap_against_numpy():
+    """BatchTopK with a row cap: the batch's top B * k among each token's top row_cap."""
+    rng = np.random.default_rng(8)
+    pre = rng.normal(size=(B, N)).astype(np.float32)
+    pre[0] += 5.0  # token 0 would take far more than row_cap latents without the cap
+    k, cap = 3, 6
+    code = sparse.batchtopk_code(jnp.asarray(pre), k=k, row_cap=cap)
+    dense = np.asarray(sparse.densify(code.vals, code, B, N))
+    cand = np.full_like(pre, -np.inf)
+    for row in range(B):
+        top = np.argsort(-pre[row])[:cap]
+        cand[row, top] = pre[row, top]
+    kept = np.argsort(-cand.ravel())[: B * k]
+    want = np.zeros(B * N, np.float32)
+    want[kept] = cand.ravel()[kept]
+    np.testing.assert_array_equal(dense, want.reshape(B, N))
+    assert np.count_nonzero(dense[0]) == cap
+
+
+@pytest.mark.parametrize(
+    "spelling,name",
+    [
+        ("bf16", "bfloat16"),
+        (np.float32, "float32"),
+        (jnp.bfloat16, "bfloat16"),
+        (np.dtype("float16"), "float16"),
+        ("float32", "float32"),
+    ],
+)
+def test_dtype_spellings(spelling, name):
+    config = sae.SAEConfig(d_in=D, d_sae=N, architecture="jumprelu", dtype=spelling)
+    assert config.dtype == name
+    assert config == sae.SAEConfig(d_in=D, d_sae=N, architecture="jumprelu", dtype=name)
+    params = sae.init(jax.random.key(0), config)
+    assert {str(v.dtype) for v in params.values()} == {name}
+
+
+def test_dtype_error_names_the_field():
+    with pytest.raises(sae.SAEConfigError, match="dtype"):
+        sae.SAEConfig(d_in=D, d_sae=N, architecture="relu", dtype="int8")

@@ -11,21 +11,26 @@ import numpy as np
 import pytest
 
 import sae
-from sae import model
 
 SAELENS_DIR = os.environ.get("SAE_PEERS_DIR", "/opt/jaxlens-peers/saelens")
 D, N = 13, 41
 
 
 def _random_params(config: sae.SAEConfig, seed: int = 0) -> dict:
-    keys = jax.random.split(jax.random.key(seed), 4)
-    params = model.init(keys[0], config)
-    params["b_enc"] = 0.1 * jax.random.normal(keys[1], (N,))
-    params["b_dec"] = 0.1 * jax.random.normal(keys[2], (D,))
-    params["W_dec"] = params["W_dec"] * 1.7  # not unit norm: folding must keep it
-    if config.has_threshold:
-        params["threshold"] = 0.05 + 0.1 * jax.random.uniform(keys[3], (N,))
-    return params
+    """Every tensor perturbed at random: encoder not the decoder's transpose, decoder rows not
+    unit norm, biases and thresholds of any size (a BatchTopK threshold may be exactly 0)."""
+    rng = np.random.default_rng(seed)
+    params = {
+        "W_enc": 0.4 * rng.normal(size=(D, N)),
+        "b_enc": 0.3 * rng.normal(size=N),
+        "W_dec": 0.4 * rng.normal(size=(N, D)),
+        "b_dec": 0.3 * rng.normal(size=D),
+    }
+    if config.architecture == "jumprelu":
+        params["log_threshold"] = rng.normal(-1.5, 1.0, size=N)
+    elif config.architecture == "batchtopk":
+        params["threshold"] = np.abs(0.3 * rng.normal(size=N)) * (rng.random(N) < 0.8)
+    return {name: jax.numpy.asarray(value, np.float32) for name, value in params.items()}
 
 
 CONFIGS = {
@@ -51,13 +56,13 @@ def test_round_trip_ours(arch, tmp_path, x):
     loaded_config, loaded = sae.load_saelens(tmp_path / arch)
     assert loaded_config == config
     assert sorted(loaded) == sorted(params)
-    for name in params:
-        np.testing.assert_array_equal(np.asarray(loaded[name]), np.asarray(params[name]))
+    for name in params:  # log_threshold went through exp and log
+        np.testing.assert_allclose(loaded[name], params[name], rtol=1e-6, atol=0, err_msg=name)
     np.testing.assert_allclose(
         sae.reconstruct(loaded, x, config=config),
         sae.reconstruct(params, x, config=config),
         rtol=0,
-        atol=0,
+        atol=1e-6,
     )
 
 
@@ -68,32 +73,54 @@ def sae_lens():
     return pytest.importorskip("sae_lens", reason="sae-lens is installed by .ci/peers/sae.sh")
 
 
-@pytest.mark.parametrize("arch", sorted(CONFIGS))
-def test_saelens_loads_ours(arch, tmp_path, x, sae_lens):
+def _theirs(sae_lens, theirs, x):
+    """SAELens's latents and reconstruction of x."""
     import torch
 
+    with torch.no_grad():
+        xt = torch.from_numpy(x)
+        return theirs.encode(xt).numpy(), theirs(xt).numpy()
+
+
+def _ours(config, params, x):
+    return np.asarray(sae.encode(params, x, config=config)), np.asarray(
+        sae.reconstruct(params, x, config=config)
+    )
+
+
+def _assert_same(got, want):
+    for a, b, what in zip(got, want, ("latents", "reconstruction"), strict=True):
+        np.testing.assert_allclose(a, b, atol=2e-5, err_msg=what)
+
+
+@pytest.mark.parametrize("arch", sorted(CONFIGS))
+def test_ours_to_saelens_and_back(arch, tmp_path, x, sae_lens):
+    """Ours -> SAELens computes the same; SAELens's save of it -> ours computes the same."""
     config = CONFIGS[arch]
     params = _random_params(config, seed=1)
-    sae.save_saelens(tmp_path, config, params)
-    theirs = sae_lens.SAE.load_from_disk(str(tmp_path), device="cpu")
-    with torch.no_grad():
-        out = theirs(torch.from_numpy(x)).numpy()
-        feats = theirs.encode(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(out, sae.reconstruct(params, x, config=config), atol=2e-5)
-    np.testing.assert_allclose(feats, sae.encode(params, x, config=config), atol=2e-5)
+    want = _ours(config, params, x)
+    assert np.count_nonzero(want[0]) > x.shape[0]  # latents fire: the comparison means something
+    sae.save_saelens(tmp_path / "ours", config, params)
+    theirs = sae_lens.SAE.load_from_disk(str(tmp_path / "ours"), device="cpu")
+    _assert_same(_theirs(sae_lens, theirs, x), want)
+    theirs.save_model(str(tmp_path / "theirs"))
+    back_config, back = sae.load_saelens(tmp_path / "theirs")
+    _assert_same(_ours(back_config, back, x), want)
 
 
-@pytest.mark.parametrize(
-    "their_arch,extra",
-    [
-        ("standard", {}),
-        ("topk", {"k": 4}),
-        ("topk", {"k": 4, "rescale_acts_by_decoder_norm": True}),
-        ("jumprelu", {}),
-        ("standard", {"apply_b_dec_to_input": False}),
-    ],
-)
-def test_ours_loads_saelens(their_arch, extra, tmp_path, x, sae_lens):
+THEIR_SAES = [
+    ("standard", {}),
+    ("topk", {"k": 4}),
+    ("topk", {"k": 4, "rescale_acts_by_decoder_norm": True}),
+    ("jumprelu", {}),
+    ("standard", {"apply_b_dec_to_input": False}),
+]
+
+
+@pytest.mark.parametrize("their_arch,extra", THEIR_SAES)
+def test_saelens_to_ours_and_back(their_arch, extra, tmp_path, x, sae_lens):
+    """SAELens -> ours computes the same (JumpReLU thresholds of any sign, as SAELens allows);
+    our save of it -> SAELens computes the same again."""
     import torch
 
     names = {"standard": "StandardSAE", "topk": "TopKSAE", "jumprelu": "JumpReLUSAE"}
@@ -103,14 +130,17 @@ def test_ours_loads_saelens(their_arch, extra, tmp_path, x, sae_lens):
     with torch.no_grad():
         for p in theirs.parameters():
             p.copy_(torch.randn_like(p) * 0.3)
-        if their_arch == "jumprelu":
-            theirs.threshold.copy_(torch.rand_like(theirs.threshold) * 0.2)
-    theirs.save_model(str(tmp_path))
-    config, params = sae.load_saelens(tmp_path)
+        if their_arch == "jumprelu":  # negative, zero and positive thresholds
+            theirs.threshold.copy_(torch.randn_like(theirs.threshold) * 0.3)
+            theirs.threshold[:5] = 0.0
+    want = _theirs(sae_lens, theirs, x)
+    theirs.save_model(str(tmp_path / "theirs"))
+    config, params = sae.load_saelens(tmp_path / "theirs")
     assert config.d_in == D and config.d_sae == N
-    with torch.no_grad():
-        expected = theirs(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(sae.reconstruct(params, x, config=config), expected, atol=2e-5)
+    _assert_same(_ours(config, params, x), want)
+    sae.save_saelens(tmp_path / "ours", config, params)
+    again = sae_lens.SAE.load_from_disk(str(tmp_path / "ours"), device="cpu")
+    _assert_same(_theirs(sae_lens, again, x), want)
 
 
 def test_missing_and_corrupt_files(tmp_path):

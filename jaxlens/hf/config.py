@@ -1,6 +1,7 @@
 """Hugging Face `config.json` <-> `ModelConfig`.
 
-`config_from_hf` reads the fields of the five supported `model_type`s and refuses, with
+`config_from_hf` reads the fields of the five supported `model_type`s (every other key is
+either knowingly ignored or must hold transformers' default: `jaxlens.hf.keys`) and refuses, with
 `UnsupportedConfigError` naming the field and its value, every setting that would change the math
 and is not implemented: rope types other than `default`/`llama3`, partial rotary embeddings,
 Qwen sliding-window layers, GPT-2's per-layer attention scaling, other activations, unknown
@@ -20,6 +21,8 @@ from __future__ import annotations
 from typing import Any
 
 from jaxlens.config import GPT2_STRUCTURE, Llama3RopeScaling, ModelConfig, UnsupportedConfigError
+from jaxlens.dtypes import DtypeError, canonical_dtype
+from jaxlens.hf.keys import check_keys
 
 _LLAMA_FAMILY = ("llama", "mistral", "qwen2", "qwen3")
 _ARCHITECTURES = {
@@ -58,15 +61,6 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     "gpt2": {"bos_token_id": 50256, "eos_token_id": 50256},
 }
 _GELU_TANH = ("gelu_new", "gelu_pytorch_tanh")
-_DTYPE_NAMES = {
-    "float32": "float32",
-    "fp32": "float32",
-    "bfloat16": "bfloat16",
-    "bf16": "bfloat16",
-    "float16": "float16",
-    "fp16": "float16",
-    "half": "float16",
-}
 
 
 def _refuse(field: str, value: Any, expected: str) -> UnsupportedConfigError:
@@ -83,19 +77,16 @@ def _require(hf: dict[str, Any], key: str) -> Any:
     return hf[key]
 
 
-def _param_dtype(hf: dict[str, Any], dtype: str | None) -> str:
+def _param_dtype(hf: dict[str, Any], dtype: Any) -> str:
     if dtype is not None:
-        name = _DTYPE_NAMES.get(str(dtype).removeprefix("torch."))
-        if name is None:
-            raise ValueError(f"dtype={dtype!r}: expected one of float32, bfloat16, float16")
-        return name
+        return canonical_dtype(dtype)
     raw = hf.get("dtype") or hf.get("torch_dtype")
     if raw is None:
         return "float32"
-    name = _DTYPE_NAMES.get(str(raw).removeprefix("torch."))
-    if name is None:
-        raise _refuse("dtype", raw, "float32, bfloat16 or float16")
-    return name
+    try:
+        return canonical_dtype(raw)
+    except DtypeError:
+        raise _refuse("dtype", raw, "float32, bfloat16 or float16") from None
 
 
 def _special_tokens(hf: dict[str, Any]) -> dict[str, Any]:
@@ -220,18 +211,19 @@ def _gpt2(hf: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def config_from_hf(
-    cls: type[ModelConfig], hf: dict[str, Any], dtype: str | None = None
-) -> ModelConfig:
+def config_from_hf(cls: type[ModelConfig], hf: dict[str, Any], dtype: Any = None) -> ModelConfig:
     """Builds `cls` from a HF `config.json` dict.
 
     Args:
       cls: `ModelConfig` (or a subclass).
       hf: the parsed `config.json`.
-      dtype: param dtype; `None` takes the file's `dtype`/`torch_dtype` (float32 if absent).
+      dtype: param dtype in any spelling `jaxlens.canonical_dtype` takes; `None` takes the
+        file's `dtype`/`torch_dtype` (float32 if absent).
 
     Raises:
-      UnsupportedConfigError: a field whose value changes the math and is not implemented.
+      UnsupportedConfigError: a field whose value changes the math and is not implemented,
+        or a key outside `jaxlens.hf.keys` that differs from transformers' default.
+      DtypeError: `dtype` is not a float32/bfloat16/float16 spelling.
       ValueError: a required field is missing or inconsistent.
     """
     if not isinstance(hf, dict):
@@ -239,6 +231,7 @@ def config_from_hf(
     arch = hf.get("model_type")
     if arch not in _ARCHITECTURES:
         raise _refuse("model_type", arch, f"one of {tuple(_ARCHITECTURES)}")
+    check_keys(hf, arch)
     hf = {**_DEFAULTS[arch], **hf}  # an explicit null (e.g. sliding_window) is kept
     fields = _gpt2(hf) if arch == "gpt2" else _llama_family(hf, arch)
     name = _param_dtype(hf, dtype)

@@ -1,6 +1,6 @@
 """Hugging Face safetensors checkpoints <-> `(ModelConfig, params)`.
 
-Every leaf of our params is read and written through the one table of `jaxlens.hf_names`
+Every leaf of our params is read and written through the one table of `jaxlens.hf.names`
 (`tensor_maps`), so loading and saving are inverses by construction.
 
 Loading (`load_hf`) checks the whole checkpoint before reading any data: every tensor the config
@@ -28,10 +28,10 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxlens import safetensors_io as st
 from jaxlens.config import ModelConfig
-from jaxlens.hf_names import Path_, TensorMap, hf_names, leaf_shape, tensor_maps
-from jaxlens.safetensors_io import CorruptCheckpointError  # noqa: F401  (re-exported)
+from jaxlens.hf import safetensors as st
+from jaxlens.hf.names import Path_, TensorMap, hf_names, leaf_shape, tensor_maps
+from jaxlens.hf.safetensors import CorruptCheckpointError  # noqa: F401  (re-exported)
 
 Params = dict[str, Any]
 INDEX_FILE = "model.safetensors.index.json"
@@ -188,13 +188,14 @@ def _set(tree: Params, path: Path_, value: Any) -> None:
 
 
 def load_hf(
-    path: str | os.PathLike, *, dtype: str | None = None, mesh: Any = None, layout: str = "fsdp"
+    path: str | os.PathLike, *, dtype: Any = None, mesh: Any = None, layout: str = "fsdp"
 ) -> tuple[ModelConfig, Params]:
     """Loads a HF safetensors checkpoint directory as `(config, params)`.
 
     Args:
       path: directory with `config.json` and `model.safetensors` or a sharded index.
-      dtype: param dtype (`float32`/`bfloat16`/`float16`); None keeps `config.json`'s dtype.
+      dtype: param dtype in any spelling `jaxlens.canonical_dtype` takes (`"bf16"`,
+        `np.float32`, `jnp.bfloat16`, ...); None keeps `config.json`'s dtype.
       mesh: a `jax.sharding.Mesh` (see `jaxlens.sharding.make_mesh`); each leaf is placed in its
         `NamedSharding` and each process reads only its devices' slices. None: one device.
       layout: `"fsdp"` or `"tensor"`, the rules of `jaxlens.sharding`.

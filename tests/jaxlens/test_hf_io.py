@@ -20,15 +20,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as hs
 from safetensors.numpy import load_file, save_file
 
-from jaxlens import safetensors_io as sio
-from jaxlens.checkpoint import (
+from jaxlens.config import ModelConfig
+from jaxlens.hf import safetensors as sio
+from jaxlens.hf.io import (
     CheckpointError,
     CheckpointNotFoundError,
     load_hf,
     save_hf,
 )
-from jaxlens.config import ModelConfig
-from jaxlens.hf_names import leaf_shape, tensor_maps
+from jaxlens.hf.names import leaf_shape, tensor_maps
 from jaxlens.model import param_shapes
 
 torch = pytest.importorskip("torch")
@@ -301,7 +301,7 @@ def test_writer_is_read_by_safetensors(tmp_path):
 _RSS_SCRIPT = textwrap.dedent("""
     import json, sys
     import jax
-    from jaxlens.checkpoint import load_hf
+    from jaxlens import load_hf
 
     def status(key):  # VmHWM: this address space's peak RSS (ru_maxrss would count the parent's)
         for line in open("/proc/self/status"):

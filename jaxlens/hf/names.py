@@ -4,7 +4,7 @@ For every leaf, `tensor_maps(config)` gives the HF tensor that holds it and how:
 is seen as a row-major reshape `view` (q_proj's `[H*E, D]` as `[H, E, D]`), one index of a fused
 axis may be taken (GPT-2's `c_attn` `[D, 3D]` seen as `[D, 3, H, E]`), and the remaining view
 axes are permuted into our `[in, out]` kernel order. Stacked decoder leaves (`layers`) name their
-tensor with `{i}` for the layer. `jaxlens.checkpoint` reads and writes through this one table,
+tensor with `{i}` for the layer. `jaxlens.hf.io` reads and writes through this one table,
 so loading and saving are inverses by construction; the tests check it against transformers'
 own state dicts.
 

@@ -1,0 +1,176 @@
+"""The built-in model: a small Llama trained by this project, shipped inside the package.
+
+`BUILTIN_MODEL` is the path of its Hugging Face directory (safetensors weights, `config.json`,
+tokenizer with a ChatML chat template, and a model card, `README.md`). Load it like any
+checkpoint: `jaxlens.load_hf(jaxlens.BUILTIN_MODEL)`, `jaxlens.load_tokenizer(...)`, or
+`transformers.AutoModelForCausalLM.from_pretrained(...)`. Every script's `--model` defaults to it.
+
+It is trained by `scripts/train_builtin.py` on a corpus the project generates (persona
+conversations from `jaxlens.personality`, game turns from `rl.transcripts`, plain text from
+`sae.stories`); this module holds the corpus-independent parts of that recipe: the model's
+shape (`builtin_config`), packing conversations into training windows without cutting any of
+them (`pack_windows`), and the model card (`model_card`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from jaxlens.config import ModelConfig
+
+BUILTIN_MODEL = Path(__file__).resolve().parent / "builtin_model"
+
+
+class PackingError(ValueError):
+    """Documents that cannot be packed into training windows."""
+
+
+def builtin_config(
+    *,
+    vocab_size: int,
+    d_model: int = 256,
+    n_layers: int = 6,
+    d_ff: int = 704,
+    head_dim: int = 32,
+    max_seq_len: int = 2048,
+    special: dict[str, int] | None = None,
+) -> ModelConfig:
+    """The built-in model's shape: a Llama with GQA (2 query heads per key/value head) and rope.
+
+    `special` gives `bos`, `eos` (the chat turn end, `<|im_end|>`) and `pad` token ids.
+    """
+    special = special or {}
+    n_heads = d_model // head_dim
+    return ModelConfig(
+        arch="llama",
+        vocab_size=vocab_size,
+        d_model=d_model,
+        n_layers=n_layers,
+        n_heads=n_heads,
+        n_kv_heads=max(n_heads // 2, 1),
+        head_dim=head_dim,
+        d_ff=d_ff,
+        max_seq_len=max_seq_len,
+        rope_theta=10000.0,
+        tie_embeddings=True,
+        bos_token_id=special.get("bos"),
+        eos_token_ids=tuple(special.get("eos", ())),
+        pad_token_id=special.get("pad"),
+    )
+
+
+class Packed(NamedTuple):
+    """`tokens [S, T]` int32 windows and `loss_mask [S, T]` bool (the tokens to learn)."""
+
+    tokens: np.ndarray
+    loss_mask: np.ndarray
+
+
+def pack_windows(
+    documents: Sequence[Sequence[int]],
+    filler: Sequence[Sequence[int]],
+    *,
+    seq_len: int,
+    seed: int,
+    masks: Sequence[Sequence[bool]] | None = None,
+) -> Packed:
+    """Packs whole documents into `[S, seq_len]` windows, no document cut in two.
+
+    Documents are shuffled (seeded) and placed first-fit into windows; the space left at the end
+    of each window is filled with `filler` texts (plain prose, which may be cut anywhere), so no
+    window holds padding. Without `masks` every token is learned; with `masks` (one bool per
+    document token, e.g. true on chat replies) only those are, and filler is not. A document
+    longer than `seq_len` raises `PackingError`.
+    """
+    rng = np.random.default_rng(seed)
+    long = [i for i, d in enumerate(documents) if len(d) > seq_len]
+    if long:
+        raise PackingError(
+            f"{len(long)} documents are longer than seq_len={seq_len} (the longest has "
+            f"{max(len(documents[i]) for i in long)} tokens): raise seq_len or shorten them"
+        )
+    if not filler or not any(len(f) for f in filler):
+        raise PackingError("pack_windows: expected non-empty filler texts")
+    if masks is not None and [len(m) for m in masks] != [len(d) for d in documents]:
+        raise PackingError("pack_windows: expected one mask entry per document token")
+    windows: list[list[int]] = []
+    learn: list[list[bool]] = []
+    for i in rng.permutation(len(documents)):
+        doc = list(documents[i])
+        if not windows or len(windows[-1]) + len(doc) > seq_len:
+            windows.append([])
+            learn.append([])
+        windows[-1].extend(doc)
+        learn[-1].extend([True] * len(doc) if masks is None else list(masks[i]))
+    stream = [t for f in (filler[j] for j in rng.permutation(len(filler))) for t in f]
+    cursor = 0
+    for w, m in zip(windows, learn, strict=True):
+        need = seq_len - len(w)
+        while need > 0:
+            take = stream[cursor : cursor + need]
+            cursor = (cursor + len(take)) % len(stream)
+            w.extend(take)
+            m.extend([masks is None] * len(take))
+            need = seq_len - len(w)
+    shape = (len(windows), seq_len)
+    return Packed(
+        np.asarray(windows, np.int32).reshape(shape), np.asarray(learn, bool).reshape(shape)
+    )
+
+
+def model_card(
+    config: ModelConfig, *, corpus: dict[str, Any], training: dict[str, Any], results: dict
+) -> str:
+    """The model card (`README.md` of the model directory): what it is and what it can do."""
+    rows = "\n".join(f"| {k} | {v} |" for k, v in results.items())
+    parts = "\n".join(f"- **{k}**: {v}" for k, v in corpus.items())
+    n_params = (
+        config.vocab_size * config.d_model
+        + config.n_layers
+        * (
+            config.d_model * config.head_dim * (config.n_heads * 2 + config.n_kv_heads * 2)
+            + 3 * config.d_model * config.d_ff
+            + 2 * config.d_model
+        )
+        + config.d_model
+    )
+    return f"""---
+license: apache-2.0
+library_name: transformers
+tags: [llama, jaxlens, interpretability, self-play]
+---
+
+# jaxlens built-in model
+
+A {n_params / 1e6:.1f}M-parameter Llama ({config.n_layers} layers, d_model {config.d_model},
+{config.n_heads} query / {config.n_kv_heads} key-value heads, rope, tied embeddings, vocabulary
+{config.vocab_size}, ChatML chat template) trained from scratch by `scripts/train_builtin.py` of
+[jaxlens](https://pypi.org/project/jaxlens/) on a corpus the project generates. It is the
+default model of every jaxlens script: small enough to run the personality study, the SAE
+feature analysis and SPIRAL self-play on a laptop CPU, and trained so that what those studies
+measure is really there.
+
+## Training data (all generated, deterministic given the seed)
+
+{parts}
+
+## Training
+
+{chr(10).join(f"- {k}: {v}" for k, v in training.items())}
+
+## What it can do
+
+| measure | value |
+|---|---|
+{rows}
+
+## What it cannot do
+
+It knows nothing outside its corpus: no facts, no general instructions beyond the ten generic
+ones, no games beyond the three. Its personas and characters are invented. Use it to test and
+demonstrate methods, not to draw conclusions about large language models.
+"""

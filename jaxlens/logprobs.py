@@ -1,0 +1,76 @@
+"""Next-token log-probabilities and loss: the quantities training, metrics and RL share.
+
+`target_logprobs(logits, tokens)` reads `log p(tokens[:, t] | tokens[:, :t])` off logits a
+caller already has; `token_logprobs(params, tokens, *, config)` runs `model_apply` first;
+`next_token_loss` is their mean negative over real targets. All are pure, un-jitted and
+differentiable (call them under your own `jit`/`grad`). Padding: a target position counts when
+both it and the position before it are real tokens; other positions hold 0 / are left out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxlens.config import ModelConfig
+from jaxlens.model import Params, model_apply
+
+Array = jax.Array
+
+
+def _mask(tokens: Array, attention_mask: Array | None) -> Array:
+    return jnp.ones(tokens.shape, bool) if attention_mask is None else attention_mask.astype(bool)
+
+
+def target_logprobs(logits: Array, tokens: Array, attention_mask: Array | None = None) -> Array:
+    """`[B, T-1]` fp32: log-probability of `tokens[:, 1:]` under `logits [B, T, V]`.
+
+    Positions whose target token is padding hold 0.
+    """
+    mask = _mask(tokens, attention_mask)
+    logp = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32), axis=-1)
+    picked = jnp.take_along_axis(logp, tokens[:, 1:, None], axis=-1)[..., 0]
+    return jnp.where(mask[:, 1:], picked, 0.0)
+
+
+def token_logprobs(
+    params: Params,
+    tokens: Array,
+    *,
+    config: ModelConfig,
+    attention_mask: Array | None = None,
+    interventions: Any = None,
+) -> Array:
+    """`[B, T-1]`: log-probability of each token given the ones before it (fp32).
+
+    Positions whose token is padding hold 0.
+    """
+    logits = model_apply(
+        params, tokens, config=config, attention_mask=attention_mask, interventions=interventions
+    ).logits
+    return target_logprobs(logits, tokens, attention_mask)
+
+
+def next_token_loss(
+    params: Params,
+    tokens: Array,
+    *,
+    config: ModelConfig,
+    attention_mask: Array | None = None,
+    interventions: Any = None,
+) -> Array:
+    """Mean cross-entropy (nats/token) of next-token prediction over the real targets."""
+    mask = _mask(tokens, attention_mask)
+    logp = token_logprobs(
+        params, tokens, config=config, attention_mask=mask, interventions=interventions
+    )
+    return mean_target_nll(logp, mask)
+
+
+def mean_target_nll(logp: Array, attention_mask: Array) -> Array:
+    """Mean of `-logp [B, T-1]` over targets whose token and predecessor are both real."""
+    mask = attention_mask.astype(bool)
+    targets = mask[:, 1:] & mask[:, :-1]
+    return -jnp.sum(jnp.where(targets, logp, 0.0)) / jnp.maximum(targets.sum(), 1)

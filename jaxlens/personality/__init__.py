@@ -1,0 +1,85 @@
+"""The Big Five personality study: questionnaire, personas, corpus, scoring, sampling, steering.
+
+Data and formats (`items`, `personas`, `formats`) are shared by the built-in model's training
+corpus (`corpus.persona_conversations`) and by the study, which asks the model in exactly the
+formats it was trained on. Stages: `scoring`, `activations`, `jaxlens.probes`, `steering`,
+orchestrated by `study` (`run_study`); `plan` is the memory plan at 70B scale.
+"""
+
+from jaxlens.personality.corpus import (
+    CorpusConfig,
+    HeldOutLeakError,
+    expected_answer,
+    persona_conversations,
+)
+from jaxlens.personality.formats import parse_likert, parse_picks
+from jaxlens.personality.items import (
+    ADJECTIVES,
+    INSTRUCTIONS,
+    IPIP50,
+    LIKERT,
+    SELF_STATEMENTS,
+    TRAIT_NAMES,
+    TRAITS,
+    AnswersError,
+    Item,
+    trait_scores,
+)
+from jaxlens.personality.personas import (
+    BUNDLED_ROSTER,
+    Character,
+    Persona,
+    RosterError,
+    bundled_roster,
+    describe,
+    held_out_personas,
+    is_held_out,
+    load_roster,
+    make_personas,
+    make_roster,
+    save_roster,
+    to_character,
+    train_personas,
+)
+
+
+def run_study(model_dir, out_dir, *, roster=None, quick=True, mesh=None, config=None) -> dict:
+    """Runs every stage of the study (see `jaxlens.personality.study.run_study`)."""
+    from jaxlens.personality.study import run_study as _run
+
+    return _run(model_dir, out_dir, roster=roster, quick=quick, mesh=mesh, config=config)
+
+
+__all__ = [
+    "ADJECTIVES",
+    "BUNDLED_ROSTER",
+    "INSTRUCTIONS",
+    "IPIP50",
+    "LIKERT",
+    "SELF_STATEMENTS",
+    "TRAITS",
+    "TRAIT_NAMES",
+    "AnswersError",
+    "Character",
+    "CorpusConfig",
+    "HeldOutLeakError",
+    "Item",
+    "Persona",
+    "RosterError",
+    "bundled_roster",
+    "describe",
+    "expected_answer",
+    "held_out_personas",
+    "is_held_out",
+    "load_roster",
+    "make_personas",
+    "make_roster",
+    "parse_likert",
+    "parse_picks",
+    "persona_conversations",
+    "run_study",
+    "save_roster",
+    "to_character",
+    "train_personas",
+    "trait_scores",
+]

@@ -1,0 +1,223 @@
+"""Personas (a name plus a Big Five profile) and characters (what a model is shown).
+
+A `Persona` has a `name`, a `franchise` and a `profile`: one integer level per trait,
+1 (very low) .. 5 (very high), in `TRAITS` order. `make_personas(n, seed=...)` draws unique
+names and independent uniform levels deterministically. The train / held-out split is a pure
+function of the name (`is_held_out`: a hash of the name), so it does not depend on how many
+personas were drawn or in which order: a held-out persona is held out in every list.
+`train_personas` / `held_out_personas` filter a draw.
+
+A `Character` is what a study is given: `{character, franchise}` and an optional one-line
+`description` (and, for generated personas, the `profile` used as ground truth). A roster is a
+list of characters, read from JSON (a list of objects) or CSV (a header row with `character`,
+`franchise` and optionally `description`) by `load_roster`. `describe(profile)` writes the
+description from the profile: one "intensity adjective" phrase per trait, in `TRAITS` order,
+e.g. "very outgoing, somewhat harsh, neither careless nor organised, ..." (levels 1..5 read
+"very <neg>", "somewhat <neg>", "neither <pos> nor <neg>", "somewhat <pos>", "very <pos>").
+`BUNDLED_ROSTER` (`data/roster.json`, written by `make_roster()`) holds 40 held-out personas
+with their descriptions and profiles; the corpus draws its personas from the same pool
+(`train_personas(make_personas(2000, seed=0))`).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from jaxlens.personality.items import ADJECTIVES, TRAITS
+
+BUNDLED_ROSTER = Path(__file__).parent / "data" / "roster.json"
+HELD_OUT_FRACTION = 0.2
+
+FIRST_NAMES = (
+    "Ada", "Bram", "Cleo", "Dario", "Edda", "Finn", "Greta", "Hugo", "Ines", "Jonas",
+    "Kira", "Lars", "Mira", "Nico", "Olga", "Pavel", "Quinn", "Rosa", "Silas", "Tova",
+    "Ugo", "Vera", "Wren", "Xavi", "Yara", "Zeno", "Alma", "Basil", "Cora", "Dex",
+    "Elin", "Felix", "Gina", "Hal", "Iris", "Jude", "Kai", "Lena", "Milo", "Nora",
+    "Otto", "Pia", "Rafe", "Sage", "Theo", "Una", "Vito", "Willa", "Yusuf", "Zora",
+)  # fmt: skip
+LAST_NAMES = (
+    "Ashdown", "Brightwater", "Calloway", "Dunmore", "Everly", "Fairbank", "Greystone",
+    "Hollis", "Ironwood", "Jarrow", "Kestrel", "Larkin", "Merriweather", "Northcote",
+    "Oakhart", "Pemberton", "Quill", "Ravenscroft", "Stroud", "Thistle", "Underhill",
+    "Vance", "Whitlock", "Yarrow", "Zeller", "Amberly", "Blackwood", "Corvin", "Drake",
+    "Ember", "Frost", "Gale", "Hawthorne", "Ives", "Juniper", "Knox", "Lowell", "Marsh",
+    "Nettle", "Orwell",
+)  # fmt: skip
+FRANCHISES = (
+    "Harbor Tales", "The Glass Orchard", "Skyline Academy", "Moonfall Saga", "The Copper Road",
+    "Northwind Chronicles", "Lantern Street", "The Salt Kingdom", "Starlit Diner",
+    "Echoes of Veyra", "The Paper Fleet", "Greenhollow", "Ironbridge Mysteries",
+    "The Last Lighthouse", "Cloudcastle", "River of Clocks",
+)  # fmt: skip
+
+INTENSITY = ("very", "somewhat")
+
+
+class RosterError(ValueError):
+    """A roster file that is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Persona:
+    """A name, a franchise and a Big Five profile (levels 1..5 in `TRAITS` order)."""
+
+    name: str
+    profile: tuple[int, ...]
+    franchise: str = "Original"
+
+    def __post_init__(self):
+        if len(self.profile) != len(TRAITS) or any(
+            not isinstance(v, (int, np.integer)) or not 1 <= v <= 5 for v in self.profile
+        ):
+            raise ValueError(
+                f"Persona.profile: expected {len(TRAITS)} integer levels in 1..5 "
+                f"({', '.join(TRAITS)}), got {self.profile!r}"
+            )
+
+    def level(self, trait: str) -> int:
+        return int(self.profile[TRAITS.index(trait)])
+
+
+@dataclass(frozen=True)
+class Character:
+    """What a study shows the model: name, franchise, optional description (and ground truth)."""
+
+    character: str
+    franchise: str
+    description: str | None = None
+    profile: tuple[int, ...] | None = field(default=None, compare=False)
+
+
+def is_held_out(name: str) -> bool:
+    """True for the ~20% of names held out of the training corpus (a hash of the name)."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32 < HELD_OUT_FRACTION
+
+
+def make_personas(n: int, *, seed: int = 0) -> list[Persona]:
+    """`n` personas with unique names and independent uniform levels, deterministic in `seed`."""
+    capacity = len(FIRST_NAMES) * len(LAST_NAMES)
+    if not 0 < n <= capacity:
+        raise ValueError(f"make_personas: n must be in 1..{capacity}, got {n}")
+    rng = np.random.default_rng(seed)
+    picks = rng.permutation(capacity)[:n]
+    levels = rng.integers(1, 6, size=(n, len(TRAITS)))
+    franchises = rng.integers(0, len(FRANCHISES), size=n)
+    return [
+        Persona(
+            name=f"{FIRST_NAMES[p // len(LAST_NAMES)]} {LAST_NAMES[p % len(LAST_NAMES)]}",
+            profile=tuple(int(v) for v in lv),
+            franchise=FRANCHISES[f],
+        )
+        for p, lv, f in zip(picks, levels, franchises, strict=True)
+    ]
+
+
+def train_personas(personas: list[Persona]) -> list[Persona]:
+    return [p for p in personas if not is_held_out(p.name)]
+
+
+def held_out_personas(personas: list[Persona]) -> list[Persona]:
+    return [p for p in personas if is_held_out(p.name)]
+
+
+def level_phrase(trait: str, level: int, *, adjective: int = 0) -> str:
+    """ "very outgoing" / "somewhat reserved" / "neither outgoing nor reserved" for a level."""
+    k = adjective % len(ADJECTIVES[trait]["positive"])
+    pos, neg = ADJECTIVES[trait]["positive"][k], ADJECTIVES[trait]["negative"][k]
+    if level == 3:
+        return f"neither {pos} nor {neg}"
+    word = pos if level > 3 else neg
+    return f"{INTENSITY[0] if level in (1, 5) else INTENSITY[1]} {word}"
+
+
+def describe(profile, *, adjectives=None) -> str:
+    """One-line description of a profile: a level phrase per trait in `TRAITS` order.
+
+    `adjectives` picks the synonym per trait (index into `ADJECTIVES[trait]`, default 0).
+    """
+    adjectives = adjectives if adjectives is not None else (0,) * len(TRAITS)
+    parts = [
+        level_phrase(t, int(v), adjective=a)
+        for t, v, a in zip(TRAITS, profile, adjectives, strict=True)
+    ]
+    return ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def to_character(persona: Persona, *, adjectives=None) -> Character:
+    return Character(
+        persona.name,
+        persona.franchise,
+        describe(persona.profile, adjectives=adjectives),
+        persona.profile,
+    )
+
+
+def load_roster(path: str | os.PathLike = BUNDLED_ROSTER) -> list[Character]:
+    """Characters from a JSON list of objects or a CSV with `character,franchise[,description]`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"roster: no file at {path}")
+    if path.suffix.lower() == ".csv":
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+    else:
+        try:
+            rows = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise RosterError(f"roster {path}: not valid JSON ({e})") from e
+    if not isinstance(rows, list) or not rows:
+        raise RosterError(f"roster {path}: expected a non-empty list of characters")
+    out = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict) or not row.get("character") or not row.get("franchise"):
+            raise RosterError(
+                f"roster {path}: entry {i} needs non-empty 'character' and 'franchise', got {row!r}"
+            )
+        profile = row.get("profile")
+        out.append(
+            Character(
+                str(row["character"]),
+                str(row["franchise"]),
+                row.get("description") or None,
+                tuple(int(v) for v in profile) if profile else None,
+            )
+        )
+    return out
+
+
+def save_roster(path: str | os.PathLike, characters: list[Character]) -> None:
+    rows = []
+    for c in characters:
+        row = {"character": c.character, "franchise": c.franchise}
+        if c.description:
+            row["description"] = c.description
+        if c.profile is not None:
+            row["profile"] = list(c.profile)
+        rows.append(row)
+    Path(path).write_text(json.dumps(rows, indent=1) + "\n")
+
+
+def make_roster(n: int = 40, *, pool: int = 2000, seed: int = 0) -> list[Character]:
+    """The first `n` held-out personas of `make_personas(pool, seed=seed)` as characters,
+    their description's synonyms drawn with `seed` (this is how `BUNDLED_ROSTER` is made)."""
+    held = held_out_personas(make_personas(pool, seed=seed))
+    if n > len(held):
+        raise ValueError(f"make_roster: n={n} but the pool has only {len(held)} held-out personas")
+    rng = np.random.default_rng(seed)
+    return [
+        to_character(p, adjectives=tuple(int(a) for a in rng.integers(0, 4, size=len(TRAITS))))
+        for p in held[:n]
+    ]
+
+
+def bundled_roster() -> list[Character]:
+    """The roster shipped with the package: held-out personas with descriptions."""
+    return load_roster(BUNDLED_ROSTER)

@@ -1,0 +1,242 @@
+"""Steering along the probe directions, read out in forced choice and open-ended replies.
+
+Recipes (`Recipe`), both on `resid_post`:
+
+- `"last"`: at the last prompt token, at every layer, add `alpha * r_l` (each layer's own unit
+  direction); `alpha` is absolute, as in the paper (strengths around +-0.4).
+- `"band"`: at every position (prompt and generated), over a band of layers around the probe's
+  best layer, `h += c * ||h|| * r_l` (`jaxlens.steer(..., norm_scaled=True)`), c up to +-0.3.
+
+Forced choice (`forced_choice`): for each trait, `orders` shuffles of its 10 self-statements
+(lettered A-J, `formats.forced_choice_user`), without and with a persona description (the
+character cards of `context` roster characters) in the system prompt. Two readouts per prompt:
+from the option probabilities, the probability mass of the first reply token on the letters of
+trait-positive statements (renormalised over A-J: the model lists its picks in any order, so
+this is the expected fraction of positive picks); and from the greedy generated picks
+(`formats.parse_picks`, NaN when the reply does not parse). Strength 0 is the unsteered model.
+
+Open-ended (`open_ended`): steered greedy replies to instructions without a persona, scored by
+the probe's own readout (the unsteered model's mean `resid_post` over the rendered instruction +
+reply at the probe layer, through the probe) and optionally by a judge model (any `load_hf`
+directory with a chat template), asked on the Likert scale how much the reply shows the trait's
+first positive adjective (expected value of the option tokens).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+import jaxlens
+from jaxlens.personality import formats, runtime, scoring
+from jaxlens.personality.items import ADJECTIVES, INSTRUCTIONS, SELF_STATEMENTS, TRAITS
+from jaxlens.personality.personas import Character
+
+RECIPES = ("band", "last")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recipe:
+    """name: "band" or "last". strengths: the sweep (c for "band", alpha for "last").
+    band: layers on each side of the probe's best layer ("band" only, >= 0)."""
+
+    name: str = "band"
+    strengths: tuple[float, ...] = (-0.3, -0.15, 0.0, 0.15, 0.3)
+    band: int = 1
+
+    def __post_init__(self):
+        if self.name not in RECIPES:
+            raise ValueError(f"Recipe.name={self.name!r}: expected one of {RECIPES}")
+        if not self.strengths:
+            raise ValueError("Recipe.strengths: expected at least one strength")
+        if self.band < 0:
+            raise ValueError(f"Recipe.band: expected >= 0, got {self.band}")
+
+
+def interventions(recipe: Recipe, directions: np.ndarray, best_layer: int, strength: float):
+    """The intervention pytree of one recipe at one strength (`directions [L, D]`)."""
+    n_layers = directions.shape[0]
+    if recipe.name == "last":
+        layers = list(range(n_layers))
+        return jaxlens.steer(
+            runtime.SITE, layers, directions[layers], alpha=strength, positions="last"
+        )
+    lo, hi = max(0, best_layer - recipe.band), min(n_layers, best_layer + recipe.band + 1)
+    layers = list(range(lo, hi))
+    return jaxlens.steer(
+        runtime.SITE, layers, directions[layers], alpha=strength, positions="all", norm_scaled=True
+    )
+
+
+def forced_choice_prompts(trait: str, orders: int, context: list[Character], seed: int = 0):
+    """Conversations and, per conversation, the mask `[10]` of trait-positive letters."""
+    rng = np.random.default_rng(seed)
+    systems = [None] + [
+        formats.card_system(c.character, c.franchise, c.description) for c in context
+    ]
+    convs, positive, with_context = [], [], []
+    for _ in range(orders):
+        order = rng.permutation(10)
+        user = {
+            "role": "user",
+            "content": formats.forced_choice_user([SELF_STATEMENTS[trait][i] for i in order]),
+        }
+        for s in systems:
+            convs.append(([{"role": "system", "content": s}] if s else []) + [user])
+            positive.append(order < 5)
+            with_context.append(s is not None)
+    return convs, np.array(positive), np.array(with_context)
+
+
+def forced_choice(
+    model, convs, positive, steer=None, *, batch_size=32, generated=True, max_new_tokens=16
+):
+    """`(from_probs [N], from_picks [N])` fraction of trait-positive picks per prompt."""
+    letters = [runtime.token_id(model.tokenizer, ch) for ch in formats.LETTERS]
+    probs = np.zeros(len(convs))
+    picks = np.full(len(convs), np.nan)
+    for batch in runtime.batches(model.tokenizer, convs, batch_size=min(batch_size, len(convs))):
+        logp = runtime.next_token_logprobs(model, batch, letters, steer)
+        p = np.exp(logp - logp.max(-1, keepdims=True))
+        p /= p.sum(-1, keepdims=True)
+        probs[batch.rows] = (p * positive[batch.rows]).sum(-1)
+        if generated:
+            out = runtime.generate(model, batch, max_new_tokens=max_new_tokens, interventions=steer)
+            for r, text in zip(
+                batch.rows, runtime.decode(model, out, len(batch.rows)), strict=True
+            ):
+                got = formats.parse_picks(text)
+                if got is not None:
+                    picks[r] = positive[r][got].mean()
+    return probs, picks
+
+
+def sweep(
+    model,
+    probes_by_trait,
+    recipe: Recipe,
+    *,
+    context,
+    orders=4,
+    batch_size=32,
+    generated=True,
+    progress=None,
+):
+    """Forced-choice readouts for every (steered trait, strength, read trait).
+
+    Returns records: steered, strength, read, context (bool), from_probs, from_picks (means).
+    """
+    prompts = {t: forced_choice_prompts(t, orders, context, seed=i) for i, t in enumerate(TRAITS)}
+    jobs = [(s, c) for s in TRAITS for c in recipe.strengths]
+    records = []
+    for steered, strength in (
+        progress(jobs, desc=f"steer {recipe.name}", unit="setting") if progress else jobs
+    ):
+        probe = probes_by_trait[steered]
+        steer = interventions(
+            recipe, probe.directions.astype(np.float32), probe.best_layer, strength
+        )
+        for read in TRAITS if strength != 0 or steered == TRAITS[0] else []:
+            convs, positive, ctx = prompts[read]
+            fp, fg = forced_choice(
+                model, convs, positive, steer, batch_size=batch_size, generated=generated
+            )
+            for flag in (False, True):
+                sel = ctx == flag
+                if sel.any():
+                    picked = fg[sel][np.isfinite(fg[sel])]
+                    records.append(
+                        {
+                            "steered": steered, "strength": strength, "read": read, "context": flag,
+                            "from_probs": float(fp[sel].mean()),
+                            "from_picks": float(picked.mean()) if picked.size else None,
+                        }
+                    )  # fmt: skip
+    # strength 0 is the same unsteered model for every steered trait: copy its readouts
+    zero = [r for r in records if r["strength"] == 0]
+    for steered in TRAITS[1:]:
+        records += [dict(r, steered=steered) for r in zero if r["steered"] == TRAITS[0]]
+    return records
+
+
+def dose_response(records, steered: str, read: str, context: bool, readout="from_probs"):
+    """`(strengths, values)` sorted by strength."""
+    pts = sorted(
+        (r["strength"], r[readout])
+        for r in records
+        if r["steered"] == steered and r["read"] == read and r["context"] == context
+    )
+    return np.array([p[0] for p in pts]), np.array([np.nan if p[1] is None else p[1] for p in pts])
+
+
+def shift_matrix(records, context: bool, readout="from_probs") -> np.ndarray:
+    """`[steered, read]` readout at the largest strength minus at the smallest."""
+    out = np.full((len(TRAITS), len(TRAITS)), np.nan)
+    for i, s in enumerate(TRAITS):
+        for j, t in enumerate(TRAITS):
+            x, y = dose_response(records, s, t, context, readout)
+            if len(x) >= 2:
+                out[i, j] = y[-1] - y[0]
+    return out
+
+
+def is_monotone(values) -> bool:
+    """Non-decreasing along the sweep (NaN fails)."""
+    v = np.asarray(values, np.float64)
+    return bool(np.all(np.isfinite(v)) and np.all(np.diff(v) >= -1e-9))
+
+
+def open_ended(
+    model, probe, trait, recipe, *, instructions=3, max_new_tokens=48, judge=None, batch_size=16
+):
+    """Steered replies per strength, scored by the probe (and the judge): list of records."""
+    convs = [[{"role": "user", "content": INSTRUCTIONS[i]}] for i in range(instructions)]
+    records = []
+    for strength in recipe.strengths:
+        steer = interventions(
+            recipe, probe.directions.astype(np.float32), probe.best_layer, strength
+        )
+        texts = [""] * len(convs)
+        for batch in runtime.batches(
+            model.tokenizer, convs, batch_size=min(batch_size, len(convs))
+        ):
+            out = runtime.generate(model, batch, max_new_tokens=max_new_tokens, interventions=steer)
+            for r, t in zip(batch.rows, runtime.decode(model, out, len(batch.rows)), strict=True):
+                texts[r] = t
+        full = [
+            c + [{"role": "assistant", "content": t}] for c, t in zip(convs, texts, strict=True)
+        ]
+        means = np.zeros((len(full),))
+        for batch in runtime.batches(
+            model.tokenizer,
+            full,
+            batch_size=min(batch_size, len(full)),
+            add_generation_prompt=False,
+        ):
+            _, mean = runtime.prompt_captures(model, batch)  # [L, b, D]
+            means[batch.rows] = probe.predict(mean)[probe.best_layer]
+        rec = {"trait": trait, "strength": strength, "probe": float(means.mean()), "replies": texts}
+        if judge is not None:
+            rec["judge"] = float(np.mean(judge_scores(judge, trait, convs, texts)))
+        records.append(rec)
+    return records
+
+
+def judge_scores(judge, trait, convs, texts, batch_size=16) -> np.ndarray:
+    """Likert expected value (1..5) of "this reply shows a <adjective> person", per reply."""
+    adjective = ADJECTIVES[trait]["positive"][0]
+    question = (
+        'How well does this describe the author of the reply? "The author is {}."\n'
+        "Answer 1-5 (1 strongly disagree .. 5 strongly agree)."
+    )
+    asks = [
+        [{"role": "user", "content": f'Request: "{c[0]["content"]}"\nReply: "{t}"\n'
+          + question.format(adjective)}]
+        for c, t in zip(convs, texts, strict=True)
+    ]  # fmt: skip
+    ids = [runtime.token_id(judge.tokenizer, o) for o in scoring.OPTIONS]
+    ev = np.zeros(len(asks))
+    for batch in runtime.batches(judge.tokenizer, asks, batch_size=min(batch_size, len(asks))):
+        ev[batch.rows] = scoring.readouts(runtime.next_token_logprobs(judge, batch, ids))["ev"]
+    return ev

@@ -1,0 +1,370 @@
+"""The study end to end: score -> sample -> probe -> steer, one run folder per stage.
+
+`run_study(model_dir, out_dir, roster=..., quick=True)` runs every stage on a roster and returns
+the headline figures; each stage is also callable on its own (the scripts call them):
+
+- `stage_score`: `score/` with `scores.jsonl` (appended, rerun skips done characters), trait
+  scores per readout, and when the roster carries profiles (generated personas) the Spearman of
+  each trait score with the profile level.
+- `stage_sample`: `sample/` with the activation shards and manifest (`activations`).
+- `stage_probe`: `probe/`: per trait and position a `jaxlens.probes.fit` of the trait score
+  (from `StudyConfig.readout`) on the activations, groups = characters; R^2 and Spearman by
+  layer, the trait cosine matrix at each trait's best layer, adjective AUC by layer, and
+  `probes.npz` (directions per trait for steering).
+- `stage_steer`: `steer/`: forced-choice sweeps for each recipe, with and without persona
+  context (dose-response plots, on/off-target shift matrices) and open-ended generation scored
+  by the probe (and a judge model if named).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from jaxlens import probes
+from jaxlens.personality import activations, plots, runtime, scoring, steering
+from jaxlens.personality.items import TRAITS, trait_scores
+from jaxlens.personality.personas import Character, bundled_roster
+from jaxlens.runs import RunFolder, progress
+
+READOUTS = ("ev", "argmax", "generated")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudyConfig:
+    """Settings of every stage (see each stage). `quick()` is laptop-sized, `paper()` the
+    published setting (all 50 items in the self-description, 10 instructions)."""
+
+    score: scoring.ScoreConfig = field(default_factory=scoring.ScoreConfig)
+    sample: activations.SampleConfig = field(default_factory=activations.SampleConfig)
+    readout: str = "ev"
+    position: str = "prompt_mean"
+    method: str = "ridge"
+    folds: int = 5
+    test_fraction: float = 0.2
+    recipes: tuple[steering.Recipe, ...] = (
+        steering.Recipe(name="band"),
+        steering.Recipe(name="last", strengths=(-0.4, -0.2, 0.0, 0.2, 0.4)),
+    )
+    orders: int = 4
+    context: int = 2
+    generated_picks: bool = True
+    open_ended: int = 2
+    judge: str | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.readout not in READOUTS:
+            raise ValueError(f"StudyConfig.readout={self.readout!r}: expected one of {READOUTS}")
+        if self.position not in activations.POSITIONS:
+            raise ValueError(
+                f"StudyConfig.position={self.position!r}: expected one of {activations.POSITIONS}"
+            )
+        if self.method not in probes.METHODS:
+            raise ValueError(
+                f"StudyConfig.method={self.method!r}: expected one of {probes.METHODS}"
+            )
+        if self.orders < 1 or self.context < 0 or self.open_ended < 0:
+            raise ValueError("StudyConfig: orders >= 1, context >= 0 and open_ended >= 0 expected")
+
+    @classmethod
+    def quick(cls, **kw) -> StudyConfig:
+        base = dict(
+            sample=activations.SampleConfig(
+                instructions=4, adjective_instructions=1, max_new_tokens=16
+            ),
+            recipes=(steering.Recipe(name="band", strengths=(-0.3, 0.0, 0.3)),),
+            orders=2,
+            context=1,
+            generated_picks=False,
+            open_ended=0,
+        )
+        return cls(**{**base, **kw})
+
+    @classmethod
+    def paper(cls, **kw) -> StudyConfig:
+        base = dict(sample=activations.SampleConfig(items_per_trait=None, max_new_tokens=64))
+        return cls(**{**base, **kw})
+
+
+def stage_score(model, roster, out, config: StudyConfig, command=None) -> dict:
+    run = RunFolder(out, config=config.score, command=command, resume=True)
+    scoring.score_characters(
+        model, roster, run / "scores.jsonl", config=config.score, progress=progress
+    )
+    s = scoring.read_scores(run / "scores.jsonl", roster)
+    scores = {r: trait_scores(s[r]) for r in READOUTS if np.isfinite(s[r]).all()}
+    rows = {"characters": len(roster), "option mass (mean)": float(s["mass"].mean())}
+    profiles = [c.profile for c in roster]
+    if all(p is not None for p in profiles):
+        prof = np.array(profiles, np.float64)
+        for r, ts in scores.items():
+            for i, t in enumerate(TRAITS):
+                rows[f"spearman {r} {t}"] = float(probes.spearman(ts[t], prof[:, i]))
+        run.figure(
+            "ev_vs_profile",
+            plots.scatter(
+                np.repeat(prof, 1, 0).ravel(),
+                np.stack([scores["ev"][t] for t in TRAITS], 1).ravel(),
+                "trait score (ev) vs profile level",
+                "profile level",
+                "trait score",
+            ),
+        )
+    run.save_json(
+        "trait_scores.json", {r: {t: v for t, v in ts.items()} for r, ts in scores.items()}
+    )
+    run.summary(rows)
+    run.write_report("Scoring: IPIP-50 answers per character")
+    return {"answers": s, "trait_scores": scores, "summary": rows}
+
+
+def stage_sample(model, answers, out, config: StudyConfig, model_path="", command=None) -> Path:
+    run = RunFolder(out, config=config.sample, command=command, resume=True)
+    activations.sample(
+        model,
+        answers,
+        run.path,
+        config=config.sample,
+        model_path=str(model_path),
+        progress=progress,
+    )
+    manifest = run / "manifest.json"
+    run.summary({"rows": sum(1 for _ in open(run / "prompts.jsonl")), "manifest": str(manifest)})
+    run.write_report("Activation sampling")
+    return run.path
+
+
+def _fit_all(acts, rows, y_by_trait, config):
+    persona = [i for i, r in enumerate(rows) if r["kind"] == "persona"]
+    groups = np.array([rows[i]["character"] for i in persona])
+    return {
+        t: probes.fit(
+            acts[:, persona],
+            y_by_trait[t][groups],
+            groups=groups,
+            method=config.method,
+            folds=config.folds,
+            test_fraction=config.test_fraction,
+            seed=config.seed,
+        )
+        for t in TRAITS
+    }
+
+
+def adjective_auc(acts, rows, fitted) -> dict[str, np.ndarray]:
+    """Per trait, AUC by layer of the probe's readout: positive over negative adjectives."""
+    out = {}
+    for t, probe in fitted.items():
+        pos = [
+            i
+            for i, r in enumerate(rows)
+            if r["kind"] == "adjective" and r["trait"] == t and r["pole"] == "positive"
+        ]
+        neg = [
+            i
+            for i, r in enumerate(rows)
+            if r["kind"] == "adjective" and r["trait"] == t and r["pole"] == "negative"
+        ]
+        if pos and neg:
+            pred = probe.predict(acts[:, pos + neg])
+            out[t] = probes.auc(pred[:, : len(pos)], pred[:, len(pos) :])
+    return out
+
+
+def stage_probe(sample_dir, y_by_trait, out, config: StudyConfig, command=None) -> dict:
+    run = RunFolder(
+        out,
+        config={"method": config.method, "position": config.position, "folds": config.folds},
+        command=command,
+    )
+    results, rows_out = {}, []
+    for position in activations.POSITIONS:
+        acts, rows = activations.load(sample_dir, position)
+        fitted = _fit_all(acts, rows, y_by_trait, config)
+        results[position] = fitted
+        for t, p in fitted.items():
+            rows_out.append(
+                {
+                    "position": position,
+                    "trait": t,
+                    "best layer": p.best_layer,
+                    "test spearman": float(p.test_spearman[p.best_layer]),
+                    "test r2": float(p.test_r2[p.best_layer]),
+                    "alpha": float(p.alpha[p.best_layer]),
+                }
+            )
+            run.log(
+                {
+                    "position": position,
+                    "trait": t,
+                    "test_spearman": p.test_spearman,
+                    "test_r2": p.test_r2,
+                }
+            )
+        run.figure(
+            f"spearman_{position}",
+            plots.by_layer(
+                {t: p.test_spearman for t, p in fitted.items()},
+                "held-out Spearman",
+                f"probe Spearman by layer ({position})",
+            ),
+        )
+        run.figure(
+            f"r2_{position}",
+            plots.by_layer(
+                {t: p.test_r2 for t, p in fitted.items()},
+                "held-out R^2",
+                f"probe R^2 by layer ({position})",
+            ),
+        )
+    fitted = results[config.position]
+    acts, rows = activations.load(sample_dir, config.position)
+    auc = adjective_auc(acts, rows, fitted)
+    if auc:
+        run.figure("adjective_auc", plots.by_layer(auc, "AUC", "adjective AUC by layer"))
+    best = np.stack([fitted[t].directions[fitted[t].best_layer] for t in TRAITS])[:, None]
+    cos = probes.cosines(best)[0]
+    run.figure("trait_cosines", plots.matrix(cos, "cosine of trait directions (best layers)"))
+    np.savez(
+        run / "probes.npz",
+        **{
+            f"{t}_{k}": getattr(fitted[t], k)
+            for t in TRAITS
+            for k in (
+                "directions",
+                "coef",
+                "intercept",
+                "mean",
+                "test_spearman",
+                "test_r2",
+                "alpha",
+            )
+        },
+    )
+    run.save_json("probe_metrics.json", rows_out)
+    run.summary([r for r in rows_out if r["position"] == config.position])
+    run.section("All positions", _table(rows_out))
+    run.write_report("Probes: trait score from activations, by layer")
+    return {"probes": fitted, "all": results, "auc": auc, "cosines": cos, "rows": rows_out}
+
+
+def _table(rows):
+    from jaxlens.runs import markdown_table
+
+    return markdown_table(rows)
+
+
+def stage_steer(
+    model, fitted, context: list[Character], out, config: StudyConfig, judge=None, command=None
+) -> dict:
+    run = RunFolder(
+        out,
+        config={"recipes": config.recipes, "orders": config.orders, "context": len(context)},
+        command=command,
+    )
+    summary, all_records = [], {}
+    for recipe in config.recipes:
+        records = steering.sweep(
+            model,
+            fitted,
+            recipe,
+            context=context,
+            orders=config.orders,
+            generated=config.generated_picks,
+            progress=progress,
+        )
+        all_records[recipe.name] = records
+        for r in records:
+            run.log({"recipe": recipe.name, **r})
+        for ctx in (False, True) if context else (False,):
+            curves = {t: steering.dose_response(records, t, t, ctx) for t in TRAITS}
+            label = "with persona context" if ctx else "no context"
+            run.figure(
+                f"dose_{recipe.name}_{'context' if ctx else 'plain'}",
+                plots.dose_response(curves, f"{recipe.name}: forced choice ({label})", "strength"),
+            )
+            m = steering.shift_matrix(records, ctx)
+            run.figure(
+                f"shift_{recipe.name}_{'context' if ctx else 'plain'}",
+                plots.matrix(
+                    m, f"{recipe.name} shift ({label})", xlabel="read trait", ylabel="steered trait"
+                ),
+            )
+            for i, t in enumerate(TRAITS):
+                summary.append(
+                    {
+                        "recipe": recipe.name,
+                        "context": ctx,
+                        "trait": t,
+                        "on-target shift": float(m[i, i]),
+                        "mean |off-target|": float(np.nanmean(np.abs(np.delete(m[i], i)))),
+                        "monotone": steering.is_monotone(curves[t][1]),
+                    }
+                )
+    opened = []
+    if config.open_ended:
+        recipe = config.recipes[0]
+        for t in progress(TRAITS, desc="open-ended", unit="trait"):
+            opened += steering.open_ended(
+                model, fitted[t], t, recipe, instructions=config.open_ended, judge=judge
+            )
+        run.save_json("open_ended.json", opened)
+        run.section(
+            "Open-ended (probe readout by strength)",
+            _table([{k: v for k, v in r.items() if k != "replies"} for r in opened]),
+        )
+    run.save_json("forced_choice.json", all_records)
+    run.summary(summary)
+    run.write_report("Steering: forced choice and open-ended")
+    return {"records": all_records, "summary": summary, "open_ended": opened}
+
+
+def run_study(
+    model_dir, out_dir, *, roster=None, quick=True, mesh=None, config=None, command=None
+) -> dict:
+    """Every stage on `roster` (default: the bundled roster); returns the headline figures:
+    probe Spearman per trait at its best layer, steering shift per trait with/without context."""
+    roster = bundled_roster() if roster is None else roster
+    config = config or (StudyConfig.quick() if quick else StudyConfig())
+    model = runtime.load_model(
+        model_dir, mesh=runtime.parse_mesh(mesh) if isinstance(mesh, str) else mesh
+    )
+    out = Path(out_dir)
+    command = command or sys.argv
+    scored = stage_score(model, roster, out / "score", config, command)
+    answers = scored["answers"]["argmax"]
+    sample_dir = stage_sample(model, answers, out / "sample", config, model_dir, command)
+    y = scored["trait_scores"][config.readout]
+    probed = stage_probe(sample_dir, y, out / "probe", config, command)
+    judge = runtime.load_model(config.judge) if config.judge else None
+    steered = stage_steer(
+        model, probed["probes"], roster[: config.context], out / "steer", config, judge, command
+    )
+    head = {
+        "probe_spearman": {
+            t: float(p.test_spearman[p.best_layer]) for t, p in probed["probes"].items()
+        },
+        "best_layer": {t: p.best_layer for t, p in probed["probes"].items()},
+    }
+    rec = config.recipes[0].name
+    for ctx in (False, True):
+        key = "steer_shift_context" if ctx else "steer_shift"
+        head[key] = {
+            r["trait"]: r["on-target shift"]
+            for r in steered["summary"]
+            if r["recipe"] == rec and r["context"] == ctx
+        }
+    head["score_spearman"] = {
+        k.split()[-1]: v
+        for k, v in scored["summary"].items()
+        if k.startswith(f"spearman {config.readout}")
+    }
+    return head
+
+
+def replace_config(config: StudyConfig, **kw) -> StudyConfig:
+    return replace(config, **kw)

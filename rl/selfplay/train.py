@@ -1,0 +1,304 @@
+"""The SPIRAL training loop: rollout -> RAE -> PPO update, with evaluation and checkpoints.
+
+Each step:
+
+1. `rollout.collect` plays until `samples_per_step` policy turns of finished games are held
+   (self-play by default: one policy, both seats), with the params the learner holds;
+2. `rl.rae.advantages` turns each finished game's returns into one advantage per (game, role)
+   of the policy, given to every turn of that player in that game; zero advantages are dropped;
+3. `learner.update` runs `ppo.epochs` PPO-clip updates on the batch;
+4. every `eval_every` steps the policy plays fixed opponents (`evaluate`), every
+   `checkpoint_every` steps (and on SIGTERM, and at the end) the state is checkpointed.
+
+The state that makes a resume exact: learner params and Adam state, the PRNG key of the rollout
+stream, the step and the baselines (`checkpoint`). Evaluation draws its keys from a separate
+stream (`fold_in(eval_key, step)`), so evaluating does not change training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from rl import rae
+from rl.selfplay import checkpoint, evaluate, learner, rollout
+from rl.selfplay.learner import PPOConfig
+from rl.selfplay.policy import GenerationConfig
+from rl.selfplay.rollout import RolloutConfig
+
+
+class TrainError(ValueError):
+    """Bad training settings."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SpiralConfig:
+    """A SPIRAL run.
+
+    Attributes:
+      steps: learner steps.
+      samples_per_step: policy turns per batch (SPIRAL: 128).
+      rollout / generation / ppo: what is played, how replies are sampled, the learner.
+      baseline: RAE mode of `rl.rae.advantages` ("role"; ablations "global", "none").
+      alpha: RAE EMA decay (0.95).
+      seed: seeds the rollout and evaluation streams.
+      eval_every: evaluate every this many steps (0: only before and after).
+      eval_opponents: opponents of the evaluation games ("random", "optimal", "model").
+      eval_games_per_slot: evaluation games per slot and opponent.
+      checkpoint_every: checkpoint every this many steps (0: only at the end / on SIGTERM).
+      keep_checkpoints: checkpoints kept on disk.
+    """
+
+    steps: int = 400
+    samples_per_step: int = 128
+    rollout: RolloutConfig = RolloutConfig()
+    generation: GenerationConfig = GenerationConfig()
+    ppo: PPOConfig = PPOConfig()
+    baseline: str = "role"
+    alpha: float = 0.95
+    seed: int = 0
+    eval_every: int = 16
+    eval_opponents: tuple[str, ...] = ("random",)
+    eval_games_per_slot: int = 2
+    checkpoint_every: int = 16
+    keep_checkpoints: int = 2
+
+    def __post_init__(self):
+        for name in ("steps", "samples_per_step", "eval_games_per_slot", "keep_checkpoints"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise TrainError(f"SpiralConfig.{name}={value!r}: expected an int >= 1")
+        for name in ("eval_every", "checkpoint_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise TrainError(f"SpiralConfig.{name}={value!r}: expected an int >= 0")
+        if self.baseline not in rae.BASELINES:
+            raise TrainError(f"SpiralConfig.baseline={self.baseline!r}: expected {rae.BASELINES}")
+        bad = [o for o in self.eval_opponents if o not in ("random", "optimal", "model")]
+        if bad:
+            raise TrainError(
+                f"SpiralConfig.eval_opponents has {bad}: expected 'random', 'optimal', 'model'"
+            )
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> SpiralConfig:
+        """A CPU-sized run for the built-in model (minutes, not hours)."""
+        base = dict(
+            steps=8,
+            samples_per_step=48,
+            rollout=RolloutConfig(slots=12),
+            generation=GenerationConfig(max_new_tokens=48),
+            ppo=PPOConfig(lr=2e-5, normalize="token_mean", micro_batch=16),
+            eval_every=0,
+            eval_games_per_slot=4,
+            checkpoint_every=4,
+        )
+        return cls(**{**base, **overrides})
+
+
+@struct.dataclass
+class TrainState:
+    learner: learner.LearnerState
+    key: jax.Array  # uint32 [2]: the rollout stream
+    step: jax.Array  # int32 []
+
+
+def advantages_of(roll: rollout.Rollout, baselines: dict, cfg: SpiralConfig):
+    """Per-sample advantages (from RAE over the finished games, in order) and new baselines."""
+    entries = [
+        (ep.returns[s], ep.game, s, e) for e, ep in enumerate(roll.episodes) for s in ep.model_seats
+    ]
+    if not entries:
+        return np.zeros(0, np.float32), baselines
+    rets, games, roles, _ = zip(*entries, strict=True)
+    adv, baselines = rae.advantages(
+        rets, games, roles, baselines, alpha=cfg.alpha, baseline=cfg.baseline
+    )
+    by = {(e, s): a for (_, _, s, e), a in zip(entries, adv, strict=True)}
+    per_sample = np.array([by[(s.episode, s.role)] for s in roll.samples], np.float32)
+    return per_sample, baselines
+
+
+def make_batch(roll, adv, cfg: SpiralConfig, pad_id: int) -> tuple[learner.Batch, int]:
+    keep = [i for i in np.flatnonzero(adv != 0)][: cfg.samples_per_step]
+    if not keep:
+        return None, 0
+    s = [roll.samples[i] for i in keep]
+    batch = learner.pack(
+        [x.prompt_ids for x in s],
+        [x.response_ids for x in s],
+        [x.logprobs for x in s],
+        adv[keep],
+        micro_batch=cfg.ppo.micro_batch,
+        rows=cfg.samples_per_step,
+        multiple_of=128,  # few width buckets: each compiles the update once
+        pad_id=pad_id,
+    )
+    return batch, len(keep)
+
+
+def step_metrics(roll: rollout.Rollout, adv: np.ndarray, baselines: dict) -> dict[str, Any]:
+    """What one rollout says: returns per (game, role), invalid rate, reply lengths, timing."""
+    out: dict[str, Any] = {"episodes": len(roll.episodes), "samples": len(roll.samples)}
+    lens = [len(s.response_ids) for s in roll.samples]
+    out["reply_tokens"] = float(np.mean(lens)) if lens else 0.0
+    out["invalid_rate"] = float(np.mean([not s.valid for s in roll.samples])) if lens else 0.0
+    out["zero_adv_frac"] = float(np.mean(adv == 0)) if len(adv) else 0.0
+    for ep_game in sorted({e.game for e in roll.episodes}):
+        eps = [e for e in roll.episodes if e.game == ep_game]
+        out[f"{ep_game}/return_p0"] = float(np.mean([e.returns[0] for e in eps]))
+        out[f"{ep_game}/moves"] = float(np.mean([e.moves for e in eps]))
+    out.update({f"baseline/{g}/{r}": v for (g, r), v in baselines.items()})
+    out.update({f"time/{k}": v for k, v in roll.timing.items()})
+    return out
+
+
+def _shard_batch(batch: learner.Batch, mesh: Any) -> learner.Batch:
+    if mesh is None:
+        return jax.tree.map(jnp.asarray, batch)
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    m = batch.tokens.shape[1]
+    axes = tuple(a for a in ("data", "fsdp") if mesh.shape[a] > 1)
+    size = int(np.prod([mesh.shape[a] for a in axes])) if axes else 1
+    spec = PartitionSpec(None, axes) if axes and m % size == 0 else PartitionSpec()
+    return jax.tree.map(lambda x: jax.device_put(x, NamedSharding(mesh, spec)), batch)
+
+
+def init_state(params: Any, cfg: SpiralConfig, *, model_config: Any, mesh: Any = None):
+    if mesh is not None:
+        import jaxlens
+
+        params = jaxlens.sharding.shard_params(params, model_config, mesh)
+    lstate = learner.init_state(params, cfg.ppo)
+    return TrainState(learner=lstate, key=jax.random.PRNGKey(cfg.seed), step=jnp.int32(0))
+
+
+class _Stop:
+    """SIGTERM -> finish the current step, checkpoint, return."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __enter__(self):
+        try:
+            self._old = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread
+            self._old = None
+        return self
+
+    def _handle(self, *_):
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+
+
+def train(
+    policy: Any,
+    params: Any,
+    cfg: SpiralConfig,
+    *,
+    checkpoint_dir: Any,
+    log: Callable[[dict], None] = lambda record: None,
+    mesh: Any = None,
+    opponent_params: Any = None,
+    on_step: Callable[[int], None] | None = None,
+    progress: Any = None,
+) -> tuple[TrainState, dict, list[dict]]:
+    """Run (or resume) training; returns (final state, baselines, evaluation rows)."""
+    state = init_state(params, cfg, model_config=policy.config, mesh=mesh)
+    ref = state.learner.params if cfg.ppo.kl_coef else None
+    if opponent_params is None and "model" in cfg.eval_opponents:
+        opponent_params = learner.compute_params(state.learner.params, cfg.ppo)  # frozen start
+    mgr = checkpoint.manager(checkpoint_dir, keep=cfg.keep_checkpoints)
+    baselines: dict = {}
+    if checkpoint.latest(mgr) is not None:
+        state, baselines, _ = checkpoint.restore(mgr, state)
+    eval_key = jax.random.PRNGKey(cfg.seed + 1_000_003)
+    evals: list[dict] = []
+    with _Stop() as stop:
+        while int(state.step) < cfg.steps:
+            step = int(state.step)
+            t0 = time.perf_counter()
+            key, k_roll = jax.random.split(state.key)
+            gen = learner.compute_params(state.learner.params, cfg.ppo)
+            roll = rollout.collect(
+                policy,
+                gen,
+                k_roll,
+                config=cfg.rollout,
+                min_samples=cfg.samples_per_step,
+                opponent_params=opponent_params,
+            )
+            adv, baselines = advantages_of(roll, baselines, cfg)
+            batch, used = make_batch(roll, adv, cfg, policy.pad_id)
+            t1 = time.perf_counter()
+            metrics: dict[str, Any] = {}
+            lstate = state.learner
+            if batch is not None:
+                batch = _shard_batch(batch, mesh)
+                if ref is not None:
+                    batch = batch.replace(
+                        ref_logprobs=learner.reference_logprobs(
+                            ref, batch, config=policy.config, ppo=cfg.ppo
+                        )
+                    )
+                lstate, metrics = learner.update(lstate, batch, config=policy.config, ppo=cfg.ppo)
+                metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            state = TrainState(learner=lstate, key=key, step=jnp.int32(step + 1))
+            record = {
+                "step": step + 1,
+                "trained_samples": used,
+                **metrics,
+                **step_metrics(roll, adv, baselines),
+                "time/learn": time.perf_counter() - t1,
+                "time/step": time.perf_counter() - t0,
+            }
+            if cfg.eval_every and (step + 1) % cfg.eval_every == 0:
+                rows = run_evals(
+                    policy, state, cfg, jax.random.fold_in(eval_key, step + 1), opponent_params
+                )
+                evals += [dict(r, step=step + 1) for r in rows]
+                record.update(
+                    {f"eval/{r['opponent']}/{r['game']}/{r['role']}/win": r["win"] for r in rows}
+                )
+            log(record)
+            if progress is not None:
+                progress.update(1)
+            if on_step is not None:
+                on_step(step + 1)
+            due = cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0
+            if due or stop.requested or step + 1 == cfg.steps:
+                checkpoint.save(mgr, step + 1, state, baselines)
+            if stop.requested:
+                break
+    mgr.close()
+    return state, baselines, evals
+
+
+def run_evals(policy, state: TrainState, cfg: SpiralConfig, key, opponent_params=None):
+    gen = learner.compute_params(state.learner.params, cfg.ppo)
+    rows = []
+    for i, opp in enumerate(cfg.eval_opponents):
+        rows += evaluate.evaluate(
+            policy,
+            gen,
+            jax.random.fold_in(key, i),
+            opponent=opp,
+            games=cfg.rollout.games,
+            slots=cfg.rollout.slots,
+            games_per_slot=cfg.eval_games_per_slot,
+            opponent_params=opponent_params,
+            kuhn_variant=cfg.rollout.kuhn_variant,
+        )
+    return rows

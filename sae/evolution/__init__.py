@@ -1,0 +1,55 @@
+"""sae.evolution: how SAE features evolve across layers (statistics, lineage, graph, browser).
+
+From SAEs on every layer of a model (trained with `sae.fit` or loaded from SAELens folders):
+
+- `sae.evolution.stats`: the sufficient statistics of latent pairs and the measures (Pearson,
+  activation cosine, Jaccard, sufficiency, necessity, binary mutual information, decoder-weight
+  cosine), dead latents giving 0;
+- `sae.evolution.stream`: the passes over token batches (per-latent maxima and top contexts,
+  then the pairwise sums in jitted blocks, sharded over a mesh, resumable), kept as top-k
+  neighbour lists; `layer_pair_stats` is the dense entry point over the same machinery;
+- `sae.evolution.lineage`: passed / vanished / new (`classify`), AND / OR (`and_or`), turnover
+  tables and the Sankey-style figure, the vanished-or-unrepresented projection;
+- `sae.evolution.graph`: the networkx feature graph, Louvain and Leiden communities, node-link
+  JSON;
+- `sae.evolution.store`: the passes' on-disk state (atomic writes, resume, reading back);
+- `sae.evolution.browser`: the static feature browser site; `site_build` fills it from a model's
+  analysis; `webdriver` drives headless chromium (screenshots, tests);
+- `sae.evolution.model_source`: model, text, per-layer SAEs and the latent source;
+- `sae.evolution.pipeline`: `run(model_dir, out_dir, ...)`, everything from a model.
+"""
+
+from sae.evolution.dense import layer_pair_stats
+from sae.evolution.graph import communities, feature_graph, node_link, save_node_link
+from sae.evolution.lineage import and_or, and_or_top, classify, classify_top, turnover
+from sae.evolution.stats import MEASURES, TOKEN_MEASURES, MeasureError
+from sae.evolution.stream import (
+    LatentSummary,
+    Neighbours,
+    PassError,
+    PassOptions,
+    first_pass,
+    pair_pass,
+)
+
+__all__ = [
+    "MEASURES",
+    "TOKEN_MEASURES",
+    "LatentSummary",
+    "MeasureError",
+    "Neighbours",
+    "PassError",
+    "PassOptions",
+    "and_or",
+    "and_or_top",
+    "classify",
+    "classify_top",
+    "communities",
+    "feature_graph",
+    "first_pass",
+    "layer_pair_stats",
+    "node_link",
+    "pair_pass",
+    "save_node_link",
+    "turnover",
+]

@@ -1,0 +1,220 @@
+"""From a model to latents: the model, its text, per-layer SAEs and the batch sources.
+
+- `load_model(model_dir)`: `jaxlens.load_hf`; with no directory, the built-in model
+  (`jaxlens.BUILTIN_MODEL`) when the package ships one, otherwise a tiny random Llama written
+  with `jaxlens.save_hf` (a smoke-test stand-in whose latents mean little).
+- `Text`: encode/decode through the model's HF tokenizer, or bytes (id = 3 + byte) when the
+  directory has none.
+- `corpus_text`: `sae.stories` documents (the built-in model's corpus), else templated
+  sentences (`sae.evolution.texts.corpus`).
+- `train_saes`: one TopK SAE per layer at `resid_pre`, all layers from one model forward per
+  batch (`sae.ModelActivations` over every layer, `sae.fit` on the `[L, B, D]` stream);
+  `load_saes` reads SAELens folders instead (e.g. `gpt2-small-res-jb`'s per-layer folders).
+- `LayerSource`: one `jaxlens.forward` per batch of windows captures `resid_pre` of every layer
+  (position 0, BOS, left out); each SAE encodes its layer. Called, it yields latents
+  `[L, T, N]` in a fixed order, the source `sae.evolution.stream` passes read; `token(i)` maps a
+  global token index back to (window, position) for the browser's contexts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxlens
+import sae
+from sae.evolution import texts
+
+
+class SourceError(ValueError):
+    """SAEs that do not fit the model (count, width) or each other."""
+
+
+def load_model(model_dir: str | Path | None, work_dir: Path, *, seed: int = 0):
+    """`(model_dir, config, params)`; see the module docstring for the default."""
+    if model_dir is None:
+        model_dir = getattr(jaxlens, "BUILTIN_MODEL", None)
+    if model_dir is None:
+        config = jaxlens.ModelConfig.tiny(vocab_size=259, n_layers=4, max_seq_len=128)
+        params = jaxlens.init_params(jax.random.key(seed), config)
+        model_dir = work_dir / "tiny_random_model"
+        jaxlens.save_hf(model_dir, config, params)
+    config, params = jaxlens.load_hf(model_dir)
+    return Path(model_dir), config, params
+
+
+@dataclasses.dataclass
+class Text:
+    """Encode text to ids and ids back to display strings."""
+
+    tokenizer: Any
+    bos: int | None
+
+    @classmethod
+    def for_model(cls, model_dir: Path, config: Any) -> Text:
+        try:
+            tok = jaxlens.load_tokenizer(model_dir)
+        except (OSError, ValueError):
+            return cls(None, config.bos_token_id)
+        bos = tok.bos_token_id if tok.bos_token_id is not None else config.bos_token_id
+        return cls(tok, bos)
+
+    def encode(self, text: str) -> list[int]:
+        if self.tokenizer is None:
+            return [3 + b for b in text.encode("utf-8")]
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def piece(self, token: int) -> str:
+        if self.tokenizer is None:
+            return bytes([token - 3]).decode("latin-1") if token >= 3 else f"<{token}>"
+        return self.tokenizer.decode([int(token)])
+
+    def window(self, ids: np.ndarray) -> np.ndarray:
+        return np.asarray(([self.bos] if self.bos is not None else []) + list(ids), np.int32)
+
+
+def corpus_text(n_docs: int, *, seed: int = 0) -> str:
+    """Documents separated by blank lines (the `.txt` layout `sae.load_tokens` reads)."""
+    try:
+        import sae.stories
+
+        return "\n\n".join(sae.stories.stories(seed=seed, n=n_docs)) + "\n"
+    except (ImportError, AttributeError):
+        return texts.corpus(5 * n_docs, seed=seed).replace("\n", "\n\n")
+
+
+def train_saes(
+    params,
+    config,
+    tokens,
+    *,
+    expansion: int,
+    k: int,
+    steps: int,
+    batch_size: int,
+    seed: int = 0,
+    mesh=None,
+    callback=None,
+) -> tuple[list[Any], list[Any]]:
+    """One TopK SAE per layer from one shared forward per batch; `(configs, params list)`."""
+    layers = tuple(range(config.n_layers))
+    source = sae.ModelActivations(
+        params,
+        config,
+        tokens,
+        site="resid_pre",
+        layers=layers,
+        sequences_per_forward=min(16, len(tokens)),
+        buffer_tokens=4 * batch_size,
+        key=seed,
+    )
+    cfg = sae.SAEConfig(
+        d_in=config.d_model, d_sae=expansion * config.d_model, architecture="topk", k=k
+    )
+    out = sae.fit(
+        source,
+        cfg,
+        key=jax.random.key(seed),
+        steps=steps,
+        batch_size=batch_size,
+        mesh=mesh,  # tokens on data x fsdp, latents on tensor
+        callback=callback,
+    )
+    return [cfg] * len(layers), list(out)
+
+
+def load_saes(folders: list[str | Path], config) -> tuple[list[Any], list[Any]]:
+    """SAELens folders, one per layer in layer order."""
+    if len(folders) != config.n_layers:
+        raise SourceError(
+            f"got {len(folders)} SAE folders for a model of {config.n_layers} "
+            "layers; give one per layer, in layer order"
+        )
+    loaded = [sae.load_saelens(f) for f in folders]
+    widths = {c.d_sae for c, _ in loaded}
+    if len(widths) != 1 or any(c.d_in != config.d_model for c, _ in loaded):
+        raise SourceError(
+            f"SAEs must share d_sae and read d_model={config.d_model}; got "
+            f"{[(c.d_in, c.d_sae) for c, _ in loaded]}"
+        )
+    return [c for c, _ in loaded], [p for _, p in loaded]
+
+
+class LayerSource:
+    """Latents of every layer for a fixed set of token windows (module docstring)."""
+
+    def __init__(
+        self, params, config, tokens, sae_configs, sae_params, *, batch: int = 16, mesh=None
+    ):
+        self.params, self.config = params, config
+        self.tokens = np.asarray(tokens)
+        n = (len(self.tokens) // batch) * batch
+        if n == 0:
+            raise SourceError(f"{len(self.tokens)} windows are fewer than one batch of {batch}")
+        self.tokens = self.tokens[:n]
+        self.batch, self.mesh = batch, mesh
+        self.sae_configs, self.sae_params = sae_configs, sae_params
+        self.positions = self.tokens.shape[1] - 1  # position 0 (BOS) is left out
+        capture = jaxlens.Capture(sites=("resid_pre",), layers=tuple(range(config.n_layers)))
+
+        def resid(p, tok):
+            x = jaxlens.forward(p, tok, config=config, capture=capture).captures["resid_pre"]
+            return x[:, :, 1:].reshape(x.shape[0], -1, x.shape[-1])  # [L, b * (T-1), D]
+
+        self._resid = jax.jit(resid)
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.tokens) * self.positions
+
+    def residuals(self, tok: np.ndarray) -> jax.Array:
+        tok = jnp.asarray(tok)
+        if self.mesh is not None:
+            tok = jaxlens.sharding.put_batch(np.asarray(tok), self.mesh)
+        return self._resid(self.params, tok)
+
+    def encode(self, x: jax.Array) -> jax.Array:
+        return jnp.stack(
+            [
+                sae.encode(p, x[i], config=c)
+                for i, (c, p) in enumerate(zip(self.sae_configs, self.sae_params, strict=True))
+            ]
+        )
+
+    def __call__(self):
+        for s in range(0, len(self.tokens), self.batch):
+            yield self.encode(self.residuals(self.tokens[s : s + self.batch]))
+
+    def with_errors(self):
+        """Batches of `(latents [L, T, N], next-SAE errors [L, T, D])`."""
+        for s in range(0, len(self.tokens), self.batch):
+            x = self.residuals(self.tokens[s : s + self.batch])
+            err = jnp.stack(
+                [
+                    x[i] - sae.reconstruct(p, x[i], config=c)
+                    for i, (c, p) in enumerate(zip(self.sae_configs, self.sae_params, strict=True))
+                ]
+            )
+            yield self.encode(x), err
+
+    def token(self, index: int) -> tuple[int, int]:
+        """A global token index as (window, position in the window)."""
+        return index // self.positions, 1 + index % self.positions
+
+    def final_token_latents(self, window: np.ndarray) -> np.ndarray:
+        """`[L, N]` latents at the last position of one window."""
+        x = jaxlens.forward(
+            self.params,
+            jnp.asarray(window)[None],
+            config=self.config,
+            capture=jaxlens.Capture(
+                sites=("resid_pre",), layers=tuple(range(self.config.n_layers))
+            ),
+        )
+        last = x.captures["resid_pre"][:, 0, -1]  # [L, D]
+        return np.asarray(self.encode(last[:, None]))[:, 0]

@@ -1,0 +1,408 @@
+"""`run`: the whole cross-layer analysis of one model, into a run folder.
+
+    model -> SAEs on every layer (trained, or SAELens folders) -> first pass (maxima, contexts)
+    -> pairwise pass (all measures, all adjacent pairs, blocked, resumable) -> lineage
+    (turnover at 0.95 / 0.5 / 0.4, AND / OR, vanished-or-unrepresented) -> graph and
+    communities -> feature browser (+ a screenshot when chromium is installed) -> report.
+
+The run folder (`jaxlens.runs.RunFolder`) holds `config.json`, `metrics.jsonl`, `turnover.json`,
+`and_or.json`, `unrepresented.json`, `sae_metrics.json`, `graph.json` (node-link),
+`communities.json`, `stats/` (neighbour lists, resumable state), `saes/` (SAELens folders of
+trained SAEs), `browser/` (open `browser/index.html`), `browser.png`, the figures and
+`report.md`. `run` returns the headline figures: SAE explained variance per layer and the
+turnover per layer pair.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import jaxlens.runs
+import sae
+from sae.evolution import (
+    graph,
+    lineage,
+    model_source,
+    site_build,
+    stats,
+    store,
+    stream,
+)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EvolutionConfig:
+    """Sizes of one analysis run (`quick()` for a smoke run, `full()` for a real one).
+
+    Attributes:
+        n_docs: corpus documents when no text is given.
+        seq_len: tokens per window (with BOS).
+        n_windows: windows the statistics run over (at most what the corpus gives).
+        expansion, k, sae_steps, sae_batch: TopK SAEs trained per layer (no SAELens folders).
+        batch: windows per model forward in the statistics passes.
+        block: earlier-side latents per pairwise block (None: all).
+        threshold: activity threshold as a fraction of each latent's max (0: > 0).
+        top_k, top_contexts: neighbours and top contexts kept per latent.
+        sparse_cap: nonzero latents per token for the sparse pairwise update (None: dense;
+            TopK SAEs: their k).
+        edge_measure, edge_min: the graph's edges.
+        prompt_latents: latents per layer shown for a prompt (most active first).
+        browser_latents: most frequent latents per layer kept in the browser besides the
+            prompts' latents and their neighbours.
+    """
+
+    n_docs: int = 400
+    seq_len: int = 64
+    n_windows: int = 256
+    expansion: int = 4
+    k: int = 8
+    sae_steps: int = 300
+    sae_batch: int = 1024
+    batch: int = 16
+    block: int | None = None
+    threshold: float = 0.0
+    top_k: int = 8
+    top_contexts: int = 6
+    sparse_cap: int | None = None
+    edge_measure: str = "pearson"
+    edge_min: float = 0.1
+    prompt_latents: int = 8
+    browser_latents: int = 32
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.edge_measure not in stats.MEASURES:
+            raise stats.MeasureError(
+                f"edge_measure must be one of {stats.MEASURES}; got {self.edge_measure!r}"
+            )
+        for name in (
+            "n_docs",
+            "seq_len",
+            "n_windows",
+            "expansion",
+            "k",
+            "sae_steps",
+            "sae_batch",
+            "batch",
+            "top_k",
+            "top_contexts",
+            "prompt_latents",
+        ):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be an int >= 1; got {getattr(self, name)!r}")
+        if self.top_k < 3:
+            raise ValueError(f"top_k must be >= 3 (AND/OR needs 'exactly two'); got {self.top_k}")
+
+    @classmethod
+    def quick(cls, **overrides: Any) -> EvolutionConfig:
+        return cls(**overrides)
+
+    @classmethod
+    def full(cls, **overrides: Any) -> EvolutionConfig:
+        base = dict(
+            n_docs=20000,
+            seq_len=128,
+            n_windows=8192,
+            expansion=16,
+            k=32,
+            sae_steps=20000,
+            sae_batch=4096,
+            batch=32,
+            block=4096,
+            top_k=16,
+            top_contexts=10,
+            browser_latents=64,
+        )
+        return cls(**{**base, **overrides})
+
+
+def _unrepresented(src, nb, summary, sae_params, classes, limit: int = 256) -> list[dict]:
+    """Per pair: the vanished live latents' error-projection ratio (module docstring of lineage)."""
+    checks = []
+    for p, c in enumerate(classes):
+        idx = np.flatnonzero(c["vanished"] & (summary.fires[p] > 0))[:limit]
+        checks.append((idx, lineage.ProjectionStats(np.asarray(sae_params[p]["W_dec"])[idx])))
+    for lat, err in src.with_errors():
+        for p, (idx, proj) in enumerate(checks):
+            if len(idx):
+                proj.update(lat[p][:, idx], err[p + 1])
+    rows = []
+    for p, (idx, proj) in enumerate(checks):
+        res = proj.result() if len(idx) else {"ratio": np.zeros(0), "unrepresented": []}
+        rows.append(
+            {
+                "pair": f"{p}->{p + 1}",
+                "vanished_checked": len(idx),
+                "unrepresented": int(np.sum(res["unrepresented"])),
+                "median_ratio": float(np.median(res["ratio"])) if len(idx) else 0.0,
+            }
+        )
+    return rows
+
+
+def _ev_figure(ev: list[float]):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.bar(range(len(ev)), ev)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("explained variance")
+    ax.set_ylim(min(0.0, min(ev)), 1.0)
+    return fig
+
+
+def _saes(out: Path, cfg, saes, params, mconfig, tokens, mesh, run_folder):
+    """SAELens folders if given; else trained ones (reused from `out/saes/` when complete)."""
+    if saes:
+        return model_source.load_saes(list(saes), mconfig)
+    folders = [out / "saes" / f"layer{i}" for i in range(mconfig.n_layers)]
+    if all((f / "cfg.json").exists() for f in folders):
+        return model_source.load_saes(folders, mconfig)
+    log = None if run_folder is None else lambda step, s: run_folder.log({"sae_step": step, **s})
+    sae_cfgs, sae_params = model_source.train_saes(
+        params,
+        mconfig,
+        tokens,
+        expansion=cfg.expansion,
+        k=cfg.k,
+        steps=cfg.sae_steps,
+        batch_size=cfg.sae_batch,
+        seed=cfg.seed,
+        mesh=mesh,
+        callback=log,
+    )
+    for folder, c, p in zip(folders, sae_cfgs, sae_params, strict=True):
+        sae.save_saelens(folder, c, p)
+    return sae_cfgs, sae_params
+
+
+def _sae_rows(src, sae_cfgs, sae_params) -> list[dict[str, Any]]:
+    sample = np.asarray(src.residuals(src.tokens[: src.batch]))
+    rows = []
+    for i, (c, p) in enumerate(zip(sae_cfgs, sae_params, strict=True)):
+        m = sae.metrics(p, sample[i], config=c)
+        rows.append(
+            {
+                "layer": i,
+                "explained_variance": m.explained_variance,
+                "l0": m.l0,
+                "dead_fraction": m.dead_fraction,
+            }
+        )
+    return rows
+
+
+def _statistics(src, out: Path, cfg, sae_params, mesh, progress):
+    """First pass (kept in `stats/first_pass.npz`) and the resumable pairwise pass."""
+    first = out / "stats" / "first_pass.npz"
+    if first.exists():
+        summary = store.load_summary(first)
+    else:
+        summary = stream.first_pass(
+            src, top_contexts=cfg.top_contexts, mesh=mesh, progress=progress
+        )
+        first.parent.mkdir(parents=True, exist_ok=True)
+        store.save_summary(first, summary)
+    options = stream.PassOptions(
+        measures=stats.MEASURES,
+        threshold=cfg.threshold,
+        block=cfg.block,
+        top_k=cfg.top_k,
+        sparse_cap=cfg.sparse_cap,
+    )
+    decoders = np.stack([np.asarray(p["W_dec"]) for p in sae_params])
+    nb, _ = stream.pair_pass(
+        src,
+        summary,
+        options,
+        decoders=decoders,
+        mesh=mesh,
+        out_dir=out / "stats",
+        progress=progress,
+    )
+    return summary, nb
+
+
+def open_sources(model_dir, out: Path, cfg, text_file, saes, mesh, run_folder):
+    """The model, its text, the token windows, the SAEs (trained or loaded) and the latent
+    source of a run folder: `(model_dir, text, source, sae_configs, sae_params)`."""
+    model_dir, mconfig, params = model_source.load_model(model_dir, out, seed=cfg.seed)
+    text = model_source.Text.for_model(model_dir, mconfig)
+    corpus = out / "corpus.txt"
+    if not corpus.exists():
+        corpus.write_text(
+            Path(text_file).read_text(encoding="utf-8")
+            if text_file
+            else model_source.corpus_text(cfg.n_docs, seed=cfg.seed),
+            encoding="utf-8",
+        )
+    tokens = sae.load_tokens(
+        corpus, seq_len=cfg.seq_len, tokenizer=text.encode, bos_token_id=text.bos
+    )[: cfg.n_windows]
+    sae_cfgs, sae_params = _saes(out, cfg, saes, params, mconfig, tokens, mesh, run_folder)
+    src = model_source.LayerSource(
+        params, mconfig, tokens, sae_cfgs, sae_params, batch=min(cfg.batch, len(tokens)), mesh=mesh
+    )
+    return model_dir, text, src, sae_cfgs, sae_params
+
+
+def _lineage(src, nb, summary, sae_params, run_folder) -> tuple[list[dict], list[dict]]:
+    n_pairs = len(sae_params) - 1
+    table = lineage.turnover(nb.row_values["pearson"], nb.col_values["pearson"], summary.fires)
+    classes = [
+        lineage.classify_top(
+            nb.row_values["pearson"][p],
+            nb.row_index["pearson"][p],
+            nb.col_values["pearson"][p],
+            threshold=0.95,
+        )
+        for p in range(n_pairs)
+    ]
+    found = [
+        lineage.and_or_top(
+            nb.col_values["necessity"][p],
+            nb.col_index["necessity"][p],
+            nb.col_values["sufficiency"][p],
+            nb.col_index["sufficiency"][p],
+        )
+        for p in range(n_pairs)
+    ]
+    unrep = _unrepresented(src, nb, summary, sae_params, classes)
+    for row, f in zip(table, found, strict=True):
+        row["and"], row["or"] = len(f["and"]), len(f["or"])
+    run_folder.save_json("turnover.json", table)
+    run_folder.save_json(
+        "and_or.json", [{k: {str(b): v for b, v in d.items()} for k, d in f.items()} for f in found]
+    )
+    run_folder.save_json("unrepresented.json", unrep)
+    return table, unrep
+
+
+def run(
+    model_dir: str | Path | None,
+    out_dir: str | Path,
+    *,
+    quick: bool = True,
+    mesh=None,
+    saes: list[str | Path] | None = None,
+    text_file: str | Path | None = None,
+    prompts: list[str] | None = None,
+    config: EvolutionConfig | None = None,
+    screenshot: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """The whole analysis (module docstring); returns `{"explained_variance": [L],
+    "turnover": [rows], "run_dir", "browser"}`. Rerunning into the same `out_dir` reuses the
+    trained SAEs, the first pass and the finished pairwise blocks."""
+    cfg = config or (EvolutionConfig.quick() if quick else EvolutionConfig.full())
+    out = Path(out_dir)
+    run_folder = jaxlens.runs.RunFolder(
+        out,
+        config={
+            "config": cfg,
+            "model_dir": model_dir,
+            "saes": saes,
+            "quick": quick,
+            "text_file": text_file,
+        },
+        command=sys.argv,
+        resume=True,
+    )
+    model_dir, text, src, sae_cfgs, sae_params = open_sources(
+        model_dir, out, cfg, text_file, saes, mesh, run_folder
+    )
+    sae_rows = _sae_rows(src, sae_cfgs, sae_params)
+    run_folder.save_json("sae_metrics.json", sae_rows)
+    summary, nb = _statistics(src, out, cfg, sae_params, mesh, progress)
+    table, unrep = _lineage(src, nb, summary, sae_params, run_folder)
+
+    g = graph.feature_graph(
+        nb.row_values[cfg.edge_measure],
+        nb.row_index[cfg.edge_measure],
+        min_weight=cfg.edge_min,
+        fires=summary.fires,
+        measure=cfg.edge_measure,
+    )
+    comms = {m: graph.communities(g, method=m, seed=cfg.seed) for m in graph.METHODS}
+    graph.save_node_link(out / "graph.json", g)
+    run_folder.save_json(
+        "communities.json", {m: [[*n, c] for n, c in cm.items()] for m, cm in comms.items()}
+    )
+    index, shot = site_build.build_browser(
+        out,
+        src,
+        text,
+        summary,
+        nb,
+        comms,
+        prompts,
+        cfg,
+        title=f"SAE features across layers: {model_dir.name}",
+        screenshot=screenshot,
+    )
+
+    ev = [r["explained_variance"] for r in sae_rows]
+    run_folder.figure("explained_variance", _ev_figure(ev))
+    run_folder.figure("turnover_sankey", lineage.sankey_figure(table))
+    run_folder.summary(
+        {
+            "layers": len(sae_params),
+            "d_sae": int(summary.max.shape[1]),
+            "tokens": summary.n_tokens,
+            "graph_nodes": g.number_of_nodes(),
+            "graph_edges": g.number_of_edges(),
+            "louvain_communities": len(set(comms["louvain"].values())),
+            "leiden_communities": len(set(comms["leiden"].values())),
+            "mean_explained_variance": float(np.mean(ev)),
+        }
+    )
+    run_folder.section("SAEs", jaxlens.runs.markdown_table(sae_rows))
+    run_folder.section("Turnover (Pearson)", jaxlens.runs.markdown_table(table))
+    run_folder.section("Vanished or unrepresented", jaxlens.runs.markdown_table(unrep))
+    run_folder.section(
+        "Feature browser",
+        "Open `browser/index.html` in any browser."
+        + ("\n\n![browser](browser.png)" if shot else ""),
+    )
+    run_folder.write_report("SAE features across layers")
+    return {"explained_variance": ev, "turnover": table, "run_dir": str(out), "browser": str(index)}
+
+
+def rebuild_browser(
+    run_dir: str | Path, *, prompts: list[str] | None = None, screenshot: bool = True
+) -> tuple[Path, Path | None]:
+    """Rebuild `run_dir/browser/` from a finished `run` (e.g. with more prompts)."""
+    out = Path(run_dir)
+    saved = json.loads((out / "config.json").read_text())["config"]
+    fields = {f.name for f in dataclasses.fields(EvolutionConfig)}
+    cfg = EvolutionConfig(**{k: v for k, v in saved["config"].items() if k in fields})
+    model_dir = saved.get("model_dir")
+    if model_dir is None and (out / "tiny_random_model").exists():
+        model_dir = out / "tiny_random_model"
+    model_dir, text, src, _, _ = open_sources(
+        model_dir, out, cfg, None, saved.get("saes"), None, None
+    )
+    summary = store.load_summary(out / "stats" / "first_pass.npz")
+    nb = store.load_neighbours(out / "stats")
+    comms = {
+        m: {(la, i): c for la, i, c in rows}
+        for m, rows in json.loads((out / "communities.json").read_text()).items()
+    }
+    return site_build.build_browser(
+        out,
+        src,
+        text,
+        summary,
+        nb,
+        comms,
+        prompts,
+        cfg,
+        title=f"SAE features across layers: {Path(model_dir).name}",
+        screenshot=screenshot,
+    )

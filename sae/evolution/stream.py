@@ -1,0 +1,353 @@
+"""Streaming passes over token batches: per-latent summaries, then blocked pairwise statistics.
+
+A *source* is a zero-argument callable returning an iterable of latent activations `[L, T, N]`
+(L layers, T tokens, N latents per layer), the same batches in the same order on every call (a
+model forward plus the SAE encoders, or arrays). Two passes read it:
+
+1. `first_pass`: per latent, its maximum, how often it fires, and its top activating tokens
+   (value and global token index) for the feature browser. The maxima turn a threshold given as
+   a fraction (`active = act > threshold * max`) into one threshold per latent.
+2. `pair_pass`: for every adjacent pair (L, L+1) at once, the sums of `sae.evolution.stats` over
+   all tokens, for a block of `block` earlier-side latents against all later-side latents. A
+   block's sums become its measures, which become top-k neighbour lists (per earlier latent:
+   its best later latents; per later latent: its best earlier latents, merged over blocks) and,
+   optionally, dense `[P, block, N]` arrays on disk. Memory is O(P * block * N), not O(P * N^2);
+   the price is one read of the source per block.
+
+Sharding: with a mesh, a batch is placed tokens over `data`/`fsdp` (`jaxlens.sharding`'s batch
+axes) and latents over the axis the core's rules table gives the MLP width in the `tensor`
+layout (SAE latents are a model's widest hidden axis); the `[P, block, N]` sums keep the
+later-side latents on that axis, so each device holds `1/tensor` of them and XLA reduces the
+token axis across `data`.
+
+Resume: with `out_dir`, the first pass's results and, after every block, the neighbour lists so
+far are written atomically; calling `pair_pass` again with the same options continues after the
+last finished block, giving the same result as an uninterrupted pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from sae.evolution import stats, store
+from sae.evolution.store import LatentSummary, Neighbours, PassError
+
+Source = Callable[[], Iterable[Any]]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PassOptions:
+    """How `pair_pass` computes and keeps the pairwise statistics.
+
+    Attributes:
+        measures: names from `sae.evolution.stats.MEASURES`.
+        threshold: a latent is active where its activation exceeds `threshold` times its maximum
+            over the first pass (0.0: active where > 0). In [0, 1).
+        block: earlier-side latents per block (None: all at once). Smaller is less memory and
+            one more read of the source per block.
+        top_k: neighbours kept per latent and measure (capped at the other side's width).
+        dense: also write each block's dense measures to `out_dir/dense/`.
+        sparse_cap: use the sparse update (`stats.update_sparse`) with this many latents per
+            token; a batch with a denser token falls back to the dense update. None: dense.
+    """
+
+    measures: tuple[str, ...] = stats.TOKEN_MEASURES
+    threshold: float = 0.0
+    block: int | None = None
+    top_k: int = 16
+    dense: bool = False
+    sparse_cap: int | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "measures", stats.check_measures(self.measures))
+        if not 0.0 <= self.threshold < 1.0:
+            raise PassError(f"threshold must be in [0, 1); got {self.threshold!r}")
+        if self.block is not None and (not isinstance(self.block, int) or self.block < 1):
+            raise PassError(f"block must be None or an int >= 1; got {self.block!r}")
+        if not isinstance(self.top_k, int) or self.top_k < 1:
+            raise PassError(f"top_k must be an int >= 1; got {self.top_k!r}")
+        if self.sparse_cap is not None and (
+            not isinstance(self.sparse_cap, int) or self.sparse_cap < 1
+        ):
+            raise PassError(f"sparse_cap must be None or an int >= 1; got {self.sparse_cap!r}")
+
+
+# ---------------------------------------------------------------- sharding
+
+
+def latent_axis(mesh: Mesh, n: int) -> str | None:
+    """The mesh axis SAE latents go on (the MLP width's axis under the `tensor` layout)."""
+    import jaxlens
+
+    return jaxlens.sharding.logical_to_spec(("mlp",), (n,), mesh, "tensor")[0]
+
+
+def acts_sharding(mesh: Mesh, shape: tuple[int, int, int]) -> NamedSharding:
+    """`[L, T, N]`: tokens over the batch axes, latents over `latent_axis`."""
+    import jaxlens
+
+    tokens = jaxlens.sharding.batch_sharding(mesh, shape[1], 1).spec[0]
+    return NamedSharding(mesh, PartitionSpec(None, tokens, latent_axis(mesh, shape[2])))
+
+
+def _put(x: Any, mesh: Mesh | None) -> jax.Array:
+    if mesh is None:
+        return jnp.asarray(x)
+    if isinstance(x, jax.Array) and x.is_fully_addressable is False:
+        return x
+    return jax.device_put(
+        np.asarray(x) if not isinstance(x, jax.Array) else x, acts_sharding(mesh, x.shape)
+    )
+
+
+def _moment_shardings(mesh: Mesh | None, n: int):
+    if mesh is None:
+        return None
+    lat = latent_axis(mesh, n)
+    rep = NamedSharding(mesh, PartitionSpec())
+    side_b = NamedSharding(mesh, PartitionSpec(None, lat))
+    pair = NamedSharding(mesh, PartitionSpec(None, None, lat))
+    return stats.Moments(rep, rep, rep, side_b, side_b, pair, rep, side_b, pair)
+
+
+def _check_batch(x: Any, shape: tuple[int, ...] | None) -> tuple[int, ...]:
+    if getattr(x, "ndim", 0) != 3:
+        raise PassError(f"a source batch must be [L, T, N]; got shape {getattr(x, 'shape', None)}")
+    if x.shape[0] < 2 and shape is None:
+        raise PassError(f"a source batch needs >= 2 layers; got shape {x.shape}")
+    if shape is not None and (x.shape[0], x.shape[2]) != (shape[0], shape[2]):
+        raise PassError(f"source batches changed shape: {tuple(x.shape)} after {shape}")
+    return tuple(x.shape)
+
+
+# ---------------------------------------------------------------- pass 1
+
+
+@functools.partial(jax.jit, static_argnames="c", donate_argnums=0)
+def _first_step(carry, acts, offset, c):
+    top_v, top_i = carry["top_values"], carry["top_index"]
+    acts = acts.astype(jnp.float32)
+    vals, idx = jax.lax.top_k(jnp.swapaxes(acts, 1, 2), min(c, acts.shape[1]))  # [L, N, c']
+    vals = jnp.concatenate([top_v, vals], axis=-1)
+    idx = jnp.concatenate([top_i, idx.astype(jnp.int32) + offset], axis=-1)
+    best, pos = jax.lax.top_k(vals, c)
+    return {
+        "max": jnp.maximum(carry["max"], acts.max(axis=1)),
+        "fires": carry["fires"] + (acts > 0).sum(axis=1, dtype=jnp.int32),
+        "top_values": best,
+        "top_index": jnp.take_along_axis(idx, pos, axis=-1),
+    }
+
+
+def first_pass(
+    source: Source, *, top_contexts: int = 8, mesh: Mesh | None = None, progress: bool = False
+) -> LatentSummary:
+    """Maxima, firing counts and top activating tokens of every latent (see module docstring)."""
+    carry, shape, n_tokens = None, None, 0
+    for acts in _progress(source(), progress, "maxima"):
+        shape = _check_batch(acts, shape)
+        acts = _put(acts, mesh)
+        if carry is None:
+            L, _, N = shape
+            carry = {
+                "max": jnp.zeros((L, N), jnp.float32),
+                "fires": jnp.zeros((L, N), jnp.int32),
+                "top_values": jnp.full((L, N, top_contexts), -jnp.inf, jnp.float32),
+                "top_index": jnp.full((L, N, top_contexts), -1, jnp.int32),
+            }
+        carry = _first_step(carry, acts, jnp.int32(n_tokens), top_contexts)
+        n_tokens += shape[1]
+    if carry is None:
+        raise PassError("the source yielded no batch")
+    out = {k: np.asarray(v) for k, v in carry.items()}
+    out["top_index"] = np.where(np.isfinite(out["top_values"]), out["top_index"], -1)
+    out["top_values"] = np.where(np.isfinite(out["top_values"]), out["top_values"], 0.0)
+    return LatentSummary(n_tokens=n_tokens, **out)
+
+
+def thresholds(summary: LatentSummary, fraction: float) -> np.ndarray:
+    """Per-latent activity thresholds `[L, N]`: `fraction * max` (all 0 for fraction 0)."""
+    return (fraction * np.maximum(summary.max, 0.0)).astype(np.float32)
+
+
+# ---------------------------------------------------------------- pass 2
+
+
+@functools.lru_cache(maxsize=16)
+def _block_fns(
+    mesh: Mesh | None,
+    n_layers: int,
+    n: int,
+    width: int,
+    measures,
+    k: int,
+    sparse_cap: int | None = None,
+):
+    """Jitted accumulate / finish for blocks of `width` earlier latents (any offset)."""
+    shardings = _moment_shardings(mesh, n)
+    token_measures = tuple(m for m in measures if m != "decoder_cosine")
+
+    def accumulate(m, acts, start, thr):
+        if sparse_cap is not None:
+            cap = min(sparse_cap, n)
+            m = stats.update_sparse(m, acts[:-1], acts[1:], thr[:-1], thr[1:], start, width, cap)
+            return m if shardings is None else jax.lax.with_sharding_constraint(m, shardings)
+        a = jax.lax.dynamic_slice_in_dim(acts[:-1], start, width, axis=2)
+        t_a = jax.lax.dynamic_slice_in_dim(thr[:-1], start, width, axis=1)
+        m = stats.update(m, a, acts[1:], t_a, thr[1:])
+        return m if shardings is None else jax.lax.with_sharding_constraint(m, shardings)
+
+    def finish(m, start, dec, with_dense):
+        out = stats.measures(m, token_measures)
+        if "decoder_cosine" in measures:
+            d_a = jax.lax.dynamic_slice_in_dim(dec[:-1], start, width, axis=1)
+            out["decoder_cosine"] = jax.vmap(stats.decoder_cosine)(d_a, dec[1:])
+        rows = {name: jax.lax.top_k(v, min(k, n)) for name, v in out.items()}
+        cols = {
+            name: jax.lax.top_k(jnp.swapaxes(v, 1, 2), min(k, width)) for name, v in out.items()
+        }
+        return (out if with_dense else {}), rows, cols
+
+    return (
+        jax.jit(accumulate, donate_argnums=0, out_shardings=shardings),
+        jax.jit(finish, static_argnames="with_dense"),
+    )
+
+
+def _merge_cols(run_v, run_i, new_v, new_i, k):
+    """Running top-k per later latent merged with one block's (indices already global)."""
+    if run_v is None:
+        return new_v, new_i
+    v = np.concatenate([run_v, new_v], axis=-1)
+    i = np.concatenate([run_i, new_i], axis=-1)
+    order = np.argsort(-v, axis=-1, kind="stable")[..., :k]
+    return np.take_along_axis(v, order, -1), np.take_along_axis(i, order, -1)
+
+
+def pair_pass(
+    source: Source,
+    summary: LatentSummary,
+    options: PassOptions | None = None,
+    *,
+    decoders: Any = None,
+    mesh: Mesh | None = None,
+    out_dir: str | os.PathLike | None = None,
+    keep_dense: bool = False,
+    progress: bool = False,
+) -> tuple[Neighbours, dict[str, np.ndarray] | None]:
+    """Top-k neighbours of every latent under each measure, for all adjacent layer pairs.
+
+    Args:
+        source: see the module docstring; read once per block.
+        summary: `first_pass` over the same source.
+        options: measures, threshold, block size, top_k, dense blocks on disk.
+        decoders: `[L, N, D]` decoder rows, needed for `decoder_cosine`.
+        mesh: optional mesh (module docstring).
+        out_dir: folder for resumable state and dense blocks.
+        keep_dense: also return the dense measures `{measure: [P, A, B]}` (small sizes only).
+
+    Returns:
+        `(Neighbours, dense or None)`.
+    """
+    options = PassOptions() if options is None else options
+    L, N = summary.max.shape
+    if "decoder_cosine" in options.measures and decoders is None:
+        raise stats.MeasureError("decoder_cosine needs decoders [L, N, D]")
+    width = min(options.block or N, N)
+    k = min(options.top_k, N)
+    starts = list(range(0, N, width))
+    accumulate, finish = _block_fns(mesh, L, N, width, options.measures, k, options.sparse_cap)
+    shardings = _moment_shardings(mesh, N)
+    thr = jnp.asarray(thresholds(summary, options.threshold))
+    dec = jnp.zeros((L, N, 1)) if decoders is None else jnp.asarray(decoders, jnp.float32)
+
+    done, state = 0, {}
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        done, state = store.load_resume(out_dir, store.state_key(options, (L, N), summary.n_tokens))
+    rows = {
+        m: [state[f"row_values/{m}"], state[f"row_index/{m}"]]
+        for m in options.measures
+        if f"row_values/{m}" in state
+    }
+    cols = {
+        m: (state.get(f"col_values/{m}"), state.get(f"col_index/{m}")) for m in options.measures
+    }
+    dense: dict[str, list[np.ndarray]] = {m: [] for m in options.measures}
+
+    for j in range(done, len(starts)):
+        lo = starts[j]
+        start = min(lo, N - width)  # the last block overlaps the one before; keep rows >= lo
+        keep = slice(lo - start, None)
+        m = stats.zeros(L - 1, width, N)
+        m = m if shardings is None else jax.device_put(m, shardings)
+        for acts in _progress(source(), progress, f"pairs {j + 1}/{len(starts)}"):
+            _check_batch(acts, (L, 0, N))
+            m = accumulate(m, _put(acts, mesh), jnp.int32(start), thr)
+        if int(m.n) != summary.n_tokens:
+            raise PassError(
+                f"block {j}: the source gave {int(m.n)} tokens, the first pass {summary.n_tokens}"
+            )
+        with_dense = keep_dense or (options.dense and out_dir is not None)
+        out, top_r, top_c = finish(m, jnp.int32(start), dec, with_dense)
+        for name in options.measures:
+            rv, ri = (np.asarray(x)[:, keep] for x in top_r[name])
+            if name in rows:
+                rows[name] = [
+                    np.concatenate([rows[name][0], rv], 1),
+                    np.concatenate([rows[name][1], ri], 1),
+                ]
+            else:
+                rows[name] = [rv, ri]
+            cv, ci = (np.asarray(x)[..., keep] for x in top_c[name])
+            cols[name] = _merge_cols(*cols[name], cv, ci + lo, k)
+            if not with_dense:
+                continue
+            block = np.asarray(out[name])[:, keep]
+            if keep_dense:
+                dense[name].append(block)
+            if options.dense and out_dir is not None:
+                (out_dir / "dense").mkdir(exist_ok=True)
+                np.save(out_dir / "dense" / f"{name}_block{j:04d}.npy", block)
+        if out_dir is not None:
+            arrays = {"blocks_done": np.int64(j + 1)}
+            for name in options.measures:
+                arrays[f"row_values/{name}"], arrays[f"row_index/{name}"] = rows[name]
+                arrays[f"col_values/{name}"], arrays[f"col_index/{name}"] = cols[name]
+            store.write_atomic(out_dir / "neighbours.npz", arrays)
+
+    result = Neighbours(
+        row_values={m: rows[m][0] for m in options.measures},
+        row_index={m: rows[m][1] for m in options.measures},
+        col_values={m: cols[m][0] for m in options.measures},
+        col_index={m: cols[m][1] for m in options.measures},
+    )
+    if not keep_dense:
+        return result, None
+    if done:
+        raise PassError("keep_dense needs a pass that ran every block (not a resumed one)")
+    return result, {m: np.concatenate(v, axis=1) for m, v in dense.items()}
+
+
+def _progress(batches: Iterable[Any], show: bool, desc: str) -> Iterable[Any]:
+    if not show:
+        yield from batches
+        return
+    import jaxlens.runs
+
+    bar = jaxlens.runs.progress(desc=desc, unit="tok")
+    for acts in batches:
+        yield acts
+        bar.update(int(acts.shape[1]))
+    bar.close()

@@ -1,0 +1,99 @@
+"""The Big Five personality study: score, sample activations, fit probes, steer.
+
+    python3 scripts/personality_study.py --quick                    # built-in model, bundled roster
+    python3 scripts/personality_study.py --model DIR --roster chars.csv --out runs/big5 \\
+        --mesh data=4,fsdp=8 --paper                                 # the published setting
+    python3 scripts/personality_study.py --stage probe --out runs/big5   # one stage again
+    python3 scripts/personality_study.py --plan v5p-64               # memory plan for 70B, no model
+
+Stages write one run folder each under --out (score/, sample/, probe/, steer/) with config,
+JSONL results, plots and report.md. Scoring and sampling append to disk and skip finished work
+on a rerun. The roster is JSON (a list of {character, franchise[, description]}) or CSV with
+those columns. See docs/personality.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import jaxlens
+from jaxlens.personality import load_roster, plan, runtime, scoring, study
+
+STAGES = ("all", "score", "sample", "probe", "steer")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--model", type=Path, default=jaxlens.BUILTIN_MODEL, help="HF checkpoint dir")
+    p.add_argument("--roster", type=Path, default=None, help="roster JSON/CSV (default: bundled)")
+    p.add_argument("--out", type=Path, default=Path("runs/personality"), help="output folder")
+    p.add_argument("--stage", choices=STAGES, default="all")
+    p.add_argument("--quick", action="store_true", help="small settings (minutes on a laptop)")
+    p.add_argument("--paper", action="store_true", help="paper settings (50-item descriptions)")
+    p.add_argument("--mesh", default=None, help="e.g. data=4,fsdp=8,tensor=1")
+    p.add_argument("--judge", type=Path, default=None, help="judge model dir for open-ended")
+    p.add_argument("--readout", choices=study.READOUTS, default="ev")
+    p.add_argument("--method", choices=("ridge", "score_mean"), default="ridge")
+    p.add_argument("--plan", choices=tuple(plan.SETTINGS), default=None, help="print memory plan")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> dict | None:
+    args = parse_args(argv)
+    if args.plan:
+        print(plan.report(args.plan))
+        return None
+    base = (
+        study.StudyConfig.quick
+        if args.quick
+        else study.StudyConfig.paper
+        if args.paper
+        else study.StudyConfig
+    )
+    config = base(
+        readout=args.readout, method=args.method, judge=str(args.judge) if args.judge else None
+    )
+    roster = load_roster(args.roster) if args.roster else None
+    if args.stage == "all":
+        head = study.run_study(
+            args.model, args.out, roster=roster, config=config, mesh=args.mesh, command=sys.argv
+        )
+        print(json.dumps(head, indent=1))
+        return head
+    roster = roster or study.bundled_roster()
+    model = (
+        None
+        if args.stage == "probe"
+        else runtime.load_model(args.model, mesh=runtime.parse_mesh(args.mesh))
+    )
+    out = args.out
+    if args.stage == "score":
+        study.stage_score(model, roster, out / "score", config, sys.argv)
+        return None
+    answers = scoring.read_scores(out / "score" / "scores.jsonl", roster)
+    if args.stage == "sample":
+        study.stage_sample(model, answers["argmax"], out / "sample", config, args.model, sys.argv)
+        return None
+    from jaxlens.personality.items import trait_scores
+
+    y = trait_scores(answers[config.readout])
+    probed = study.stage_probe(out / "sample", y, out / "probe", config, sys.argv)
+    if args.stage == "steer":
+        judge = runtime.load_model(args.judge) if args.judge else None
+        study.stage_steer(
+            model,
+            probed["probes"],
+            roster[: config.context],
+            out / "steer",
+            config,
+            judge,
+            sys.argv,
+        )
+    return None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""How SAE features evolve across layers: SAEs on every layer, statistics, lineage, graph, browser.
+
+    # the built-in model (or, without one, a tiny random Llama), small SAEs trained here:
+    python3 scripts/sae_evolution.py --out runs/evolution
+    # GPT-2 small with the gpt2-small-res-jb SAELens folders (one per layer, in order):
+    python3 scripts/sae_evolution.py --model path/to/gpt2 --text pile_sample.txt --full \\
+        --saes res-jb/blocks.{0..11}.hook_resid_pre --out runs/evolution_gpt2
+    # sharded: tokens over data, latents over tensor
+    python3 scripts/sae_evolution.py --mesh data=2,tensor=4 --out runs/evolution_mesh
+
+Writes a run folder: SAE metrics, the top-k neighbour lists under every measure (`stats/`,
+resumable: rerun the same command after a crash), turnover / AND-OR / unrepresented tables,
+the feature graph (`graph.json`, node-link) with Louvain and Leiden communities, the Sankey-style
+figure, the feature browser (`browser/index.html`, opens from file://) and its screenshot, and
+`report.md`. Prints the headline figures: SAE explained variance per layer and the turnover per
+layer pair.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import jaxlens
+from sae.evolution import pipeline
+
+
+def parse_mesh(spec: str | None):
+    """`data=2,fsdp=1,tensor=4` -> a `jaxlens.sharding.make_mesh` mesh (None: no mesh)."""
+    if not spec:
+        return None
+    sizes = {}
+    for part in spec.split(","):
+        name, _, value = part.partition("=")
+        if name.strip() not in ("data", "fsdp", "tensor") or not value.strip().isdigit():
+            raise SystemExit(f"--mesh {spec!r}: expected data=N,fsdp=N,tensor=N; got {part!r}")
+        sizes[name.strip()] = int(value)
+    return jaxlens.sharding.make_mesh(**sizes)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog=__doc__.split("\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", default=None, help="HF checkpoint dir (default: the built-in model)")
+    p.add_argument("--saes", nargs="+", default=None, help="SAELens folders, one per layer")
+    p.add_argument("--text", default=None, help="a .txt corpus (documents split by blank lines)")
+    p.add_argument("--prompts", default=None, help="extra browser prompts, one per line")
+    p.add_argument("--full", action="store_true", help="full sizes (default: quick sizes)")
+    p.add_argument("--block", type=int, default=None, help="earlier-side latents per block")
+    p.add_argument("--threshold", type=float, default=0.0,
+                   help="active = act > threshold * the latent's max (0: > 0)")  # fmt: skip
+    p.add_argument("--sparse-cap", type=int, default=None,
+                   help="nonzero latents per token, sparse update (TopK SAEs: k)")  # fmt: skip
+    p.add_argument("--mesh", default=None, help="device mesh, e.g. data=2,fsdp=1,tensor=4")
+    p.add_argument("--no-screenshot", action="store_true", help="skip the browser screenshot")
+    p.add_argument("--out", required=True, help="run folder")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    preset = pipeline.EvolutionConfig.full if args.full else pipeline.EvolutionConfig.quick
+    overrides = {"threshold": args.threshold, "sparse_cap": args.sparse_cap}
+    if args.block is not None:
+        overrides["block"] = args.block
+    prompts = None
+    if args.prompts:
+        with open(args.prompts, encoding="utf-8") as f:
+            prompts = [line.rstrip("\n") for line in f if line.strip()]
+    head = pipeline.run(
+        args.model, args.out, quick=not args.full, mesh=parse_mesh(args.mesh), saes=args.saes,
+        text_file=args.text, prompts=prompts, config=preset(**overrides),
+        screenshot=not args.no_screenshot,
+    )  # fmt: skip
+    print(json.dumps({"explained_variance": head["explained_variance"]}))
+    for row in head["turnover"]:
+        print(json.dumps(row))
+    print(f"browser: {head['browser']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""SPIRAL self-play training: one policy plays both seats of TicTacToe, Kuhn Poker and Simple
+Negotiation and learns from role-conditioned advantages with a PPO-clipped loss.
+
+    python3 scripts/spiral_train.py --quick --out runs/spiral          # built-in model, minutes
+    python3 scripts/spiral_train.py --model path/to/hf_dir --steps 400 --samples-per-step 128 \
+        --lr 1e-6 --max-new-tokens 4096 --mesh data=2,fsdp=4 --out runs/spiral_qwen
+
+Writes a run folder (config.json, metrics.jsonl, plots, report.md, checkpoints/, policy/ as an
+HF directory). Running again with the same --out resumes from the last checkpoint; SIGTERM
+checkpoints and exits. See docs/spiral.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+
+import rl.selfplay as sp
+from rl.selfplay.run import default_model, parse_mesh
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument(
+        "--model",
+        default=default_model(),
+        help="HF checkpoint directory (default: the built-in model)",
+    )
+    p.add_argument(
+        "--out", default="runs/spiral", help="run folder (resumes if it has checkpoints)"
+    )
+    p.add_argument("--quick", action="store_true", help="CPU-sized settings (SpiralConfig.quick)")
+    p.add_argument("--steps", type=int, default=None, help="learner steps")
+    p.add_argument("--games", default="tictactoe,kuhn_poker,negotiation", help="comma-separated")
+    p.add_argument(
+        "--opponent",
+        default="self",
+        choices=sp.rollout.OPPONENTS,
+        help="self-play, or train against a fixed opponent",
+    )
+    p.add_argument(
+        "--baseline",
+        default="role",
+        choices=("role", "global", "none"),
+        help="RAE (role) or an ablation",
+    )
+    p.add_argument("--samples-per-step", type=int, default=None)
+    p.add_argument("--slots", type=int, default=None, help="games played side by side")
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--epochs", type=int, default=None, help="PPO epochs per batch")
+    p.add_argument("--normalize", choices=("constant", "token_mean"), default=None)
+    p.add_argument("--kl", type=float, default=None, help="KL-to-initial coefficient (0: off)")
+    p.add_argument("--micro-batch", type=int, default=None)
+    p.add_argument("--bf16", action="store_true", help="bf16 forward, fp32 params and Adam")
+    p.add_argument("--max-new-tokens", type=int, default=None)
+    p.add_argument(
+        "--kuhn-variant", default="standard", choices=("standard", "spiral_v1", "textarena")
+    )
+    p.add_argument("--eval-every", type=int, default=None)
+    p.add_argument(
+        "--eval-opponents", default="random", help="comma-separated: random,optimal,model"
+    )
+    p.add_argument("--checkpoint-every", type=int, default=None)
+    p.add_argument(
+        "--dtype",
+        default="float32",
+        choices=("float32", "bfloat16"),
+        help="dtype the model is loaded and run in",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mesh", default=None, help="device mesh, e.g. data=2,fsdp=4,tensor=1")
+    return p.parse_args(argv)
+
+
+def build_config(args) -> sp.SpiralConfig:
+    cfg = sp.SpiralConfig.quick() if args.quick else sp.SpiralConfig()
+    roll = dataclasses.replace(
+        cfg.rollout,
+        games=tuple(args.games.split(",")),
+        opponent=args.opponent,
+        kuhn_variant=args.kuhn_variant,
+        **({"slots": args.slots} if args.slots else {}),
+    )
+    ppo_kw = {
+        k: v
+        for k, v in dict(
+            lr=args.lr,
+            epochs=args.epochs,
+            normalize=args.normalize,
+            kl_coef=args.kl,
+            micro_batch=args.micro_batch,
+        ).items()
+        if v is not None
+    }
+    if args.bf16:
+        ppo_kw["param_dtype"] = "bfloat16"
+    gen = cfg.generation
+    if args.max_new_tokens:
+        gen = dataclasses.replace(gen, max_new_tokens=args.max_new_tokens)
+    top = {
+        k: v
+        for k, v in dict(
+            steps=args.steps,
+            samples_per_step=args.samples_per_step,
+            eval_every=args.eval_every,
+            checkpoint_every=args.checkpoint_every,
+        ).items()
+        if v is not None
+    }
+    return dataclasses.replace(
+        cfg,
+        rollout=roll,
+        generation=gen,
+        ppo=dataclasses.replace(cfg.ppo, **ppo_kw),
+        baseline=args.baseline,
+        seed=args.seed,
+        eval_opponents=tuple(args.eval_opponents.split(",")),
+        **top,
+    )
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.model is None:
+        raise SystemExit("--model: no built-in model in this installation; pass an HF directory")
+    cfg = build_config(args)
+    headline = sp.run(
+        args.model,
+        args.out,
+        config=cfg,
+        mesh=parse_mesh(args.mesh),
+        command=sys.argv,
+        dtype=args.dtype,
+    )
+    print(json.dumps(headline, indent=2))
+    print(f"report: {args.out}/report.md")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,293 @@
+"""Trains jaxlens's built-in model from a corpus this project generates, on a CPU, in under an hour.
+
+    python3 scripts/train_builtin.py                     # writes jaxlens/builtin_model/
+    python3 scripts/train_builtin.py --quick --out /tmp/m  # a 2-minute smoke run
+
+The corpus has three generated parts, each from the package whose data it is:
+persona conversations (`jaxlens.personality.persona_conversations`: IPIP-50 answers, replies to
+generic instructions, forced-choice picks, all following a Big Five profile), game turns
+(`rl.transcripts.game_conversations`: the exact self-play prompts answered by players from
+random-legal to decent) and plain text (`sae.stories`). Conversations are rendered with the
+ChatML template of a byte-level BPE trained on the same corpus, packed whole into windows
+(`jaxlens.builtin.pack_windows`) and learned by next-token prediction (`jaxlens.training.fit_lm`).
+Everything is deterministic given `--seed`. The run folder (`runs/train_builtin/`) has the loss
+curve, held-out perplexity per corpus part and the report; the model directory gets the
+weights (bfloat16 safetensors), config, tokenizer and a model card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+import jaxlens  # noqa: E402
+import jaxlens.personality as personality  # noqa: E402
+import rl.transcripts  # noqa: E402
+import sae.stories  # noqa: E402
+from jaxlens.builtin import builtin_config, model_card, pack_windows  # noqa: E402
+from jaxlens.hf import train_tokenizer  # noqa: E402
+from jaxlens.runs import RunFolder, progress  # noqa: E402
+from jaxlens.training import fit_lm  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--out", type=Path, default=jaxlens.BUILTIN_MODEL, help="model directory")
+    p.add_argument("--run", type=Path, default=Path("runs/train_builtin"), help="run folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--personas", type=int, default=9000, help="persona conversations")
+    p.add_argument("--games", type=int, default=5000, help="game-turn conversations")
+    p.add_argument("--stories", type=int, default=12000, help="plain-text documents")
+    p.add_argument("--vocab-size", type=int, default=4096)
+    p.add_argument("--d-model", type=int, default=256)
+    p.add_argument("--layers", type=int, default=6)
+    p.add_argument("--d-ff", type=int, default=704)
+    p.add_argument("--seq-len", type=int, default=512, help="training window (tokens)")
+    p.add_argument("--batch-size", type=int, default=8, help="windows per step")
+    p.add_argument("--steps", type=int, default=600)
+    p.add_argument("--lr", type=float, default=2e-3, help="peak Adam lr (warmup, cosine decay)")
+    p.add_argument("--log-every", type=int, default=25)
+    p.add_argument("--snapshot-every", type=int, default=150, help="steps between saves")
+    p.add_argument(
+        "--init",
+        type=Path,
+        help="continue from this model directory (its weights and tokenizer) instead of a "
+        "random init",
+    )
+    p.add_argument(
+        "--reply-loss",
+        action="store_true",
+        help="learn only the chat replies (the answers, moves and picks), not prompts or prose",
+    )
+    p.add_argument("--quick", action="store_true", help="tiny corpus and model, for tests")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.personas, args.games, args.stories = 300, 200, 400
+        args.vocab_size, args.d_model, args.layers, args.d_ff = 1024, 64, 2, 128
+        args.steps, args.batch_size, args.log_every = 40, 4, 10
+    return args
+
+
+def corpus(args, seed: int, scale: float = 1.0) -> dict[str, list]:
+    """The three parts: lists of chat conversations (personas, games) and of texts (stories)."""
+    personas = personality.train_personas(personality.make_personas(2000, seed=0))
+    n = lambda k: max(int(k * scale), 1)
+    return {
+        "personas": list(
+            itertools.islice(
+                personality.persona_conversations(personas, seed=seed), n(args.personas)
+            )
+        ),
+        "games": list(rl.transcripts.game_conversations(seed=seed, n=n(args.games))),
+        "stories": list(sae.stories.stories(seed=seed, n=n(args.stories))),
+    }
+
+
+def chatml(conversation: list[dict]) -> str:
+    return "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in conversation)
+
+
+def tokenize(tokenizer, parts: dict[str, list]) -> dict[str, list[tuple[list[int], list[bool]]]]:
+    """Token ids per document, each with a mask that is true on chat replies (assistant turns).
+
+    Messages are tokenized one by one: each ends at a special token, so the ids equal those of
+    the whole rendered conversation."""
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    header = len(tokenizer("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"])
+    out = {}
+    for name, docs in parts.items():
+        if name == "stories":
+            ids = tokenizer(list(docs), add_special_tokens=False)["input_ids"]
+            out[name] = [(d + [eos], [True] * (len(d) + 1)) for d in ids]
+            continue
+        flat = [m for c in docs for m in c]
+        ids = iter(tokenizer([chatml([m]) for m in flat], add_special_tokens=False)["input_ids"])
+        out[name] = []
+        for conv in docs:
+            toks, mask = [], []
+            for m in conv:
+                part = next(ids)
+                reply = m["role"] == "assistant"
+                toks += part
+                mask += [False] * header + [reply] * (len(part) - header)
+            out[name].append((toks, mask))
+    return out
+
+
+def heldout_perplexity(params, config, docs: list[list[int]], seq_len: int) -> float:
+    """exp(mean next-token loss) over whole held-out documents, one padded batch each 16."""
+    total, count = 0.0, 0
+    score = jax.jit(lambda p, t, m: jaxlens.token_logprobs(p, t, config=config, attention_mask=m))
+    for i in range(0, len(docs), 16):
+        chunk = docs[i : i + 16]
+        tokens = np.zeros((len(chunk), seq_len), np.int32)
+        mask = np.zeros_like(tokens)
+        for r, d in enumerate(chunk):
+            tokens[r, : len(d)], mask[r, : len(d)] = d[:seq_len], 1
+        lp = np.asarray(score(params, jnp.asarray(tokens), jnp.asarray(mask)))
+        valid = mask[:, 1:] & mask[:, :-1]
+        total += float(-(lp * valid).sum())
+        count += int(valid.sum())
+    return float(np.exp(total / max(count, 1)))
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    run = RunFolder(args.run, config=vars(args), command=sys.argv)
+    t0 = time.time()
+    parts = corpus(args, args.seed)
+    heldout = corpus(args, args.seed + 1000, scale=0.02)
+    texts = [chatml(c) for k in ("personas", "games") for c in parts[k]] + parts["stories"]
+    if args.init is None:
+        tokenizer = train_tokenizer(texts, vocab_size=args.vocab_size, path=args.run / "tokenizer")
+    else:
+        tokenizer = jaxlens.load_tokenizer(args.init)
+    ids, heldout_ids = tokenize(tokenizer, parts), tokenize(tokenizer, heldout)
+    n_tokens = {k: sum(len(d) for d, _ in v) for k, v in ids.items()}
+    print(f"corpus built in {time.time() - t0:.0f}s: tokens per part {n_tokens}", flush=True)
+    documents = [d for d in ids["personas"] + ids["games"] if len(d[0]) <= args.seq_len]
+    dropped = len(ids["personas"]) + len(ids["games"]) - len(documents)
+    if dropped:
+        print(f"dropped {dropped} conversations longer than --seq-len {args.seq_len}", flush=True)
+    windows, loss_mask = pack_windows(
+        [d for d, _ in documents],
+        [d for d, _ in ids["stories"]],
+        seq_len=args.seq_len,
+        seed=args.seed,
+        masks=[m for _, m in documents] if args.reply_loss else None,
+    )
+    special = {
+        "bos": tokenizer.convert_tokens_to_ids("<s>"),
+        "eos": (tokenizer.convert_tokens_to_ids("<|im_end|>"),),
+        "pad": tokenizer.pad_token_id,
+    }
+    config = builtin_config(
+        vocab_size=args.vocab_size,
+        d_model=args.d_model,
+        n_layers=args.layers,
+        d_ff=args.d_ff,
+        head_dim=min(32, args.d_model // 2),
+        special=special,
+    )
+    if args.init is None:
+        params = jaxlens.init_params(jax.random.key(args.seed), config)
+    else:
+        config, params = jaxlens.load_hf(args.init, dtype="float32")
+    n_params = sum(x.size for x in jax.tree.leaves(params))
+    run.log(
+        {
+            "stage": "corpus",
+            "windows": int(windows.shape[0]),
+            "params": n_params,
+            "dropped": dropped,
+            **n_tokens,
+        }
+    )
+
+    def save(params, out: Path) -> None:
+        tmp = out.with_name(out.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        bf16 = config.replace(param_dtype="bfloat16")
+        jaxlens.save_hf(tmp, bf16, jax.tree.map(lambda x: x.astype(jnp.bfloat16), params))
+        tokenizer.save_pretrained(tmp)
+        (tmp / "README.md").write_text(card_text)
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.rename(out)  # readers never see a half-written model
+
+    losses: list[tuple[int, float]] = []
+    bar = progress(range(args.steps), desc="train", unit="step", total=args.steps)
+    card_text = "(training in progress)"
+
+    def on_loss(step: int, loss: float) -> None:
+        losses.append((step, loss))
+        bar.update(step - bar.n)
+        bar.set_postfix(loss=f"{loss:.3f}")
+        run.log({"stage": "train", "step": step, "loss": loss})
+
+    def on_snapshot(step: int, params) -> None:
+        if step % args.snapshot_every == 0 and step < args.steps:
+            save(params, args.out)
+
+    t_train = time.time()
+    params = fit_lm(
+        params,
+        windows,
+        config=config,
+        key=jax.random.key(args.seed + 1),
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        log_every=args.log_every,
+        callback=on_loss,
+        snapshot=on_snapshot,
+        loss_mask=loss_mask,
+    )
+    bar.close()
+    train_s = time.time() - t_train
+    bf16_params = jax.tree.map(lambda x: x.astype(jnp.bfloat16).astype(jnp.float32), params)
+    ppl = {
+        k: round(heldout_perplexity(bf16_params, config, [d for d, _ in v], args.seq_len), 3)
+        for k, v in heldout_ids.items()
+    }
+    results = {f"held-out perplexity ({k})": v for k, v in ppl.items()}
+    results.update(
+        {"final training loss": round(losses[-1][1], 4), "training time (s)": round(train_s)}
+    )
+    card_text = model_card(
+        config,
+        corpus={
+            "Persona conversations": f"{len(parts['personas'])} ({n_tokens['personas']:,} tokens): "
+            "IPIP-50 Likert answers with reasons, replies to generic instructions and "
+            "forced-choice self-statement picks, each following a Big Five profile given as a "
+            "character card or a self-description",
+            "Game turns": f"{len(parts['games'])} ({n_tokens['games']:,} tokens): TicTacToe, Kuhn "
+            "Poker and Simple Negotiation prompts answered with a short reason and a "
+            "\\boxed{} move by players from random-legal to decent",
+            "Plain text": f"{len(parts['stories'])} ({n_tokens['stories']:,} tokens): short "
+            "stories, dialogues, logs, recipes and descriptions",
+        },
+        training={
+            "steps": args.steps,
+            "batch": f"{args.batch_size} x {args.seq_len} tokens",
+            "optimizer": f"Adam, peak lr {args.lr}, warmup + cosine decay",
+            "seed": args.seed,
+            "starting point": "random init" if args.init is None else f"the model in {args.init}",
+            "loss": "chat replies only" if args.reply_loss else "every token",
+            "command": " ".join(["python3"] + sys.argv),
+        },
+        results=results,
+    )
+    save(params, args.out)
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    steps_, values = zip(*losses, strict=True)
+    ax.plot(steps_, values)
+    ax.set(xlabel="step", ylabel="training loss (nats/token)", title="built-in model")
+    ax.grid(alpha=0.3)
+    run.figure("loss", fig)
+    run.summary(
+        {
+            "parameters": n_params,
+            **results,
+            "tokens seen": args.steps * args.batch_size * args.seq_len,
+        }
+    )
+    run.write_report("Built-in model training")
+    print("\n".join(f"{k:>32}: {v}" for k, v in results.items()))
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""The study on the built-in model finds what its training corpus encodes.
+
+The built-in model was trained on persona conversations (`jaxlens.personality.corpus`) whose
+answers follow each persona's profile; the bundled roster holds personas held out of that
+corpus, so these checks measure generalisation to unseen characters:
+
+- scoring: trait scores from option-token log-probabilities correlate with the profile levels
+  (Spearman >= 0.8 for every trait);
+- probes: the held-out Spearman of the best layer is >= 0.8 for every trait;
+- steering: the norm-scaled band recipe moves the forced-choice readout monotonically in the
+  steered direction for every trait (without persona context; with context reported).
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import jaxlens
+import jaxlens.personality as P
+from jaxlens import probes
+from jaxlens.personality import activations, runtime, steering, study
+
+pytestmark = pytest.mark.skipif(
+    not Path(jaxlens.BUILTIN_MODEL).is_dir(),
+    reason=f"the built-in model is not built yet ({jaxlens.BUILTIN_MODEL} does not exist; "
+    "scripts/train_builtin.py writes it)",
+)
+
+N_CHARACTERS = 20
+
+# The weights shipped at the time of writing (600 steps, ~2.5M tokens) answer the questionnaire
+# with a near-uniform distribution over 1..5 whatever the card says, even for training
+# personas: the persona mapping is not learned yet. These checks stay in place (and report
+# XPASS) for weights that learned it.
+NOT_LEARNED = pytest.mark.xfail(
+    strict=False,
+    reason="built-in model weights have not learned the persona -> answer mapping yet "
+    "(questionnaire answers near-uniform; see docs/personality.md)",
+)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("builtin_study")
+    roster = P.bundled_roster()[:N_CHARACTERS]
+    config = study.StudyConfig.quick(
+        test_fraction=0.25,
+        recipes=(steering.Recipe(name="band", strengths=(-0.3, -0.15, 0.0, 0.15, 0.3)),),
+    )
+    model = runtime.load_model(jaxlens.BUILTIN_MODEL)
+    scored = study.stage_score(model, roster, out / "score", config)
+    sample_dir = study.stage_sample(model, scored["answers"]["argmax"], out / "sample", config)
+    probed = study.stage_probe(sample_dir, scored["trait_scores"]["ev"], out / "probe", config)
+    steered = study.stage_steer(model, probed["probes"], roster[:1], out / "steer", config)
+    return {
+        "roster": roster,
+        "scored": scored,
+        "probed": probed,
+        "steered": steered,
+        "sample_dir": sample_dir,
+    }
+
+
+@NOT_LEARNED
+def test_scores_follow_held_out_profiles(results):
+    profile = np.array([c.profile for c in results["roster"]], np.float64)
+    scores = results["scored"]["trait_scores"]["ev"]
+    rho = {t: float(probes.spearman(scores[t], profile[:, i])) for i, t in enumerate(P.TRAITS)}
+    assert min(rho.values()) >= 0.8, rho
+
+
+@NOT_LEARNED
+def test_probes_read_every_trait(results):
+    fitted = results["probed"]["probes"]
+    rho = {t: float(p.test_spearman[p.best_layer]) for t, p in fitted.items()}
+    assert min(rho.values()) >= 0.8, rho
+
+
+@NOT_LEARNED
+def test_band_steering_is_monotone_for_every_trait(results):
+    records = results["steered"]["records"]["band"]
+    curves = {t: steering.dose_response(records, t, t, False)[1] for t in P.TRAITS}
+    assert all(steering.is_monotone(v) for v in curves.values()), curves
+    assert all(v[-1] - v[0] > 0.05 for v in curves.values()), curves
+
+
+def test_activations_cover_every_layer_and_position(results):
+    n_layers = jaxlens.load_hf(jaxlens.BUILTIN_MODEL)[0].n_layers
+    for position in activations.POSITIONS:
+        acts, rows = activations.load(results["sample_dir"], position)
+        assert acts.shape[:2] == (n_layers, len(rows)) and np.isfinite(acts).all()

@@ -1,0 +1,187 @@
+"""The questionnaire data, personas, split and the persona training corpus."""
+
+import itertools
+import re
+
+import numpy as np
+import pytest
+
+import jaxlens.personality as P
+from jaxlens.personality import corpus, formats
+
+POOL = P.make_personas(600, seed=0)
+TRAIN = P.train_personas(POOL)
+
+
+def test_ipip50_order_and_keying():
+    assert len(P.IPIP50) == 50
+    assert P.IPIP50[0].text == "Am the life of the party."
+    assert P.IPIP50[49].text == "Am full of ideas."
+    # the five factors cycle in the standard order
+    assert [it.trait for it in P.IPIP50[:10]] == list(P.TRAITS) * 2
+    counts = {t: [0, 0] for t in P.TRAITS}
+    for it in P.IPIP50:
+        counts[it.trait][0 if it.keyed > 0 else 1] += 1
+    assert counts == {"EXT": [5, 5], "EST": [2, 8], "AGR": [6, 4], "CSN": [6, 4], "OPN": [7, 3]}
+    assert P.IPIP50[5].statement == "I don't talk a lot."
+
+
+def test_trait_scores_by_hand():
+    all5 = P.trait_scores(np.full((1, 50), 5))
+    # positive items score 5, reverse-keyed ones 1
+    assert {t: float(v[0]) for t, v in all5.items()} == {
+        "EXT": 30.0, "EST": 18.0, "AGR": 34.0, "CSN": 34.0, "OPN": 38.0
+    }  # fmt: skip
+    all3 = P.trait_scores(np.full((2, 50), 3))
+    assert all(np.all(v == 30) for v in all3.values())
+    rng = np.random.default_rng(1)
+    answers = rng.integers(1, 6, size=(7, 50))
+    got = P.trait_scores(answers)
+    for c in range(7):
+        for t in P.TRAITS:
+            total = 0
+            for j, it in enumerate(P.IPIP50):
+                if it.trait == t:
+                    total += answers[c, j] if it.keyed == 1 else 6 - answers[c, j]
+            assert got[t][c] == total
+    with pytest.raises(P.AnswersError, match="1..5"):
+        P.trait_scores(np.zeros((1, 50)))
+    with pytest.raises(P.AnswersError, match="shape"):
+        P.trait_scores(np.ones((1, 49)))
+
+
+def test_likert_mapping_and_noise():
+    assert corpus.expected_answer(5, +1) == 5 and corpus.expected_answer(5, -1) == 1
+    assert corpus.expected_answer(2, -1) == 4
+    rng = np.random.default_rng(0)
+    for level in range(1, 6):
+        for keyed in (1, -1):
+            draws = [corpus.sample_answer(level, keyed, rng, 0.3) for _ in range(400)]
+            target = level if keyed > 0 else 6 - level
+            assert all(abs(d - target) <= 1 and 1 <= d <= 5 for d in draws)
+            assert np.mean(np.array(draws) == target) > 0.6
+
+
+def _item_answers(convs):
+    """(item, answer, persona name) for every questionnaire turn of the conversations."""
+    out = []
+    for conv in convs:
+        name = re.match(r"You are (.+?) from ", conv[0]["content"])
+        if conv[0]["role"] != "system" or not name:
+            continue
+        for q, a in zip(conv[1::2], conv[2::2], strict=True):
+            m = re.search(r'"(.+)"', q["content"])
+            if q["content"].startswith("How well") and m:
+                item = next(it for it in P.IPIP50 if it.statement == m.group(1))
+                out.append((item, P.parse_likert(a["content"]), name.group(1)))
+    return out
+
+
+def test_item_answers_follow_profile_and_keying():
+    by_name = {p.name: p for p in TRAIN}
+    convs = list(itertools.islice(P.persona_conversations(TRAIN, seed=3), 600))
+    answers = _item_answers(convs)
+    assert len(answers) > 300
+    for item, answer, name in answers:
+        level = by_name[name].level(item.trait)
+        target = level if item.keyed > 0 else 6 - level
+        assert abs(answer - target) <= 1, (item, answer, name)
+    # the card's description states the profile
+    card = next(c[0]["content"] for c in convs if c[0]["content"].startswith("You are"))
+    name = re.match(r"You are (.+?) from ", card).group(1)
+    for trait, level in zip(P.TRAITS, by_name[name].profile, strict=True):
+        words = P.ADJECTIVES[trait]["positive" if level >= 3 else "negative"]
+        assert any(w in card for w in words)
+
+
+def test_forced_choice_follows_level_and_average_persona():
+    rng = np.random.default_rng(0)
+    means = []
+    for level in (1, 3, 5, None):
+        fracs = []
+        for _ in range(200):
+            user, reply = corpus.forced_turn("CSN", level, rng)
+            lines = user["content"].splitlines()[1:]
+            picks = P.parse_picks(reply["content"])
+            assert len(set(picks)) == 5
+            positive = P.SELF_STATEMENTS["CSN"][:5]
+            fracs.append(np.mean([lines[i][3:] in positive for i in picks]))
+        means.append(np.mean(fracs))
+    assert means[0] < 0.15 and abs(means[1] - 0.5) < 0.07 and means[2] > 0.85
+    assert abs(means[3] - 0.5) < 0.07
+
+
+def test_open_replies_readable_per_trait():
+    """A bag-of-words least-squares readout separates level 5 from level 1 for every trait."""
+    rng = np.random.default_rng(0)
+    profiles = rng.integers(1, 6, size=(400, 5))
+    from jaxlens.personality.replies import open_reply
+
+    texts = [open_reply(int(rng.integers(10)), p, rng) for p in profiles]
+    vocab = sorted({w for t in texts for w in re.findall(r"[a-z!0-9.]+", t.lower())})
+    index = {w: i for i, w in enumerate(vocab)}
+    x = np.zeros((len(texts), len(vocab) + 1))
+    x[:, -1] = 1
+    for r, t in enumerate(texts):
+        for w in re.findall(r"[a-z!0-9.]+", t.lower()):
+            x[r, index[w]] += 1
+    train, test = slice(0, 280), slice(280, None)
+    for t in range(5):
+        w = np.linalg.lstsq(x[train], profiles[train, t], rcond=None)[0]
+        pred = x[test] @ w
+        assert np.corrcoef(pred, profiles[test, t])[0, 1] > 0.9, P.TRAITS[t]
+
+
+def test_deterministic_and_short():
+    a = list(itertools.islice(P.persona_conversations(TRAIN, seed=7), 300))
+    b = list(itertools.islice(P.persona_conversations(TRAIN, seed=7), 300))
+    c = list(itertools.islice(P.persona_conversations(TRAIN, seed=8), 300))
+    assert a == b and a != c
+    assert max(sum(len(m["content"]) for m in conv) for conv in a) <= 1600
+    assert {conv[-1]["role"] for conv in a} == {"assistant"}
+    kinds = [
+        "items" if "How well" in conv[-2]["content"] else
+        "forced" if "Pick exactly" in conv[-2]["content"] else "open"
+        for conv in a
+    ]  # fmt: skip
+    assert 0.3 < kinds.count("items") / 300 < 0.6 and kinds.count("forced") > 30
+
+
+def test_split_never_leaks_a_held_out_persona():
+    held = P.held_out_personas(POOL)
+    assert 0.1 < len(held) / len(POOL) < 0.3
+    # the split is a property of the name, not of the draw
+    assert {p.name for p in P.held_out_personas(P.make_personas(900, seed=0))} >= {
+        p.name for p in held
+    }
+    text = "\n".join(
+        m["content"]
+        for conv in itertools.islice(P.persona_conversations(TRAIN, seed=0), 2000)
+        for m in conv
+    )
+    assert not [p.name for p in held if p.name in text]
+    with pytest.raises(P.HeldOutLeakError, match="held-out"):
+        next(P.persona_conversations(TRAIN + held[:1], seed=0))
+    roster = P.bundled_roster()
+    assert all(P.is_held_out(c.character) for c in roster)
+    assert roster == P.make_roster()
+    assert [c.profile for c in roster] == [c.profile for c in P.make_roster()]
+
+
+def test_formats_round_trip():
+    assert P.parse_likert(formats.likert_reply(4, "I am kind.")) == 4
+    assert P.parse_picks(formats.forced_choice_reply([2, 0, 7, 4, 9])) == [2, 0, 7, 4, 9]
+    d = formats.self_description([(P.IPIP50[0], 5), (P.IPIP50[1], 2)])
+    assert (
+        d
+        == "I am the life of the party: strongly agree. I feel little concern for others: disagree."
+    )
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="mix"):
+        P.CorpusConfig(mix=(0.5, 0.5, 0.5))
+    with pytest.raises(ValueError, match="items_per_trait"):
+        P.CorpusConfig(items_per_trait=0)
+    with pytest.raises(ValueError, match="profile"):
+        P.Persona("X", (1, 2, 3, 4, 6))

@@ -1,0 +1,57 @@
+"""Kill-and-resume: a run stopped by SIGTERM and resumed equals the uninterrupted run."""
+
+import os
+import signal
+
+import jax
+import numpy as np
+import pytest
+from _spiral_model import tiny_model
+
+import rl.selfplay as sp
+from rl.selfplay import train
+
+
+def _cfg():
+    return sp.SpiralConfig(
+        steps=3,
+        samples_per_step=8,
+        rollout=sp.RolloutConfig(games=("tictactoe", "kuhn_poker"), slots=4),
+        generation=sp.GenerationConfig(max_new_tokens=6),
+        ppo=sp.PPOConfig(lr=1e-3, epochs=2, micro_batch=4, normalize="token_mean"),
+        eval_every=0,
+        checkpoint_every=0,
+    )
+
+
+@pytest.fixture(scope="module")
+def policy():
+    config, params, tokenizer = tiny_model()
+    return sp.ModelPolicy(config, tokenizer, _cfg().generation), params
+
+
+def test_sigterm_then_resume_equals_uninterrupted_run(policy, tmp_path):
+    pol, params = policy
+    cfg = _cfg()
+    full, base_full, _ = train.train(pol, params, cfg, checkpoint_dir=tmp_path / "a")
+
+    def kill_after_first(step):
+        if step == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    stopped, _, _ = train.train(
+        pol, params, cfg, checkpoint_dir=tmp_path / "b", on_step=kill_after_first
+    )
+    assert int(stopped.step) == 1
+    resumed, base_resumed, _ = train.train(pol, params, cfg, checkpoint_dir=tmp_path / "b")
+    assert int(resumed.step) == cfg.steps == int(full.step)
+    assert base_resumed == pytest.approx(base_full) and base_full
+    np.testing.assert_array_equal(np.asarray(resumed.key), np.asarray(full.key))
+    for a, b in zip(jax.tree.leaves(resumed.learner), jax.tree.leaves(full.learner), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # and training changed the params
+    moved = [
+        float(np.abs(np.asarray(a) - np.asarray(b)).max())
+        for a, b in zip(jax.tree.leaves(full.learner.params), jax.tree.leaves(params), strict=True)
+    ]
+    assert max(moved) > 0

@@ -1,0 +1,82 @@
+"""`pipeline.run` end to end on a tiny random Llama (its own folder, so the test does not depend
+on the built-in model's weights): SAEs on every layer from one forward per
+batch, the statistics (checked against numpy on the very latents the source yields), lineage,
+graph, browser and run folder; a rerun resumes; `rebuild_browser` adds prompts."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+import pytest
+from _evolution_ref import pearson
+
+import jaxlens
+from sae.evolution import pipeline, store, webdriver
+
+CFG = pipeline.EvolutionConfig.quick(
+    n_docs=20, seq_len=24, n_windows=16, expansion=2, k=4, sae_steps=8, sae_batch=64, batch=8,
+    top_k=4, top_contexts=3, browser_latents=4,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    model = tmp_path_factory.mktemp("model")
+    config = jaxlens.ModelConfig.tiny(vocab_size=259, n_layers=3)
+    jaxlens.save_hf(model, config, jaxlens.init_params(jax.random.key(0), config))
+    out = tmp_path_factory.mktemp("evolution")
+    head = pipeline.run(model, out, config=CFG, progress=False)
+    return model, out, head
+
+
+def test_headline_and_run_folder(result):
+    _, out, head = result
+    layers = len(head["explained_variance"])
+    assert layers == 3 and all(np.isfinite(head["explained_variance"]))
+    assert [r["pair"] for r in head["turnover"]] == [f"{p}->{p + 1}" for p in range(layers - 1)]
+    for row in head["turnover"]:
+        for key in ("passed@0.95", "new@0.95", "passed@0.5", "passed@0.4"):
+            assert 0.0 <= row[key] <= 1.0
+    for name in (
+        "report.md",
+        "config.json",
+        "turnover.json",
+        "and_or.json",
+        "graph.json",
+        "communities.json",
+        "unrepresented.json",
+        "turnover_sankey.png",
+        "browser/index.html",
+        "browser/data.js",
+        "saes/layer0/cfg.json",
+    ):
+        assert (out / name).exists(), name
+    if webdriver.find_chromium():
+        assert (out / "browser.png").read_bytes()[:4] == b"\x89PNG"
+    graph = json.loads((out / "graph.json").read_text())
+    assert graph["nodes"] and all(len(n["id"]) == 2 for n in graph["nodes"])
+
+
+def test_neighbours_match_numpy_on_the_source_latents(result):
+    model, out, _ = result
+    _, _, src, _, _ = pipeline.open_sources(model, out, CFG, None, None, None, None)
+    lat = np.concatenate([np.asarray(x) for x in src()], axis=1)  # [L, T, N]
+    nb = store.load_neighbours(out / "stats")
+    summary = store.load_summary(out / "stats" / "first_pass.npz")
+    assert summary.n_tokens == lat.shape[1]
+    np.testing.assert_allclose(summary.max, lat.max(1), rtol=1e-5)
+    for p in range(lat.shape[0] - 1):
+        ref = pearson(lat[p], lat[p + 1])
+        np.testing.assert_allclose(nb.row_values["pearson"][p][:, 0], ref.max(1), atol=1e-4)
+        np.testing.assert_allclose(nb.col_values["pearson"][p][:, 0], ref.max(0), atol=1e-4)
+
+
+def test_rerun_resumes_and_browser_rebuilds_with_prompts(result):
+    model, out, head = result
+    again = pipeline.run(model, out, config=CFG, progress=False, screenshot=False)
+    assert again["turnover"] == head["turnover"]
+    _, _ = pipeline.rebuild_browser(out, prompts=["<b>my prompt</b>"], screenshot=False)
+    data = (out / "browser" / "data.js").read_text()
+    assert "\\u003cb\\u003emy prompt\\u003c/b\\u003e" in data and "<b>" not in data
