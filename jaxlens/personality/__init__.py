@@ -45,9 +45,9 @@ from jaxlens.personality.personas import (
 
 def run_study(model_dir, out_dir, *, roster=None, quick=True, mesh=None, config=None) -> dict:
     """Runs every stage of the study (see `jaxlens.personality.study.run_study`)."""
-    from jaxlens.personality.study import run_study as _run
+    from jaxlens.personality import study  # lazy: the study pulls in generation and plotting
 
-    return _run(model_dir, out_dir, roster=roster, quick=quick, mesh=mesh, config=config)
+    return study.run_study(model_dir, out_dir, roster=roster, quick=quick, mesh=mesh, config=config)
 
 
 __all__ = [

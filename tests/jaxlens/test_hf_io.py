@@ -309,6 +309,7 @@ _RSS_SCRIPT = textwrap.dedent("""
                 return int(line.split()[1]) * 1024
 
     load_hf(sys.argv[2])  # warm up code paths and allocator pools on a tiny checkpoint
+    import transformers  # noqa: F401  (the converter imports it on demand for unlisted keys)
     before = status("VmRSS")
     config, params = load_hf(sys.argv[1])
     jax.block_until_ready(params)

@@ -24,13 +24,16 @@ from rl.selfplay import evaluate, train
 
 BUILTIN = getattr(jaxlens, "BUILTIN_MODEL", None)
 _CARD = Path(str(BUILTIN)) / "README.md"
-pytestmark = pytest.mark.skipif(
-    BUILTIN is None
-    or not Path(BUILTIN).is_dir()
-    or (_CARD.is_file() and "training in progress" in _CARD.read_text()),
-    reason="the built-in model (jaxlens.BUILTIN_MODEL) is not in this installation yet "
-    "(or its directory holds a snapshot of a training still in progress)",
-)
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        BUILTIN is None
+        or not Path(BUILTIN).is_dir()
+        or (_CARD.is_file() and "training in progress" in _CARD.read_text()),
+        reason="the built-in model (jaxlens.BUILTIN_MODEL) is not in this installation yet "
+        "(or its directory holds a snapshot of a training still in progress)",
+    ),
+]
 SEEDS = [int(s) for s in os.environ.get("SPIRAL_SEEDS", "0,1").split(",")]
 STEPS = int(os.environ.get("SPIRAL_STEPS", "6"))
 EVAL_GAMES = int(os.environ.get("SPIRAL_EVAL_GAMES", "240"))  # per game and seed

@@ -21,11 +21,14 @@ import jaxlens.personality as P
 from jaxlens import probes
 from jaxlens.personality import activations, runtime, steering, study
 
-pytestmark = pytest.mark.skipif(
-    not Path(jaxlens.BUILTIN_MODEL).is_dir(),
-    reason=f"the built-in model is not built yet ({jaxlens.BUILTIN_MODEL} does not exist; "
-    "scripts/train_builtin.py writes it)",
-)
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        not Path(jaxlens.BUILTIN_MODEL).is_dir(),
+        reason=f"the built-in model is not built yet ({jaxlens.BUILTIN_MODEL} does not exist; "
+        "scripts/train_builtin.py writes it)",
+    ),
+]
 
 N_CHARACTERS = 20
 
