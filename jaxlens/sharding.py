@@ -74,6 +74,24 @@ def make_mesh(
     )
 
 
+def parse_mesh(spec: str | None) -> Mesh | None:
+    """A `--mesh` flag, `"data=2,fsdp=4,tensor=1"`, as `make_mesh(...)` (missing axes are 1).
+
+    Empty or None means no mesh (one device). Anything else raises `MeshError` naming the part.
+    """
+    if not spec:
+        return None
+    sizes = {}
+    for part in spec.split(","):
+        name, _, value = part.partition("=")
+        if name.strip() not in ("data", "fsdp", "tensor") or not value.strip().isdigit():
+            raise MeshError(
+                f"--mesh {spec!r}: expected comma-separated data=N,fsdp=N,tensor=N, got {part!r}"
+            )
+        sizes[name.strip()] = int(value)
+    return make_mesh(**sizes)
+
+
 def logical_to_spec(
     names: tuple[str, ...], shape: tuple[int, ...], mesh: Mesh, layout: str = "fsdp"
 ) -> PartitionSpec:

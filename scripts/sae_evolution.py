@@ -25,19 +25,6 @@ import jaxlens
 from sae.evolution import pipeline
 
 
-def parse_mesh(spec: str | None):
-    """`data=2,fsdp=1,tensor=4` -> a `jaxlens.sharding.make_mesh` mesh (None: no mesh)."""
-    if not spec:
-        return None
-    sizes = {}
-    for part in spec.split(","):
-        name, _, value = part.partition("=")
-        if name.strip() not in ("data", "fsdp", "tensor") or not value.strip().isdigit():
-            raise SystemExit(f"--mesh {spec!r}: expected data=N,fsdp=N,tensor=N; got {part!r}")
-        sizes[name.strip()] = int(value)
-    return jaxlens.sharding.make_mesh(**sizes)
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
@@ -71,7 +58,8 @@ def main(argv=None) -> None:
         with open(args.prompts, encoding="utf-8") as f:
             prompts = [line.rstrip("\n") for line in f if line.strip()]
     head = pipeline.run(
-        args.model, args.out, quick=not args.full, mesh=parse_mesh(args.mesh), saes=args.saes,
+        args.model, args.out, quick=not args.full, saes=args.saes,
+        mesh=jaxlens.sharding.parse_mesh(args.mesh),
         text_file=args.text, prompts=prompts, config=preset(**overrides),
         screenshot=not args.no_screenshot,
     )  # fmt: skip

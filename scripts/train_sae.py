@@ -71,19 +71,6 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def parse_mesh(spec: str | None):
-    """`data=2,fsdp=1,tensor=4` -> a `jaxlens.sharding.make_mesh` mesh (None: no mesh)."""
-    if not spec:
-        return None
-    sizes = {}
-    for part in spec.split(","):
-        name, _, value = part.partition("=")
-        if name.strip() not in ("data", "fsdp", "tensor") or not value.strip().isdigit():
-            raise SystemExit(f"--mesh {spec!r}: expected data=N,fsdp=N,tensor=N; got {part!r}")
-        sizes[name.strip()] = int(value)
-    return jaxlens.sharding.make_mesh(**sizes)
-
-
 def activation_source(args, key):
     """The activation source, the layers it yields, and (model config, params, tokens)."""
     if args.cached:
@@ -163,7 +150,7 @@ def main() -> None:
         steps=args.steps,
         batch_size=args.batch_size,
         lr=args.lr,
-        mesh=parse_mesh(args.mesh),
+        mesh=jaxlens.sharding.parse_mesh(args.mesh),
         options=options,
         checkpoint_dir=run / "checkpoints",
         callback=callback,

@@ -37,23 +37,9 @@ class Model(NamedTuple):
     mesh: Any = None
 
 
-class MeshSpecError(ValueError):
-    """A `--mesh` string that does not parse."""
-
-
 def parse_mesh(spec: str | None):
-    """`"data=2,fsdp=4,tensor=1"` -> mesh (missing axes default to 1; None -> no mesh)."""
-    if not spec:
-        return None
-    sizes = {}
-    for part in spec.split(","):
-        key, _, value = part.partition("=")
-        if key.strip() not in ("data", "fsdp", "tensor") or not value.strip().isdigit():
-            raise MeshSpecError(
-                f"--mesh {spec!r}: expected comma-separated data=N,fsdp=N,tensor=N, got {part!r}"
-            )
-        sizes[key.strip()] = int(value)
-    return jaxlens.sharding.make_mesh(**sizes)
+    """`"data=2,fsdp=4,tensor=1"` -> mesh (see `jaxlens.sharding.parse_mesh`)."""
+    return jaxlens.sharding.parse_mesh(spec)
 
 
 def load_model(path: str | os.PathLike, *, mesh=None, dtype: str | None = None) -> Model:

@@ -155,16 +155,8 @@ def _cfg_dict(cfg: SpiralConfig) -> dict[str, Any]:
 
 
 def parse_mesh(spec: str | None) -> Any:
-    """A `--mesh data=N,fsdp=N,tensor=N` string as a mesh (None: no mesh)."""
-    if not spec:
-        return None
-    sizes = {}
-    for part in spec.split(","):
-        name, _, value = part.partition("=")
-        if name.strip() not in ("data", "fsdp", "tensor") or not value.strip().isdigit():
-            raise ValueError(f"--mesh {spec!r}: expected data=N,fsdp=N,tensor=N; got {part!r}")
-        sizes[name.strip()] = int(value)
-    return jaxlens.sharding.make_mesh(**sizes)
+    """A `--mesh data=N,fsdp=N,tensor=N` string as a mesh (see `jaxlens.sharding.parse_mesh`)."""
+    return jaxlens.sharding.parse_mesh(spec)
 
 
 def default_model() -> str | None:

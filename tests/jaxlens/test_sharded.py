@@ -114,3 +114,13 @@ def test_param_shardings_cover_every_leaf():
     assert jax.tree.structure(shardings) == jax.tree.structure(param_shapes(config))
     assert shardings["embed"]["embedding"].spec == P(None, "fsdp")
     assert shardings["layers"]["mlp"]["down_proj"]["kernel"].spec == P(None, None, "fsdp")
+
+
+def test_parse_mesh_reads_the_flag_and_names_a_bad_part():
+    import jaxlens
+
+    mesh = jaxlens.sharding.parse_mesh("data=2, fsdp=4")
+    assert dict(mesh.shape) == {"data": 2, "fsdp": 4, "tensor": 1}
+    assert jaxlens.sharding.parse_mesh("") is None
+    with pytest.raises(jaxlens.sharding.MeshError, match="'dta=2'"):
+        jaxlens.sharding.parse_mesh("dta=2,fsdp=4")
