@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rebuilds BENCHMARKS.md from the per-package sections in docs/bench/ (core, engine, sae, rl).
+# Rebuilds BENCHMARKS.md from the per-package sections in docs/bench/ (core, engine, sae, rl, studies).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 {
@@ -16,7 +16,7 @@ No GPU was lent to the sessions that produced these figures: they are CPU figure
 how that was handled and how far the numbers can be trusted.
 
 HEAD
-  for part in core engine sae rl; do
+  for part in core engine sae rl studies; do
     f="docs/bench/$part.md"
     if [ -f "$f" ]; then cat "$f"; echo; fi
   done
