@@ -21,6 +21,11 @@ import rl.selfplay as sp
 from rl.selfplay.run import default_model, parse_mesh
 
 
+def _given(**flags):
+    """The flags the user set (None means: keep the preset's value)."""
+    return {k: v for k, v in flags.items() if v is not None}
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
@@ -83,32 +88,24 @@ def build_config(args) -> sp.SpiralConfig:
         kuhn_variant=args.kuhn_variant,
         **({"slots": args.slots} if args.slots else {}),
     )
-    ppo_kw = {
-        k: v
-        for k, v in dict(
-            lr=args.lr,
-            epochs=args.epochs,
-            normalize=args.normalize,
-            kl_coef=args.kl,
-            micro_batch=args.micro_batch,
-        ).items()
-        if v is not None
-    }
+    ppo_kw = _given(
+        lr=args.lr,
+        epochs=args.epochs,
+        normalize=args.normalize,
+        kl_coef=args.kl,
+        micro_batch=args.micro_batch,
+    )
     if args.bf16:
         ppo_kw["param_dtype"] = "bfloat16"
     gen = cfg.generation
     if args.max_new_tokens:
         gen = dataclasses.replace(gen, max_new_tokens=args.max_new_tokens)
-    top = {
-        k: v
-        for k, v in dict(
-            steps=args.steps,
-            samples_per_step=args.samples_per_step,
-            eval_every=args.eval_every,
-            checkpoint_every=args.checkpoint_every,
-        ).items()
-        if v is not None
-    }
+    top = _given(
+        steps=args.steps,
+        samples_per_step=args.samples_per_step,
+        eval_every=args.eval_every,
+        checkpoint_every=args.checkpoint_every,
+    )
     return dataclasses.replace(
         cfg,
         rollout=roll,

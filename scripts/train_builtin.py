@@ -96,6 +96,8 @@ def corpus(args, seed: int, scale: float = 1.0) -> dict[str, list]:
 
 
 def chatml(conversation: list[dict]) -> str:
+    # The layout of `jaxlens.hf.CHATML_TEMPLATE`, written out: the tokenizer is trained on these
+    # texts before any tokenizer (and so its template) exists.
     return "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in conversation)
 
 
