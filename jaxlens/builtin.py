@@ -64,7 +64,8 @@ def builtin_config(
 
 
 class Packed(NamedTuple):
-    """`tokens [S, T]` int32 windows and `loss_mask [S, T]` bool (the tokens to learn)."""
+    """`tokens [S, T]` int32 windows and `loss_mask [S, T]` float32 loss weights (0 = not
+    learned)."""
 
     tokens: np.ndarray
     loss_mask: np.ndarray
@@ -77,13 +78,15 @@ def pack_windows(
     seq_len: int,
     seed: int,
     masks: Sequence[Sequence[bool]] | None = None,
+    filler_weight: float = 1.0,
 ) -> Packed:
     """Packs whole documents into `[S, seq_len]` windows, no document cut in two.
 
     Documents are shuffled (seeded) and placed first-fit into windows; the space left at the end
     of each window is filled with `filler` texts (plain prose, which may be cut anywhere), so no
     window holds padding. Without `masks` every token is learned; with `masks` (one bool per
-    document token, e.g. true on chat replies) only those are, and filler is not. A document
+    document token, e.g. true on chat replies) only those are, plus the filler prose, whose loss
+    weight is `filler_weight` (below 1 keeps prose from drowning out the replies). A document
     longer than `seq_len` raises `PackingError`.
     """
     rng = np.random.default_rng(seed)
@@ -95,17 +98,19 @@ def pack_windows(
         )
     if not filler or not any(len(f) for f in filler):
         raise PackingError("pack_windows: expected non-empty filler texts")
+    if not 0 <= filler_weight <= 1:
+        raise PackingError(f"pack_windows: filler_weight={filler_weight}, expected 0..1")
     if masks is not None and [len(m) for m in masks] != [len(d) for d in documents]:
         raise PackingError("pack_windows: expected one mask entry per document token")
     windows: list[list[int]] = []
-    learn: list[list[bool]] = []
+    learn: list[list[float]] = []
     for i in rng.permutation(len(documents)):
         doc = list(documents[i])
         if not windows or len(windows[-1]) + len(doc) > seq_len:
             windows.append([])
             learn.append([])
         windows[-1].extend(doc)
-        learn[-1].extend([True] * len(doc) if masks is None else list(masks[i]))
+        learn[-1].extend([1.0] * len(doc) if masks is None else [float(b) for b in masks[i]])
     stream = [t for f in (filler[j] for j in rng.permutation(len(filler))) for t in f]
     cursor = 0
     for w, m in zip(windows, learn, strict=True):
@@ -114,11 +119,11 @@ def pack_windows(
             take = stream[cursor : cursor + need]
             cursor = (cursor + len(take)) % len(stream)
             w.extend(take)
-            m.extend([masks is None] * len(take))
+            m.extend([filler_weight] * len(take))
             need = seq_len - len(w)
     shape = (len(windows), seq_len)
     return Packed(
-        np.asarray(windows, np.int32).reshape(shape), np.asarray(learn, bool).reshape(shape)
+        np.asarray(windows, np.int32).reshape(shape), np.asarray(learn, np.float32).reshape(shape)
     )
 
 

@@ -63,7 +63,7 @@ def _train_chunk(
 
 
 def masked_loss(params: Params, tokens: Array, targets: Array, *, config: ModelConfig) -> Array:
-    """Mean next-token cross-entropy over the positions where `targets [B, T]` is true."""
+    """Next-token cross-entropy averaged with the weights `targets [B, T]` (bool or float)."""
     weight = targets[:, 1:].astype(jnp.float32)
     logp = token_logprobs(params, tokens, config=config)
     return -jnp.sum(logp * weight) / jnp.maximum(weight.sum(), 1.0)
@@ -85,8 +85,9 @@ def fit_lm(
 ) -> Params:
     """Trains `params` on token windows `[S, T]` by next-token prediction (Adam, cosine decay).
 
-    `loss_mask [S, T]` (optional, bool) limits the loss to the tokens where it is true, e.g. the
-    replies of chat conversations; `snapshot(step, params)` is called every `log_every` steps.
+    `loss_mask [S, T]` (optional, bool or non-negative float weights) limits the loss to the
+    tokens where it is true (or weights them), e.g. the replies of chat conversations;
+    `snapshot(step, params)` is called every `log_every` steps.
     Raises `TrainingError` on bad input or when the loss stops being finite (naming the step).
     """
     check_params(params, config)
@@ -108,19 +109,24 @@ def fit_lm(
         )
     if steps <= 0 or log_every <= 0:
         raise TrainingError(f"steps={steps}, log_every={log_every}: expected positive ints")
-    optimizer = optax.adamw(
-        optax.warmup_cosine_decay_schedule(0.0, lr, max(steps // 10, 1), steps), weight_decay=0.0
+    warmup = max(steps // 10, 1)
+    optimizer = optax.adamw(  # decay_steps > warmup, or optax refuses a 1-step run
+        optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(steps, warmup + 1)),
+        weight_decay=0.0,
     )
     params = jax.tree.map(jnp.array, params)  # the chunk donates its input: keep the caller's
     state = LMState(params, optimizer.init(params), key)
     if loss_mask is None:
-        targets = jnp.ones(data.shape, bool)
+        targets = jnp.ones(data.shape, jnp.float32)
     elif np.shape(loss_mask) != data.shape:
         raise TrainingError(
             f"loss_mask has shape {np.shape(loss_mask)}: expected the tokens' shape {data.shape}"
         )
     else:
-        targets = jnp.asarray(loss_mask, bool)
+        weights = np.asarray(loss_mask, np.float32)
+        if not np.all(np.isfinite(weights)) or weights.min() < 0:
+            raise TrainingError("loss_mask: expected booleans or finite non-negative weights")
+        targets = jnp.asarray(weights)
     data = jnp.asarray(data, jnp.int32)
     done = 0
     while done < steps:

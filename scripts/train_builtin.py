@@ -9,7 +9,9 @@ generic instructions, forced-choice picks, all following a Big Five profile), ga
 (`rl.transcripts.game_conversations`: the exact self-play prompts answered by players from
 random-legal to decent) and plain text (`sae.stories`). Conversations are rendered with the
 ChatML template of a byte-level BPE trained on the same corpus, packed whole into windows
-(`jaxlens.builtin.pack_windows`) and learned by next-token prediction (`jaxlens.training.fit_lm`).
+(`jaxlens.builtin.pack_windows`) and learned by next-token prediction (`jaxlens.training.fit_lm`)
+on the chat replies (answers, moves, picks: the prompts are only read) and, at `--prose-weight`,
+the prose.
 Everything is deterministic given `--seed`. The run folder (`runs/train_builtin/`) has the loss
 curve, held-out perplexity per corpus part and the report; the model directory gets the
 weights (bfloat16 safetensors), config, tokenizer and a model card.
@@ -47,19 +49,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=jaxlens.BUILTIN_MODEL, help="model directory")
     p.add_argument("--run", type=Path, default=Path("runs/train_builtin"), help="run folder")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--personas", type=int, default=9000, help="persona conversations")
-    p.add_argument("--games", type=int, default=5000, help="game-turn conversations")
+    p.add_argument("--personas", type=int, default=5000, help="persona conversations")
+    p.add_argument(
+        "--games",
+        type=int,
+        default=3500,
+        help="game-turn conversations (half TicTacToe, a fifth Kuhn Poker, the rest Negotiation)",
+    )
     p.add_argument("--stories", type=int, default=12000, help="plain-text documents")
     p.add_argument("--vocab-size", type=int, default=4096)
     p.add_argument("--d-model", type=int, default=256)
     p.add_argument("--layers", type=int, default=6)
     p.add_argument("--d-ff", type=int, default=704)
     p.add_argument("--seq-len", type=int, default=512, help="training window (tokens)")
-    p.add_argument("--batch-size", type=int, default=8, help="windows per step")
-    p.add_argument("--steps", type=int, default=600)
-    p.add_argument("--lr", type=float, default=2e-3, help="peak Adam lr (warmup, cosine decay)")
+    # Small batches, many steps: early in training more updates beat bigger batches.
+    p.add_argument("--batch-size", type=int, default=4, help="windows per step")
+    p.add_argument("--steps", type=int, default=1150)
+    p.add_argument("--lr", type=float, default=1.5e-3, help="peak Adam lr (warmup, cosine decay)")
     p.add_argument("--log-every", type=int, default=25)
-    p.add_argument("--snapshot-every", type=int, default=150, help="steps between saves")
+    p.add_argument("--snapshot-every", type=int, default=250, help="steps between saves")
     p.add_argument(
         "--init",
         type=Path,
@@ -67,9 +75,18 @@ def parse_args(argv=None) -> argparse.Namespace:
         "random init",
     )
     p.add_argument(
-        "--reply-loss",
-        action="store_true",
-        help="learn only the chat replies (the answers, moves and picks), not prompts or prose",
+        "--loss",
+        choices=("replies", "all"),
+        default="replies",
+        help="replies: learn the chat replies (answers, moves, picks) and the prose, not the "
+        "prompts, which the model only reads; all: every token",
+    )
+    p.add_argument(
+        "--prose-weight",
+        type=float,
+        default=0.1,
+        help="loss weight of the prose that fills each window with --loss replies (0..1); the "
+        "prose has ~3x the replies' tokens and would otherwise dominate the gradient",
     )
     p.add_argument("--quick", action="store_true", help="tiny corpus and model, for tests")
     args = p.parse_args(argv)
@@ -80,17 +97,30 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+# Questionnaire-heavy, one adjective per trait pole, up to 10 answers per conversation: a small
+# model learns the persona -> answer lookup from answers, and these put the most of them per token.
+PERSONA_CORPUS = personality.CorpusConfig(
+    mix=(0.7, 0.2, 0.1), max_turns=10, answer_noise=0.2, max_chars=2600, synonyms=False
+)
+# TicTacToe is the game whose legality needs the board read; it gets the largest share.
+GAME_SHARES = {"tictactoe": 0.5, "kuhn_poker": 0.2, "negotiation": 0.3}
+
+
 def corpus(args, seed: int, scale: float = 1.0) -> dict[str, list]:
     """The three parts: lists of chat conversations (personas, games) and of texts (stories)."""
     personas = personality.train_personas(personality.make_personas(2000, seed=0))
     n = lambda k: max(int(k * scale), 1)
+    conversations = personality.persona_conversations(personas, seed=seed, config=PERSONA_CORPUS)
+    games = [
+        conv
+        for g, (game, share) in enumerate(GAME_SHARES.items())
+        for conv in rl.transcripts.game_conversations(
+            seed=seed + g, games=(game,), n=n(args.games * share)
+        )
+    ]
     return {
-        "personas": list(
-            itertools.islice(
-                personality.persona_conversations(personas, seed=seed), n(args.personas)
-            )
-        ),
-        "games": list(rl.transcripts.game_conversations(seed=seed, n=n(args.games))),
+        "personas": list(itertools.islice(conversations, n(args.personas))),
+        "games": games,
         "stories": list(sae.stories.stories(seed=seed, n=n(args.stories))),
     }
 
@@ -128,18 +158,19 @@ def tokenize(tokenizer, parts: dict[str, list]) -> dict[str, list[tuple[list[int
     return out
 
 
-def heldout_perplexity(params, config, docs: list[list[int]], seq_len: int) -> float:
-    """exp(mean next-token loss) over whole held-out documents, one padded batch each 16."""
+def heldout_perplexity(params, config, docs: list[tuple[list[int], list[bool]]], seq_len) -> float:
+    """exp(mean next-token loss) over the learned tokens (mask true) of held-out documents,
+    one padded batch each 16."""
     total, count = 0.0, 0
     score = jax.jit(lambda p, t, m: jaxlens.token_logprobs(p, t, config=config, attention_mask=m))
     for i in range(0, len(docs), 16):
         chunk = docs[i : i + 16]
         tokens = np.zeros((len(chunk), seq_len), np.int32)
-        mask = np.zeros_like(tokens)
-        for r, d in enumerate(chunk):
-            tokens[r, : len(d)], mask[r, : len(d)] = d[:seq_len], 1
+        mask, learn = np.zeros_like(tokens), np.zeros(tokens.shape, bool)
+        for r, (d, m) in enumerate(chunk):
+            tokens[r, : len(d)], mask[r, : len(d)], learn[r, : len(d)] = d[:seq_len], 1, m[:seq_len]
         lp = np.asarray(score(params, jnp.asarray(tokens), jnp.asarray(mask)))
-        valid = mask[:, 1:] & mask[:, :-1]
+        valid = learn[:, 1:] & (mask[:, :-1] > 0)
         total += float(-(lp * valid).sum())
         count += int(valid.sum())
     return float(np.exp(total / max(count, 1)))
@@ -168,7 +199,8 @@ def main(argv=None) -> dict:
         [d for d, _ in ids["stories"]],
         seq_len=args.seq_len,
         seed=args.seed,
-        masks=[m for _, m in documents] if args.reply_loss else None,
+        masks=[m for _, m in documents] if args.loss == "replies" else None,
+        filler_weight=args.prose_weight,
     )
     special = {
         "bos": tokenizer.convert_tokens_to_ids("<s>"),
@@ -240,10 +272,11 @@ def main(argv=None) -> dict:
     train_s = time.time() - t_train
     bf16_params = jax.tree.map(lambda x: x.astype(jnp.bfloat16).astype(jnp.float32), params)
     ppl = {
-        k: round(heldout_perplexity(bf16_params, config, [d for d, _ in v], args.seq_len), 3)
+        k: round(heldout_perplexity(bf16_params, config, v, args.seq_len), 3)
         for k, v in heldout_ids.items()
     }
-    results = {f"held-out perplexity ({k})": v for k, v in ppl.items()}
+    what = {"personas": "persona replies", "games": "game replies", "stories": "prose"}
+    results = {f"held-out perplexity ({what[k]})": v for k, v in ppl.items()}
     results.update(
         {"final training loss": round(losses[-1][1], 4), "training time (s)": round(train_s)}
     )
@@ -266,7 +299,9 @@ def main(argv=None) -> dict:
             "optimizer": f"Adam, peak lr {args.lr}, warmup + cosine decay",
             "seed": args.seed,
             "starting point": "random init" if args.init is None else f"the model in {args.init}",
-            "loss": "chat replies only" if args.reply_loss else "every token",
+            "loss": f"chat replies, and prose at weight {args.prose_weight}"
+            if args.loss == "replies"
+            else "every token",
             "command": " ".join(["python3"] + sys.argv),
         },
         results=results,

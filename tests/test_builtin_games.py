@@ -48,7 +48,7 @@ def rows():
     )
 
 
-# The weights shipped now (600 steps, ~2.5M tokens on a shared 2-core CPU) read the board
+# The weights shipped now (1,150 steps of 4 x 512 tokens on a 2-core CPU) read the board
 # too weakly: at temperature 1.0 nearly half its TicTacToe replies name a taken cell. The check
 # stays and reports XPASS for weights that learned it (docs/builtin_model.md).
 NOT_LEARNED = pytest.mark.xfail(

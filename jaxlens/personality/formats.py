@@ -38,10 +38,10 @@ def card_system(character: str, franchise: str, description: str | None = None) 
 
 
 def item_user(item: Item) -> str:
-    scale = ", ".join(f"{i} {label}" for i, label in enumerate(LIKERT, start=1))
+    # The statement comes last, right before the answer: a small model reads it most easily there.
     return (
-        f'How well does this describe you? "{item.statement}"\n'
-        f"Answer 1-5 ({scale}) and give a short reason."
+        f"On a scale from 1 ({LIKERT[0]}) to 5 ({LIKERT[-1]}), with a short reason: how well "
+        f'does this describe you? "{item.statement}"'
     )
 
 

@@ -205,16 +205,20 @@ def save_roster(path: str | os.PathLike, characters: list[Character]) -> None:
     Path(path).write_text(json.dumps(rows, indent=1) + "\n")
 
 
-def make_roster(n: int = 40, *, pool: int = 2000, seed: int = 0) -> list[Character]:
-    """The first `n` held-out personas of `make_personas(pool, seed=seed)` as characters,
-    their description's synonyms drawn with `seed` (this is how `BUNDLED_ROSTER` is made)."""
+def make_roster(
+    n: int = 40, *, pool: int = 2000, seed: int = 0, synonyms: bool = False
+) -> list[Character]:
+    """The first `n` held-out personas of `make_personas(pool, seed=seed)` as characters
+    (this is how `BUNDLED_ROSTER` is made). Descriptions use each trait's first adjective, as
+    the built-in model's corpus does; `synonyms=True` draws them with `seed` instead."""
     held = held_out_personas(make_personas(pool, seed=seed))
     if n > len(held):
         raise ValueError(f"make_roster: n={n} but the pool has only {len(held)} held-out personas")
     rng = np.random.default_rng(seed)
+    draws = [tuple(int(a) for a in rng.integers(0, 4, size=len(TRAITS))) for _ in held[:n]]
     return [
-        to_character(p, adjectives=tuple(int(a) for a in rng.integers(0, 4, size=len(TRAITS))))
-        for p in held[:n]
+        to_character(p, adjectives=a if synonyms else None)
+        for p, a in zip(held[:n], draws, strict=True)
     ]
 
 

@@ -41,17 +41,22 @@ def test_pack_windows_keeps_every_document_whole_and_leaves_no_padding():
     np.testing.assert_array_equal(windows, again.tokens)
 
 
-def test_pack_windows_carries_reply_masks_and_skips_filler():
+def test_pack_windows_carries_reply_masks_and_weights_filler():
     rng = np.random.default_rng(4)
     docs = _docs(rng, 23, 4, 30)
     masks = [[j % 3 == 0 for j in range(len(d))] for d in docs]
-    windows, learn = pack_windows(docs, [[1, 2, 3]], seq_len=48, seed=1, masks=masks)
+    windows, learn = pack_windows(
+        docs, [[1, 2, 3]], seq_len=48, seed=1, masks=masks, filler_weight=0.25
+    )
+    assert learn.dtype == np.float32
     for i, mask in enumerate(masks):
         r, c = np.nonzero(windows == 10 + i)
-        np.testing.assert_array_equal(learn[r, c], mask)
-    assert not learn[windows < 10].any(), "filler is learned although masks were given"
+        np.testing.assert_array_equal(learn[r, c], np.asarray(mask, np.float32))
+    assert np.all(learn[windows < 10] == 0.25), "filler prose does not carry its weight"
     with pytest.raises(PackingError, match="one mask entry per document token"):
         pack_windows(docs, [[1]], seq_len=48, seed=1, masks=masks[:-1])
+    with pytest.raises(PackingError, match="filler_weight=1.5"):
+        pack_windows(docs, [[1]], seq_len=48, seed=1, masks=masks, filler_weight=1.5)
 
 
 def test_pack_windows_refuses_a_document_longer_than_the_window():

@@ -110,3 +110,25 @@ def test_fit_lm_rejects_bad_input(params):
             batch_size=2,
             lr=float("nan"),
         )
+
+
+def test_masked_loss_is_the_weighted_mean_of_token_losses(params):
+    from jaxlens.training import masked_loss
+
+    tokens = np.random.RandomState(5).randint(3, CONFIG.vocab_size, (2, 8))
+    weights = np.random.RandomState(6).uniform(0, 1, tokens.shape).astype(np.float32)
+    weights[0, :4] = 0.0
+    lp = np.asarray(token_logprobs(params, jnp.asarray(tokens), config=CONFIG))
+    want = -(lp * weights[:, 1:]).sum() / weights[:, 1:].sum()
+    got = masked_loss(params, jnp.asarray(tokens), jnp.asarray(weights), config=CONFIG)
+    np.testing.assert_allclose(float(got), want, rtol=1e-5)
+    with pytest.raises(TrainingError, match="non-negative weights"):
+        fit_lm(
+            params,
+            tokens,
+            config=CONFIG,
+            key=jax.random.key(0),
+            steps=1,
+            batch_size=2,
+            loss_mask=-weights,
+        )

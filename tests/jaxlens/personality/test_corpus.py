@@ -70,9 +70,8 @@ def _item_answers(convs):
         if conv[0]["role"] != "system" or not name:
             continue
         for q, a in zip(conv[1::2], conv[2::2], strict=True):
-            m = re.search(r'"(.+)"', q["content"])
-            if q["content"].startswith("How well") and m:
-                item = next(it for it in P.IPIP50 if it.statement == m.group(1))
+            item = next((it for it in P.IPIP50 if P.formats.item_user(it) == q["content"]), None)
+            if item is not None:
                 out.append((item, P.parse_likert(a["content"]), name.group(1)))
     return out
 
@@ -140,7 +139,7 @@ def test_deterministic_and_short():
     assert max(sum(len(m["content"]) for m in conv) for conv in a) <= 1600
     assert {conv[-1]["role"] for conv in a} == {"assistant"}
     kinds = [
-        "items" if "How well" in conv[-2]["content"] else
+        "items" if "how well" in conv[-2]["content"] else
         "forced" if "Pick exactly" in conv[-2]["content"] else "open"
         for conv in a
     ]  # fmt: skip
