@@ -215,11 +215,8 @@ def make_roster(
     if n > len(held):
         raise ValueError(f"make_roster: n={n} but the pool has only {len(held)} held-out personas")
     rng = np.random.default_rng(seed)
-    draws = [tuple(int(a) for a in rng.integers(0, 4, size=len(TRAITS))) for _ in held[:n]]
-    return [
-        to_character(p, adjectives=a if synonyms else None)
-        for p, a in zip(held[:n], draws, strict=True)
-    ]
+    draw = lambda: tuple(int(a) for a in rng.integers(0, 4, len(TRAITS))) if synonyms else None
+    return [to_character(p, adjectives=draw()) for p in held[:n]]
 
 
 def bundled_roster() -> list[Character]:
