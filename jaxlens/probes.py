@@ -19,11 +19,14 @@ averaged within each distinct label value, and the ridge fit runs on those means
 chosen by CV on held-out samples).
 
 `Probe.directions [L, D]` are the unit-norm weight vectors (the steering directions); `predict`
-applies the fitted probes. `auc` and `cosines` are the usual checks on directions.
+applies the fitted probes. `auc` and `cosines` are the usual checks on directions. `save` and
+`load` keep named probes in one `.npz` of plain arrays (no pickles).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import jax
@@ -250,3 +253,28 @@ def cosines(directions) -> np.ndarray:
     d = np.asarray(directions, np.float64)
     d = d / np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-30)
     return np.einsum("kld,jld->lkj", d, d)
+
+
+def save(path: str | os.PathLike, named: Mapping[str, Probe]) -> None:
+    """Writes probes by name (e.g. one per trait) to one `.npz`, keys `<name>/<field>`."""
+    arrays = {f"{n}/{k}": np.asarray(v) for n, p in named.items() for k, v in p._asdict().items()}
+    with open(path, "wb") as f:  # np.savez would append ".npz" to a path without it
+        np.savez(f, **arrays)
+
+
+def load(path: str | os.PathLike) -> dict[str, Probe]:
+    """Reads probes written by `save`; a file missing any field raises `ProbeError`."""
+    with np.load(path, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    names = sorted({k.split("/", 1)[0] for k in arrays if "/" in k})
+    if not names:
+        raise ProbeError(f"{path}: no probes found (expected keys <name>/<field>)")
+    out = {}
+    for n in names:
+        missing = [k for k in Probe._fields if f"{n}/{k}" not in arrays]
+        if missing:
+            raise ProbeError(
+                f"{path}: probe {n!r} lacks {missing} (expected all of {Probe._fields})"
+            )
+        out[n] = Probe(**{k: arrays[f"{n}/{k}"] for k in Probe._fields})
+    return out

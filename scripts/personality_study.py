@@ -4,6 +4,7 @@
     python3 scripts/personality_study.py --model DIR --roster chars.csv --out runs/big5 \\
         --mesh data=4,fsdp=8 --paper                                 # the published setting
     python3 scripts/personality_study.py --stage probe --out runs/big5   # one stage again
+    python3 scripts/personality_study.py --stage steer --out runs/big5   # along probe/probes.npz
     python3 scripts/personality_study.py --plan v5p-64               # memory plan for 70B, no model
 
 Stages write one run folder each under --out (score/, sample/, probe/, steer/) with config,
@@ -20,7 +21,9 @@ import sys
 from pathlib import Path
 
 import jaxlens
+from jaxlens import probes
 from jaxlens.personality import load_roster, plan, runtime, scoring, study
+from jaxlens.personality.items import trait_scores
 
 STAGES = ("all", "score", "sample", "probe", "steer")
 
@@ -73,19 +76,23 @@ def main(argv=None) -> dict | None:
     if args.stage == "score":
         study.stage_score(model, roster, out / "score", config, sys.argv)
         return None
-    answers = scoring.read_scores(out / "score" / "scores.jsonl", roster)
+    scores = out / "score" / "scores.jsonl"
     if args.stage == "sample":
-        study.stage_sample(model, answers["argmax"], out / "sample", config, args.model, sys.argv)
+        answers = scoring.read_scores(scores, roster)["argmax"]
+        study.stage_sample(model, answers, out / "sample", config, args.model, sys.argv)
         return None
-    from jaxlens.personality.items import trait_scores
-
-    y = trait_scores(answers[config.readout])
-    probed = study.stage_probe(out / "sample", y, out / "probe", config, sys.argv)
+    saved = out / "probe" / "probes.npz"
+    if args.stage == "steer" and saved.exists():
+        fitted = probes.load(saved)  # steer along the probe stage's directions, not a refit
+        print(f"steering along the probes in {saved}")
+    else:
+        y = trait_scores(scoring.read_scores(scores, roster)[config.readout])
+        fitted = study.stage_probe(out / "sample", y, out / "probe", config, sys.argv)["probes"]
     if args.stage == "steer":
         judge = runtime.load_model(args.judge) if args.judge else None
         study.stage_steer(
             model,
-            probed["probes"],
+            fitted,
             roster[: config.context],
             out / "steer",
             config,

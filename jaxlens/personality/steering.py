@@ -223,18 +223,25 @@ def open_ended(
     return records
 
 
-def judge_scores(judge, trait, convs, texts, batch_size=16) -> np.ndarray:
-    """Likert expected value (1..5) of "this reply shows a <adjective> person", per reply."""
+def judge_conversation(trait: str, request: str, reply: str) -> list[dict]:
+    """The judge's question about one reply: does it show the trait's positive pole? (1..5)"""
     adjective = ADJECTIVES[trait]["positive"][0]
-    question = (
-        'How well does this describe the author of the reply? "The author is {}."\n'
-        "Answer 1-5 (1 strongly disagree .. 5 strongly agree)."
-    )
+    return [
+        {
+            "role": "user",
+            "content": f'Request: "{request}"\nReply: "{reply}"\n'
+            f'How well does this describe the author of the reply? "The author is {adjective}."\n'
+            "Answer 1-5 (1 strongly disagree .. 5 strongly agree).",
+        }
+    ]
+
+
+def judge_scores(judge, trait, convs, texts, batch_size=16) -> np.ndarray:
+    """Likert expected value (1..5) of "this reply shows a <adjective> person", per reply,
+    read from the judge's option-token probabilities."""
     asks = [
-        [{"role": "user", "content": f'Request: "{c[0]["content"]}"\nReply: "{t}"\n'
-          + question.format(adjective)}]
-        for c, t in zip(convs, texts, strict=True)
-    ]  # fmt: skip
+        judge_conversation(trait, c[0]["content"], t) for c, t in zip(convs, texts, strict=True)
+    ]
     ids = [runtime.token_id(judge.tokenizer, o) for o in scoring.OPTIONS]
     ev = np.zeros(len(asks))
     for batch in runtime.batches(judge.tokenizer, asks, batch_size=min(batch_size, len(asks))):

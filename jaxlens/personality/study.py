@@ -10,7 +10,8 @@ the headline figures; each stage is also callable on its own (the scripts call t
 - `stage_probe`: `probe/`: per trait and position a `jaxlens.probes.fit` of the trait score
   (from `StudyConfig.readout`) on the activations, groups = characters; R^2 and Spearman by
   layer, the trait cosine matrix at each trait's best layer, adjective AUC by layer, and
-  `probes.npz` (directions per trait for steering).
+  `probes.npz` (every trait's fitted probe, `jaxlens.probes.load` reads it back; the steer
+  stage run on its own steers along these).
 - `stage_steer`: `steer/`: forced-choice sweeps for each recipe, with and without persona
   context (dose-response plots, on/off-target shift matrices) and open-ended generation scored
   by the probe (and a judge model if named).
@@ -229,22 +230,7 @@ def stage_probe(sample_dir, y_by_trait, out, config: StudyConfig, command=None) 
     best = np.stack([fitted[t].directions[fitted[t].best_layer] for t in TRAITS])[:, None]
     cos = probes.cosines(best)[0]
     run.figure("trait_cosines", plots.matrix(cos, "cosine of trait directions (best layers)"))
-    np.savez(
-        run / "probes.npz",
-        **{
-            f"{t}_{k}": getattr(fitted[t], k)
-            for t in TRAITS
-            for k in (
-                "directions",
-                "coef",
-                "intercept",
-                "mean",
-                "test_spearman",
-                "test_r2",
-                "alpha",
-            )
-        },
-    )
+    probes.save(run / "probes.npz", fitted)
     run.save_json("probe_metrics.json", rows_out)
     run.summary([r for r in rows_out if r["position"] == config.position])
     run.section("All positions", _table(rows_out))

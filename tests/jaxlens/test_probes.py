@@ -87,3 +87,22 @@ def test_bad_inputs():
         probes.fit(np.zeros((1, 10, 3)), np.zeros(10), method="lasso")
     with pytest.raises(probes.ProbeError, match="y"):
         probes.fit(np.zeros((1, 10, 3)), np.zeros(9))
+
+
+def test_save_load_round_trip(tmp_path):
+    acts, y, g, _ = _planted(seed=2)
+    named = {"EXT": probes.fit(acts, y, groups=g), "AGR": probes.fit(acts, -y, groups=g)}
+    probes.save(tmp_path / "probes.npz", named)
+    back = probes.load(tmp_path / "probes.npz")
+    assert set(back) == {"EXT", "AGR"}
+    for name, p in named.items():
+        for field, value in p._asdict().items():
+            np.testing.assert_array_equal(getattr(back[name], field), value, err_msg=field)
+        np.testing.assert_array_equal(back[name].predict(acts), p.predict(acts))
+    partial = {k: v for k, v in np.load(tmp_path / "probes.npz").items() if k != "AGR/coef"}
+    np.savez(tmp_path / "partial.npz", **partial)
+    with pytest.raises(probes.ProbeError, match="'AGR' lacks \\['coef'\\]"):
+        probes.load(tmp_path / "partial.npz")
+    np.savez(tmp_path / "empty.npz", x=np.zeros(1))
+    with pytest.raises(probes.ProbeError, match="no probes"):
+        probes.load(tmp_path / "empty.npz")

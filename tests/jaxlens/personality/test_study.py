@@ -2,7 +2,10 @@
 restartable outputs, and every stage end to end."""
 
 import json
+import runpy
+from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -11,8 +14,10 @@ from hypothesis import strategies as st
 
 import jaxlens
 import jaxlens.personality as P
+from jaxlens import probes
 from jaxlens.personality import activations, formats, runtime, scoring, steering, study
 
+SCRIPTS = Path(__file__).resolve().parents[3] / "scripts"
 FILLER = st.text(alphabet=st.sampled_from("abcxyz ,.!?()\n'\"-"), max_size=30)
 
 
@@ -76,6 +81,62 @@ def test_steering_at_strength_zero_is_exactly_unsteered(tiny):
         assert not np.array_equal(moved, base)
 
 
+def _forward_one(model, conv, **kw):
+    ids = jaxlens.apply_chat_template(model.tokenizer, conv, **kw)
+    return jaxlens.forward(
+        model.params, jnp.asarray([ids]), config=model.config,
+        capture=jaxlens.Capture(("resid_post",), reduce="mean"),
+    )  # fmt: skip
+
+
+def _judge_by_hand(model, conv, reply, options):
+    ask = steering.judge_conversation("EXT", conv[0]["content"], reply)
+    ids = jaxlens.apply_chat_template(model.tokenizer, ask, add_generation_prompt=True)
+    logits = jaxlens.forward(model.params, jnp.asarray([ids]), config=model.config).logits
+    p = np.exp(np.asarray(jax.nn.log_softmax(logits[0, -1].astype(jnp.float32)))[options])
+    return float((p * np.arange(1, 6)).sum() / p.sum())
+
+
+def test_open_ended_replies_scored_by_probe_and_judge(tiny):
+    """Strength 0 gives the unsteered greedy replies; the probe score is the probe applied to a
+    plain forward of prompt + reply; the judge score is the Likert expected value of its option
+    logits, recomputed here one conversation at a time."""
+    L, D = tiny.config.n_layers, tiny.config.d_model
+    d = np.random.default_rng(1).normal(size=(L, D))
+    d = d / np.linalg.norm(d, axis=1, keepdims=True)
+    probe = probes.Probe(
+        directions=d.astype(np.float32), coef=d, intercept=np.full(L, 0.5), mean=np.zeros((L, D)),
+        alpha=np.ones(L), cv_mse=np.ones((L, 1)), test_r2=np.zeros(L),
+        test_spearman=np.eye(L)[1], train_spearman=np.zeros(L),
+        train_index=np.arange(2), test_index=np.arange(2),
+    )  # fmt: skip
+    recipe = steering.Recipe(name="band", strengths=(0.0, 0.3))
+    zero, steered = steering.open_ended(
+        tiny, probe._replace(directions=probe.directions * 50), "EXT", recipe,
+        instructions=2, max_new_tokens=6, judge=tiny,
+    )  # fmt: skip
+    convs = [[{"role": "user", "content": P.INSTRUCTIONS[i]}] for i in range(2)]
+    batch = next(runtime.batches(tiny.tokenizer, convs, batch_size=2))
+    plain = runtime.decode(tiny, runtime.generate(tiny, batch, max_new_tokens=6), 2)
+    assert [plain[i] for i in np.argsort(batch.rows)] == zero["replies"]
+    assert steered["replies"] != zero["replies"]
+    options = [runtime.token_id(tiny.tokenizer, o) for o in scoring.OPTIONS]
+    for rec in (zero, steered):
+        pairs = list(zip(convs, rec["replies"], strict=True))
+        full = [c + [{"role": "assistant", "content": t}] for c, t in pairs]
+        mean = [
+            np.asarray(_forward_one(tiny, c, add_generation_prompt=False).captures["resid_post"])
+            for c in full
+        ]
+        want = np.mean([probe.predict(m)[1, 0] for m in mean])
+        np.testing.assert_allclose(rec["probe"], want, rtol=1e-4, atol=1e-4)
+        judged = steering.judge_scores(tiny, "EXT", convs, rec["replies"])
+        assert judged.shape == (2,) and np.all((judged >= 1) & (judged <= 5))
+        np.testing.assert_allclose(rec["judge"], judged.mean(), rtol=1e-6)
+        evs = [_judge_by_hand(tiny, c, t, options) for c, t in pairs]
+        np.testing.assert_allclose(judged, evs, rtol=1e-4, atol=1e-4)
+
+
 def test_option_readouts_by_hand():
     logp = np.log(np.array([[0.1, 0.1, 0.2, 0.2, 0.2]]))  # mass 0.8
     r = scoring.readouts(logp)
@@ -120,6 +181,14 @@ def test_study_end_to_end_and_rerun(tiny_model_dir, tmp_path):
     assert (tmp_path / "sample" / "manifest.json").read_text() == manifest
     with pytest.raises(activations.ManifestMismatch):
         activations.sample(model, answers[:, ::-1], tmp_path / "sample", config=config.sample)
+    # the script's steer stage on its own steers along the saved probes: no refit
+    saved = tmp_path / "probe" / "probes.npz"
+    stamp = saved.stat().st_mtime_ns
+    script = runpy.run_path(str(SCRIPTS / "personality_study.py"), run_name="personality_study")
+    script["main"](["--stage", "steer", "--quick", "--model", str(tiny_model_dir),
+                    "--out", str(tmp_path)])  # fmt: skip
+    assert saved.stat().st_mtime_ns == stamp
+    assert json.loads((tmp_path / "steer" / "forced_choice.json").read_text())["band"]
 
 
 def tiny_model_config(path):
