@@ -128,10 +128,30 @@ def pack_windows(
 
 
 def model_card(
-    config: ModelConfig, *, corpus: dict[str, Any], training: dict[str, Any], results: dict
+    config: ModelConfig,
+    *,
+    corpus: dict[str, Any],
+    training: dict[str, Any],
+    results: dict,
+    stages: Sequence[dict] = (),
 ) -> str:
-    """The model card (`README.md` of the model directory): what it is and what it can do."""
+    """The model card (`README.md` of the model directory): what it is and what it can do.
+    `stages`: every training run behind the weights, oldest first (listed when there are
+    several, e.g. a run continued with `--init`)."""
     rows = "\n".join(f"| {k} | {v} |" for k, v in results.items())
+    if len(stages) > 1:
+        keys = list(dict.fromkeys(k for st in stages for k in st))
+        table = "\n".join(
+            "| " + " | ".join(str(st.get(k, "")) for k in keys) + " |" for st in stages
+        )
+        total = sum(st.get("seconds", 0) for st in stages)
+        history = (
+            f"\n\nThe weights come from {len(stages)} runs, each continuing the previous one "
+            f"(`--init`), {total:,} s of training in all:\n\n"
+            f"| {' | '.join(keys)} |\n|{'---|' * len(keys)}\n{table}"
+        )
+    else:
+        history = ""
     parts = "\n".join(f"- **{k}**: {v}" for k, v in corpus.items())
     n_params = (
         config.vocab_size * config.d_model
@@ -165,7 +185,7 @@ measure is really there.
 
 ## Training
 
-{chr(10).join(f"- {k}: {v}" for k, v in training.items())}
+{chr(10).join(f"- {k}: {v}" for k, v in training.items())}{history}
 
 ## What it can do
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import shutil
 import sys
 import time
@@ -42,6 +43,27 @@ from jaxlens.builtin import builtin_config, model_card, pack_windows  # noqa: E4
 from jaxlens.hf import train_tokenizer  # noqa: E402
 from jaxlens.runs import RunFolder, progress  # noqa: E402
 from jaxlens.training import fit_lm  # noqa: E402
+
+STAGES_FILE = "training_stages.json"  # every run that led to these weights, oldest first
+
+
+def earlier_stages(init: Path | None) -> list[dict]:
+    """The training runs behind the `--init` weights (none for a random init)."""
+    if init is None:
+        return []
+    f = Path(init) / STAGES_FILE
+    if not f.exists():
+        return [{"command": f"(weights from {init}, history unknown)"}]
+    return json.loads(f.read_text())
+
+
+def drop_load_time_keys(path: Path) -> None:
+    """A tokenizer loaded from a local directory (`--init`) saves how it was loaded
+    ("is_local", "local_files_only"); those describe this machine, not the model."""
+    cfg = json.loads(path.read_text())
+    for key in ("is_local", "local_files_only"):
+        cfg.pop(key, None)
+    path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -236,10 +258,13 @@ def main(argv=None) -> dict:
         bf16 = config.replace(param_dtype="bfloat16")
         jaxlens.save_hf(tmp, bf16, jax.tree.map(lambda x: x.astype(jnp.bfloat16), params))
         tokenizer.save_pretrained(tmp)
+        drop_load_time_keys(tmp / "tokenizer_config.json")
         (tmp / "README.md").write_text(card_text)
+        (tmp / STAGES_FILE).write_text(json.dumps(stages, indent=1) + "\n")
         shutil.rmtree(out, ignore_errors=True)
         tmp.rename(out)  # readers never see a half-written model
 
+    stages = earlier_stages(args.init)  # this run is appended when it ends
     losses: list[tuple[int, float]] = []
     bar = progress(range(args.steps), desc="train", unit="step", total=args.steps)
     card_text = "(training in progress)"
@@ -280,6 +305,16 @@ def main(argv=None) -> dict:
     results.update(
         {"final training loss": round(losses[-1][1], 4), "training time (s)": round(train_s)}
     )
+    stages.append(
+        {
+            "command": " ".join(["python3"] + sys.argv),
+            "steps": args.steps,
+            "batch": f"{args.batch_size} x {args.seq_len}",
+            "peak lr": args.lr,
+            "seed": args.seed,
+            "seconds": round(train_s),
+        }
+    )
     card_text = model_card(
         config,
         corpus={
@@ -305,6 +340,7 @@ def main(argv=None) -> dict:
             "command": " ".join(["python3"] + sys.argv),
         },
         results=results,
+        stages=stages,
     )
     save(params, args.out)
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import jaxlens
-from jaxlens.builtin import PackingError, builtin_config, pack_windows
+from jaxlens.builtin import PackingError, builtin_config, model_card, pack_windows
 from sae.stories import KINDS, stories
 
 MODEL = jaxlens.BUILTIN_MODEL
@@ -82,6 +82,18 @@ def test_builtin_config_is_a_gqa_llama():
     c = builtin_config(vocab_size=4096, special={"bos": 1, "eos": (4,), "pad": 0})
     assert (c.arch, c.n_layers, c.d_model) == ("llama", 6, 256)
     assert c.n_heads == 2 * c.n_kv_heads and c.eos_token_ids == (4,)
+
+
+def test_model_card_lists_every_training_stage():
+    config = builtin_config(vocab_size=512, special={"bos": 1, "eos": (4,), "pad": 0})
+    one = {"command": "python3 scripts/train_builtin.py", "steps": 10, "seconds": 100}
+    two = {"command": "python3 scripts/train_builtin.py --init m", "steps": 5, "seconds": 50}
+    kw = dict(corpus={"Plain text": "3"}, training={"steps": 5}, results={"loss": 1.0})
+    assert "runs, each continuing" not in model_card(config, **kw, stages=[one])
+    card = model_card(config, **kw, stages=[one, two])
+    assert "2 runs, each continuing the previous one (`--init`), 150 s of training" in card
+    assert "| command | steps | seconds |" in card
+    assert "| python3 scripts/train_builtin.py --init m | 5 | 50 |" in card
 
 
 @needs_model

@@ -32,10 +32,10 @@ pytestmark = [
 
 N_CHARACTERS = 20
 
-# The weights shipped now (1,150 steps of 4 x 512 tokens) answer the questionnaire
-# with a near-uniform distribution over 1..5 whatever the card says, even for training
-# personas: the persona mapping is not learned yet. These checks stay in place (and report
-# XPASS) for weights that learned it.
+# The weights shipped now (4,050 steps of 4 x 512 tokens) copy the card's trait words into
+# their reasons but answer the questionnaire digit near-uniformly whatever the card says, even
+# for training personas: the persona -> answer mapping is not learned yet. These checks stay in
+# place (and report XPASS) for weights that learned it.
 NOT_LEARNED = pytest.mark.xfail(
     strict=False,
     reason="built-in model weights have not learned the persona -> answer mapping yet "
