@@ -50,14 +50,17 @@ def rows():
 
 # The weights shipped now (4,050 steps of 4 x 512 tokens on a 2-core CPU) read the board
 # too weakly: at temperature 1.0 about one TicTacToe or Kuhn Poker reply in five is not a legal
-# move. The check stays and reports XPASS for weights that learned it (docs/builtin_model.md).
+# move (Negotiation passes). The check stays and reports XPASS for weights that learned it
+# (docs/builtin_model.md).
 NOT_LEARNED = pytest.mark.xfail(
-    strict=False, reason="the shipped weights have not learned legal play in every game yet"
+    strict=False, reason="the shipped weights have not learned legal play in this game yet"
 )
 
 
-@NOT_LEARNED
-@pytest.mark.parametrize("game", GAMES)
+@pytest.mark.parametrize(
+    "game",
+    [pytest.param(g, marks=NOT_LEARNED) for g in ("tictactoe", "kuhn_poker")] + ["negotiation"],
+)
 def test_replies_are_legal_moves(rows, game):
     row = next(r for r in rows if r["game"] == game and r["role"] == "all")
     moves = row["n"] * row["moves"]
