@@ -305,9 +305,10 @@ def main(argv=None) -> dict:
     results.update(
         {"final training loss": round(losses[-1][1], 4), "training time (s)": round(train_s)}
     )
+    command = " ".join(["python3"] + sys.argv)
     stages.append(
         {
-            "command": " ".join(["python3"] + sys.argv),
+            "command": command,
             "steps": args.steps,
             "batch": f"{args.batch_size} x {args.seq_len}",
             "peak lr": args.lr,
@@ -337,7 +338,7 @@ def main(argv=None) -> dict:
             "loss": f"chat replies, and prose at weight {args.prose_weight}"
             if args.loss == "replies"
             else "every token",
-            "command": " ".join(["python3"] + sys.argv),
+            "command": command,
         },
         results=results,
         stages=stages,
