@@ -5,9 +5,11 @@
 
 Each acting turn of a generated game becomes one two-message conversation. The user message is
 `rl.text.render(env, state, player)`, exactly the prompt SPIRAL self-play sends (no quoted
-negotiation messages); the reply is one or two short sentences of reasoning that describe the
-move really chosen, then the move as `\\boxed{[4]}` (`rl.text.parse` reads it back to the
-recorded legal action).
+negotiation messages). The reply first restates what the prompt allows (TicTacToe: "Free
+cells: 0, 1, 5."; Kuhn Poker: "I hold Q and may [call] or [fold].", copied from the prompt's legal
+moves, so a small model reads the legal set before it chooses), then one or two short sentences of reasoning that
+describe the move really chosen, then the move as `\\boxed{[4]}` (`rl.text.parse` reads it back
+to the recorded legal action).
 
 Players. Each seat of each game gets a player drawn from `PLAYER_MIX` (independently per seat):
 
@@ -154,7 +156,11 @@ def _ttt_move(rng, env, row, kind) -> tuple[int, str]:
         idx = int(np.dot(np.array(board) + 1, 3 ** np.arange(9)))
         best = [c for c in legal if minimax_table()[idx, c]] or legal
         cell, said = int(rng.choice(best)), kind
-    return cell, f"{_ttt_reason(rng, board, me, cell, said)} \\boxed{{[{cell}]}}"
+    free = ", ".join(str(c) for c in legal)
+    return (
+        cell,
+        f"Free cells: {free}. {_ttt_reason(rng, board, me, cell, said)} \\boxed{{[{cell}]}}",
+    )
 
 
 # ---- Kuhn Poker ------------------------------------------------------------------------------
@@ -175,6 +181,11 @@ _KUHN_WHY = {  # (card, action) -> why a heuristic / strong player does it
 }
 
 
+def _kuhn_situation(card: int, legal: list[int]) -> str:
+    a, b = (kp.ACTION_NAMES[x] for x in legal)
+    return f"I hold {kp.CARD_NAMES[card]} and may {a} or {b}."
+
+
 def _kuhn_move(rng, env, row, kind) -> tuple[int, str]:
     r = min(row.round, env.rounds - 1)
     card, node = row.cards[r][row.current_player], row.nodes[r]
@@ -184,7 +195,7 @@ def _kuhn_move(rng, env, row, kind) -> tuple[int, str]:
         action = int(rng.choice(legal))
         name = kp.ACTION_NAMES[action][1:-1]
         why = _pick(rng, [f"I will {name}.", f"Let me {name} this time.", f"I {name}."])
-        return action, f"I hold {kp.CARD_NAMES[card]}. {why} \\boxed{{{kp.ACTION_NAMES[action]}}}"
+        return action, f"{_kuhn_situation(card, legal)} {why} \\boxed{{{kp.ACTION_NAMES[action]}}}"
     if kind == "heuristic":
         strong = card == 2 or (card == 1 and not opening)
         action = (kp.BET if strong else kp.CHECK) if opening else (kp.CALL if strong else kp.FOLD)
@@ -197,7 +208,7 @@ def _kuhn_move(rng, env, row, kind) -> tuple[int, str]:
             else (kp.CALL if aggressive else kp.FOLD)
         )
     why = _KUHN_WHY[(card, action)]
-    return action, f"I hold {kp.CARD_NAMES[card]}. {why} \\boxed{{{kp.ACTION_NAMES[action]}}}"
+    return action, f"{_kuhn_situation(card, legal)} {why} \\boxed{{{kp.ACTION_NAMES[action]}}}"
 
 
 # ---- Negotiation -----------------------------------------------------------------------------

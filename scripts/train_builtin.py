@@ -20,9 +20,11 @@ weights (bfloat16 safetensors), config, tokenizer and a model card.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -45,6 +47,26 @@ from jaxlens.runs import RunFolder, progress  # noqa: E402
 from jaxlens.training import fit_lm  # noqa: E402
 
 STAGES_FILE = "training_stages.json"  # every run that led to these weights, oldest first
+
+
+def git_commit() -> str | None:
+    """The checkout's commit (with "+dirty" when files differ from it), None outside git."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short=10", "HEAD"], cwd=root, capture_output=True, text=True
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        )
+    except OSError:
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def earlier_stages(init: Path | None) -> list[dict]:
@@ -110,6 +132,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="loss weight of the prose that fills each window with --loss replies (0..1); the "
         "prose has ~3x the replies' tokens and would otherwise dominate the gradient",
     )
+    p.add_argument(
+        "--positive-keyed",
+        type=float,
+        default=None,
+        metavar="P",
+        help="curriculum: draw a positively keyed questionnaire item with probability P "
+        "(default: uniformly over the 50); the held-out corpus stays uniform",
+    )
     p.add_argument("--quick", action="store_true", help="tiny corpus and model, for tests")
     args = p.parse_args(argv)
     if args.quick:
@@ -128,11 +158,12 @@ PERSONA_CORPUS = personality.CorpusConfig(
 GAME_SHARES = {"tictactoe": 0.5, "kuhn_poker": 0.2, "negotiation": 0.3}
 
 
-def corpus(args, seed: int, scale: float = 1.0) -> dict[str, list]:
+def corpus(args, seed: int, scale: float = 1.0, positive_keyed=None) -> dict[str, list]:
     """The three parts: lists of chat conversations (personas, games) and of texts (stories)."""
     personas = personality.train_personas(personality.make_personas(2000, seed=0))
     n = lambda k: max(int(k * scale), 1)
-    conversations = personality.persona_conversations(personas, seed=seed, config=PERSONA_CORPUS)
+    config = dataclasses.replace(PERSONA_CORPUS, positive_keyed=positive_keyed)
+    conversations = personality.persona_conversations(personas, seed=seed, config=config)
     games = [
         conv
         for g, (game, share) in enumerate(GAME_SHARES.items())
@@ -202,7 +233,7 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     run = RunFolder(args.run, config=vars(args), command=sys.argv)
     t0 = time.time()
-    parts = corpus(args, args.seed)
+    parts = corpus(args, args.seed, positive_keyed=args.positive_keyed)
     heldout = corpus(args, args.seed + 1000, scale=0.02)
     texts = [chatml(c) for k in ("personas", "games") for c in parts[k]] + parts["stories"]
     if args.init is None:
@@ -314,6 +345,7 @@ def main(argv=None) -> dict:
             "peak lr": args.lr,
             "seed": args.seed,
             "seconds": round(train_s),
+            "commit": git_commit(),
         }
     )
     card_text = model_card(

@@ -63,6 +63,11 @@ class CorpusConfig:
     synonyms: cards and reasons draw each trait's adjective from its 4 synonyms; False always
       uses the first (an easier mapping for a small model; the random draws are made either
       way, so the rest of the stream is unchanged).
+    positive_keyed: None draws questionnaire items uniformly (26 of the 50 are positively
+      keyed); a probability p makes each item positively keyed with probability p. A curriculum
+      knob: when the answer is the level for most items, a small model first learns to read the
+      level off the card, then (back at None) to reverse it for reverse-keyed items; with the two
+      kinds balanced from the start their gradients cancel and neither is learned.
     """
 
     mix: tuple[float, float, float] = (0.45, 0.35, 0.2)
@@ -74,6 +79,7 @@ class CorpusConfig:
     no_persona_fraction: float = 0.4
     max_chars: int = 1600
     synonyms: bool = True
+    positive_keyed: float | None = None
 
     def __post_init__(self):
         if len(self.mix) != 3 or min(self.mix) < 0 or abs(sum(self.mix) - 1) > 1e-6:
@@ -91,6 +97,11 @@ class CorpusConfig:
                 raise ValueError(f"CorpusConfig.{name}: expected a probability in 0..1")
         if self.card_fraction + self.adjective_fraction > 1:
             raise ValueError("CorpusConfig: card_fraction + adjective_fraction must be <= 1")
+        if self.positive_keyed is not None and not 0 <= self.positive_keyed <= 1:
+            raise ValueError(
+                f"CorpusConfig.positive_keyed: expected None or a probability in 0..1, got "
+                f"{self.positive_keyed!r}"
+            )
         if self.max_chars < 400:
             raise ValueError(f"CorpusConfig.max_chars: expected >= 400, got {self.max_chars}")
 
@@ -145,11 +156,28 @@ def _fits(messages: list[dict], max_chars: int) -> bool:
     return sum(len(m["content"]) for m in messages) <= max_chars
 
 
+_POSITIVE = [i for i, item in enumerate(IPIP50) if item.keyed > 0]
+_REVERSED = [i for i, item in enumerate(IPIP50) if item.keyed < 0]
+
+
+def questionnaire_items(rng: np.random.Generator, n: int, positive_keyed: float | None) -> list:
+    """`n` distinct IPIP-50 items (see `CorpusConfig.positive_keyed`)."""
+    if positive_keyed is None:
+        return [IPIP50[int(i)] for i in rng.choice(len(IPIP50), size=n, replace=False)]
+    n_pos = min(int(rng.binomial(n, positive_keyed)), len(_POSITIVE))
+    n_pos = max(n_pos, n - len(_REVERSED))
+    chosen = [
+        *rng.choice(_POSITIVE, n_pos, replace=False),
+        *rng.choice(_REVERSED, n - n_pos, replace=False),
+    ]
+    rng.shuffle(chosen)
+    return [IPIP50[int(i)] for i in chosen]
+
+
 def items_conversation(persona, rng, config: CorpusConfig) -> list[dict]:
     messages = [{"role": "system", "content": _card(persona, rng, config.synonyms)}]
     turns = int(rng.integers(1, config.max_turns + 1))
-    for i in rng.choice(len(IPIP50), size=turns, replace=False):
-        item = IPIP50[int(i)]
+    for item in questionnaire_items(rng, turns, config.positive_keyed):
         answer = sample_answer(persona.level(item.trait), item.keyed, rng, config.answer_noise)
         reply = formats.likert_reply(answer, item_reason(persona, item.trait, rng, config.synonyms))
         turn = [

@@ -93,6 +93,25 @@ def test_item_answers_follow_profile_and_keying():
         assert any(w in card for w in words)
 
 
+@pytest.mark.parametrize("share", [1.0, 0.0, 0.8])
+def test_positive_keyed_share_of_questionnaire_items(share):
+    config = P.CorpusConfig(mix=(1.0, 0.0, 0.0), max_turns=10, positive_keyed=share)
+    convs = list(itertools.islice(P.persona_conversations(TRAIN, seed=5, config=config), 300))
+    answers = _item_answers(convs)
+    keyed = np.array([item.keyed > 0 for item, _, _ in answers])
+    n = len(keyed)
+    assert n > 1000
+    # each item is positively keyed with probability `share` (binomial, 4 sigma)
+    assert abs(keyed.sum() - n * share) <= 4 * np.sqrt(n * share * (1 - share)) + 1e-9
+    for conv in convs:  # items stay distinct within a conversation
+        users = [m["content"] for m in conv if m["role"] == "user"]
+        assert len(users) == len(set(users))
+    by_name = {p.name: p for p in TRAIN}
+    for item, answer, name in answers:
+        target = P.expected_answer(by_name[name].level(item.trait), item.keyed)
+        assert abs(answer - target) <= 1
+
+
 def test_forced_choice_follows_level_and_average_persona():
     rng = np.random.default_rng(0)
     means = []
@@ -182,5 +201,7 @@ def test_config_validation():
         P.CorpusConfig(mix=(0.5, 0.5, 0.5))
     with pytest.raises(ValueError, match="items_per_trait"):
         P.CorpusConfig(items_per_trait=0)
+    with pytest.raises(ValueError, match="positive_keyed"):
+        P.CorpusConfig(positive_keyed=1.5)
     with pytest.raises(ValueError, match="profile"):
         P.Persona("X", (1, 2, 3, 4, 6))
