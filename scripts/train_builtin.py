@@ -133,6 +133,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         "prose has ~3x the replies' tokens and would otherwise dominate the gradient",
     )
     p.add_argument(
+        "--persona-mix",
+        type=lambda text: tuple(float(x) for x in text.split(",")),
+        default=None,
+        metavar="I,O,F[,R]",
+        help="shares of the persona conversations: questionnaire items, open replies, forced "
+        f"choice and card recall (default {','.join(map(str, PERSONA_CORPUS.mix))})",
+    )
+    p.add_argument(
         "--positive-keyed",
         type=float,
         default=None,
@@ -142,6 +150,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--quick", action="store_true", help="tiny corpus and model, for tests")
     args = p.parse_args(argv)
+    try:  # a bad mix or share fails here, with the flag's name, not after the corpus is built
+        dataclasses.replace(
+            PERSONA_CORPUS,
+            mix=args.persona_mix or PERSONA_CORPUS.mix,
+            positive_keyed=args.positive_keyed,
+        )
+    except ValueError as e:
+        p.error(f"--persona-mix / --positive-keyed: {e}")
     if args.quick:
         args.personas, args.games, args.stories = 300, 200, 400
         args.vocab_size, args.d_model, args.layers, args.d_ff = 1024, 64, 2, 128
@@ -158,11 +174,18 @@ PERSONA_CORPUS = personality.CorpusConfig(
 GAME_SHARES = {"tictactoe": 0.5, "kuhn_poker": 0.2, "negotiation": 0.3}
 
 
-def corpus(args, seed: int, scale: float = 1.0, positive_keyed=None) -> dict[str, list]:
-    """The three parts: lists of chat conversations (personas, games) and of texts (stories)."""
+def corpus(args, seed: int, scale: float = 1.0, curriculum: bool = True) -> dict[str, list]:
+    """The three parts: lists of chat conversations (personas, games) and of texts (stories).
+    `curriculum` applies --persona-mix and --positive-keyed (the held-out set does not)."""
     personas = personality.train_personas(personality.make_personas(2000, seed=0))
     n = lambda k: max(int(k * scale), 1)
-    config = dataclasses.replace(PERSONA_CORPUS, positive_keyed=positive_keyed)
+    config = PERSONA_CORPUS
+    if curriculum:
+        config = dataclasses.replace(
+            config,
+            mix=args.persona_mix or config.mix,
+            positive_keyed=args.positive_keyed,
+        )
     conversations = personality.persona_conversations(personas, seed=seed, config=config)
     games = [
         conv
@@ -233,8 +256,8 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     run = RunFolder(args.run, config=vars(args), command=sys.argv)
     t0 = time.time()
-    parts = corpus(args, args.seed, positive_keyed=args.positive_keyed)
-    heldout = corpus(args, args.seed + 1000, scale=0.02)
+    parts = corpus(args, args.seed)
+    heldout = corpus(args, args.seed + 1000, scale=0.02, curriculum=False)
     texts = [chatml(c) for k in ("personas", "games") for c in parts[k]] + parts["stories"]
     if args.init is None:
         tokenizer = train_tokenizer(texts, vocab_size=args.vocab_size, path=args.run / "tokenizer")

@@ -3,7 +3,7 @@
 `persona_conversations(personas, seed=...)` yields chat conversations (lists of
 `{"role", "content"}` with roles system / user / assistant) about training personas, rendered by
 the study's own prompt functions (`jaxlens.personality.formats`), so the built-in model learns
-exactly the formats the study asks in. Three kinds, drawn by `CorpusConfig.mix`:
+exactly the formats the study asks in. Four kinds, drawn by `CorpusConfig.mix`:
 
 - **items**: the character card (name, franchise, description of the profile) as system
   prompt, then 1..`max_turns` IPIP-50 items each answered "<x> (<label>). <reason>". The answer
@@ -20,6 +20,14 @@ exactly the formats the study asks in. Three kinds, drawn by `CorpusConfig.mix`:
   trait-positive picks is Binomial(5, 0.5) (an average persona); otherwise the card (or, one
   time in three, the self-description) is the system prompt and the count is
   Binomial(5, p) with p = 0.05 + 0.9 * (level - 1) / 4.
+- **recall** (off unless `mix` has a fourth share): the character card, then 1..5 questions
+  about single traits, named by the card's words ("Are you outgoing or reserved?" ->
+  "Somewhat reserved.") or by one of the trait's IPIP-50 items ('Which of your traits does "I
+  am the life of the party." ask about?' -> "That is about me being somewhat reserved."), and
+  one time in five "Describe yourself in a few words." answered with the whole description.
+  It teaches a small model to look a trait up in the card, the step every other kind needs
+  before it can follow the profile (the questionnaire's reason alone does not: its adjective can
+  be read off the answer digit just before it, without the card).
 
 Determinism: one `numpy.random.Generator(seed)` drives everything (persona order, kinds, items,
 noise, wording), so the same personas, seed and config give the same conversations. Held-out
@@ -42,7 +50,7 @@ from jaxlens.personality import formats
 from jaxlens.personality.items import ADJECTIVES, INSTRUCTIONS, IPIP50, SELF_STATEMENTS, TRAITS
 from jaxlens.personality.personas import Persona, describe, is_held_out, level_phrase
 
-KINDS = ("items", "open", "forced")
+KINDS = ("items", "open", "forced", "recall")
 
 
 class HeldOutLeakError(ValueError):
@@ -53,7 +61,8 @@ class HeldOutLeakError(ValueError):
 class CorpusConfig:
     """Settings of the persona corpus.
 
-    mix: probabilities of the kinds ("items", "open", "forced"); they must sum to 1.
+    mix: probabilities of the kinds ("items", "open", "forced"[, "recall"]); they must sum to 1
+      (three shares: no recall conversations).
     max_turns: most questionnaire items per "items" conversation (>= 1).
     answer_noise: probability that an answer moves one step off the profile (0..1).
     items_per_trait: answered items per trait in a self-description (1..10).
@@ -70,7 +79,7 @@ class CorpusConfig:
       kinds balanced from the start their gradients cancel and neither is learned.
     """
 
-    mix: tuple[float, float, float] = (0.45, 0.35, 0.2)
+    mix: tuple[float, ...] = (0.45, 0.35, 0.2)
     max_turns: int = 4
     answer_noise: float = 0.3
     items_per_trait: int = 2
@@ -82,9 +91,10 @@ class CorpusConfig:
     positive_keyed: float | None = None
 
     def __post_init__(self):
-        if len(self.mix) != 3 or min(self.mix) < 0 or abs(sum(self.mix) - 1) > 1e-6:
+        if len(self.mix) not in (3, 4) or min(self.mix) < 0 or abs(sum(self.mix) - 1) > 1e-6:
             raise ValueError(
-                f"CorpusConfig.mix: expected 3 probabilities summing to 1, got {self.mix}"
+                "CorpusConfig.mix: expected 3 or 4 probabilities (items, open, forced[, recall]) "
+                f"summing to 1, got {self.mix}"
             )
         if self.max_turns < 1:
             raise ValueError(f"CorpusConfig.max_turns: expected >= 1, got {self.max_turns}")
@@ -266,7 +276,55 @@ def forced_conversation(persona, rng, config: CorpusConfig) -> list[dict]:
     return messages
 
 
-_BUILDERS = {"items": items_conversation, "open": open_conversation, "forced": forced_conversation}
+_RECALL_ALL = "Describe yourself in a few words."
+
+
+def recall_turn(persona: Persona, trait: str | None, adjectives, rng) -> list[dict]:
+    """A question about one trait of the card (None: about all of them) and its answer;
+    `adjectives` are the card's synonym indices, so the question names the card's words."""
+    if trait is None:
+        reply = f"I am {describe(persona.profile, adjectives=adjectives)}."
+        return [
+            {"role": "user", "content": _RECALL_ALL},
+            {"role": "assistant", "content": reply},
+        ]
+    k = adjectives[TRAITS.index(trait)]
+    phrase = level_phrase(trait, persona.level(trait), adjective=k)
+    if rng.random() < 0.5:  # named by an item of the trait: the questionnaire's lookup
+        items = [item for item in IPIP50 if item.trait == trait]
+        item = items[int(rng.integers(len(items)))]
+        return [
+            {"role": "user", "content": f'Which of your traits does "{item.statement}" ask about?'},
+            {"role": "assistant", "content": f"That is about me being {phrase}."},
+        ]
+    pos, neg = ADJECTIVES[trait]["positive"][k], ADJECTIVES[trait]["negative"][k]
+    first, second = (pos, neg) if rng.random() < 0.5 else (neg, pos)
+    return [
+        {"role": "user", "content": f"Are you {first} or {second}?"},
+        {"role": "assistant", "content": f"{phrase[0].upper()}{phrase[1:]}."},
+    ]
+
+
+def recall_conversation(persona, rng, config: CorpusConfig) -> list[dict]:
+    adjectives = _adjectives(rng, config.synonyms)
+    card = formats.card_system(
+        persona.name, persona.franchise, describe(persona.profile, adjectives=adjectives)
+    )
+    messages = [{"role": "system", "content": card}]
+    traits: list = [TRAITS[int(t)] for t in rng.permutation(len(TRAITS))[: int(rng.integers(1, 6))]]
+    if rng.random() < 0.2:
+        traits.append(None)
+    for trait in traits:
+        messages += recall_turn(persona, trait, adjectives, rng)
+    return messages
+
+
+_BUILDERS = {
+    "items": items_conversation,
+    "open": open_conversation,
+    "forced": forced_conversation,
+    "recall": recall_conversation,
+}
 
 
 def persona_conversations(
@@ -288,5 +346,5 @@ def persona_conversations(
     rng = np.random.default_rng(seed)
     while True:
         for i in rng.permutation(len(personas)):
-            kind = KINDS[int(rng.choice(3, p=config.mix))]
+            kind = KINDS[int(rng.choice(len(config.mix), p=config.mix))]
             yield _BUILDERS[kind](personas[int(i)], rng, config)

@@ -358,4 +358,6 @@ def test_load_peak_rss_within_checkpoint_plus_one_leaf(tmp_path, ckpts):
     growth = m["peak"] - m["before"]
     assert size > 50e6
     assert growth > 0.9 * size  # the measurement sees the params themselves
-    assert growth < size + largest + 8e6, (growth / 1e6, size / 1e6, largest / 1e6)
+    # slack for the allocator and the XLA runtime (up to ~10 MB seen over repeated runs); a
+    # second copy of the checkpoint would add another ~53 MB
+    assert growth < size + largest + 16e6, (growth / 1e6, size / 1e6, largest / 1e6)

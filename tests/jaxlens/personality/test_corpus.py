@@ -112,6 +112,43 @@ def test_positive_keyed_share_of_questionnaire_items(share):
         assert abs(answer - target) <= 1
 
 
+def test_recall_answers_restate_the_card():
+    by_name = {p.name: p for p in TRAIN}
+    config = P.CorpusConfig(mix=(0.0, 0.0, 0.0, 1.0))
+    convs = list(itertools.islice(P.persona_conversations(TRAIN, seed=9, config=config), 200))
+    kinds = {"adjectives": 0, "item": 0, "all": 0}
+    for conv in convs:
+        card = conv[0]["content"]
+        persona = by_name[re.match(r"You are (.+?) from ", card).group(1)]
+        description = card.split(". You are ", 1)[1][:-1]
+        phrases = description.replace(" and ", ", ").split(", ")  # one per trait, TRAITS order
+        for user, reply in zip(conv[1::2], conv[2::2], strict=True):
+            question, answer = user["content"], reply["content"]
+            if question == "Describe yourself in a few words.":
+                kinds["all"] += 1
+                assert answer == f"I am {description}."
+                continue
+            if question.startswith("Are you "):
+                kinds["adjectives"] += 1
+                a, b = re.match(r"Are you (\w+) or (\w+)\?", question).groups()
+                trait = next(
+                    t
+                    for t in P.TRAITS
+                    if {a, b} <= {w for pole in P.ADJECTIVES[t].values() for w in pole}
+                )
+                phrase = answer[0].lower() + answer[1:-1]
+            else:
+                kinds["item"] += 1
+                statement = re.search(r'"(.+)"', question).group(1)
+                trait = next(i.trait for i in P.IPIP50 if i.statement == statement)
+                phrase = answer.removeprefix("That is about me being ")[:-1]
+            assert phrase == phrases[P.TRAITS.index(trait)]
+            level = persona.level(trait)
+            intensity = {1: "very", 2: "somewhat", 3: "neither", 4: "somewhat", 5: "very"}
+            assert phrase.split()[0] == intensity[level]
+    assert min(kinds.values()) > 20, kinds
+
+
 def test_forced_choice_follows_level_and_average_persona():
     rng = np.random.default_rng(0)
     means = []
@@ -199,6 +236,8 @@ def test_formats_round_trip():
 def test_config_validation():
     with pytest.raises(ValueError, match="mix"):
         P.CorpusConfig(mix=(0.5, 0.5, 0.5))
+    with pytest.raises(ValueError, match="mix"):
+        P.CorpusConfig(mix=(0.5, 0.5))
     with pytest.raises(ValueError, match="items_per_trait"):
         P.CorpusConfig(items_per_trait=0)
     with pytest.raises(ValueError, match="positive_keyed"):
