@@ -196,7 +196,7 @@ def _decode_step(
         cache_index=column,
         capture=capture,
         interventions=interventions,
-        last_logits_only=True,
+        logits_last=1,
     )
 
 
@@ -247,7 +247,7 @@ def _prefill(
         cache=KVCache.init(config, b, t + n),
         cache_index=jnp.int32(0),
         interventions=interventions,
-        last_logits_only=True,
+        logits_last=1,
     )
     return out.logits[:, -1], cache
 

@@ -42,15 +42,30 @@ def token_logprobs(
     config: ModelConfig,
     attention_mask: Array | None = None,
     interventions: Any = None,
+    last: int | None = None,
 ) -> Array:
     """`[B, T-1]`: log-probability of each token given the ones before it (fp32).
 
-    Positions whose token is padding hold 0.
+    Positions whose token is padding hold 0. `last` (static, 1..T-1): only the last `last`
+    tokens are scored, `[B, last]`, equal to the full result's last columns; the vocabulary
+    projection then runs on `last + 1` positions instead of T (a learner that scores the
+    response of a left-padded prompt + response).
     """
+    if last is not None and not 0 < last < tokens.shape[1]:
+        raise ValueError(f"token_logprobs: last={last!r}, expected 1..{tokens.shape[1] - 1}")
+    window = None if last is None else last + 1
     logits = model_apply(
-        params, tokens, config=config, attention_mask=attention_mask, interventions=interventions
+        params,
+        tokens,
+        config=config,
+        attention_mask=attention_mask,
+        interventions=interventions,
+        logits_last=window,
     ).logits
-    return target_logprobs(logits, tokens, attention_mask)
+    if window is None:
+        return target_logprobs(logits, tokens, attention_mask)
+    mask = None if attention_mask is None else attention_mask[:, -window:]
+    return target_logprobs(logits, tokens[:, -window:], mask)
 
 
 def next_token_loss(

@@ -202,7 +202,7 @@ def apply_model(
     cache_index: Array | None = None,
     capture: Capture | None = None,
     interventions: Interventions | None = None,
-    last_logits_only: bool = False,
+    logits_last: int | None = None,
 ) -> tuple[ForwardOutput, KVCache | tuple[KVCache, ...] | None]:
     """The model on one chunk of tokens `[B, T]` (unvalidated; call under `jit`).
 
@@ -214,7 +214,9 @@ def apply_model(
       cache / cache_index: KV cache and where this chunk's keys go. With `params["layers"]`
         a list of per-layer params (`unstack_layers`) the layers run unrolled and `cache` is
         the matching tuple of per-layer caches.
-      last_logits_only: return logits `[B, 1, V]` of the last position only.
+      logits_last: static; logits `[B, k, V]` of the last k positions only (None: all). The
+        vocabulary projection is skipped where nobody reads it (decode: 1; a learner scoring
+        only the response tokens: their count + 1).
     """
     c = config
     dt = jnp.dtype(c.dtype)
@@ -242,8 +244,8 @@ def apply_model(
     captures = dict(carry.captures)
     if capture is not None and FINAL_SITE in capture.sites:
         captures[FINAL_SITE] = reduce_positions(x, capture, step.chunk.token_mask)
-    if last_logits_only:
-        x = x[:, -1:]
+    if logits_last is not None:
+        x = x[:, -logits_last:]
     if c.tie_embeddings:
         table = params["embed"]["embedding"]
         logits = jnp.einsum("BTD,VD->BTV", x, table.astype(dt), preferred_element_type=jnp.float32)
@@ -267,6 +269,7 @@ def model_apply(
     positions: Array | None = None,
     interventions: Interventions | None = None,
     capture: Capture | None = None,
+    logits_last: int | None = None,
 ) -> ForwardOutput:
     """The model on a whole left-padded sequence: un-jitted, unvalidated, differentiable.
 
@@ -279,9 +282,10 @@ def model_apply(
       positions: `[B, T]` position ids; None follows the mask (a padded row equals its
         unpadded version).
       interventions / capture: as for `forward`.
+      logits_last: static; logits of the last k positions only (None: all T).
 
     Returns:
-      `ForwardOutput(logits [B, T, V] fp32, captures)`.
+      `ForwardOutput(logits [B, T or k, V] fp32, captures)`.
     """
     token_mask = (
         jnp.ones(tokens.shape, bool) if attention_mask is None else attention_mask.astype(bool)
@@ -297,6 +301,7 @@ def model_apply(
         token_mask=token_mask,
         capture=capture,
         interventions=interventions,
+        logits_last=logits_last,
     )
     return out
 

@@ -6,10 +6,10 @@
 Each acting turn of a generated game becomes one two-message conversation. The user message is
 `rl.text.render(env, state, player)`, exactly the prompt SPIRAL self-play sends (no quoted
 negotiation messages). The reply first restates what the prompt allows (TicTacToe: "Free
-cells: 0, 1, 5."; Kuhn Poker: "I hold Q and may [call] or [fold].", copied from the prompt's legal
-moves, so a small model reads the legal set before it chooses), then one or two short sentences of reasoning that
-describe the move really chosen, then the move as `\\boxed{[4]}` (`rl.text.parse` reads it back
-to the recorded legal action).
+cells: 0, 1, 5."; Kuhn Poker: "I hold Q and may [call] or [fold].", copied from the prompt's
+legal moves, so a small model reads the legal set before it chooses), then one or two short
+sentences of reasoning that describe the move really chosen, then the move as `\\boxed{[4]}`
+(`rl.text.parse` reads it back to the recorded legal action).
 
 Players. Each seat of each game gets a player drawn from `PLAYER_MIX` (independently per seat):
 

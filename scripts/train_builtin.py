@@ -255,6 +255,7 @@ def heldout_perplexity(params, config, docs: list[tuple[list[int], list[bool]]],
 def main(argv=None) -> dict:
     args = parse_args(argv)
     run = RunFolder(args.run, config=vars(args), command=sys.argv)
+    commit = git_commit()  # of the code that builds the corpus, before anyone edits it
     t0 = time.time()
     parts = corpus(args, args.seed)
     heldout = corpus(args, args.seed + 1000, scale=0.02, curriculum=False)
@@ -368,19 +369,20 @@ def main(argv=None) -> dict:
             "peak lr": args.lr,
             "seed": args.seed,
             "seconds": round(train_s),
-            "commit": git_commit(),
+            "commit": commit,
         }
     )
     card_text = model_card(
         config,
         corpus={
             "Persona conversations": f"{len(parts['personas'])} ({n_tokens['personas']:,} tokens): "
-            "IPIP-50 Likert answers with reasons, replies to generic instructions and "
-            "forced-choice self-statement picks, each following a Big Five profile given as a "
-            "character card or a self-description",
+            "IPIP-50 Likert answers with reasons, replies to generic instructions, "
+            "forced-choice self-statement picks and (with a fourth --persona-mix share) card "
+            "recall, each following a Big Five profile given as a character card or a "
+            "self-description",
             "Game turns": f"{len(parts['games'])} ({n_tokens['games']:,} tokens): TicTacToe, Kuhn "
-            "Poker and Simple Negotiation prompts answered with a short reason and a "
-            "\\boxed{} move by players from random-legal to decent",
+            "Poker and Simple Negotiation prompts answered with the legal set restated, a short "
+            "reason and a \\boxed{} move by players from random-legal to decent",
             "Plain text": f"{len(parts['stories'])} ({n_tokens['stories']:,} tokens): short "
             "stories, dialogues, logs, recipes and descriptions",
         },

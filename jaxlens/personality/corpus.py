@@ -25,9 +25,9 @@ exactly the formats the study asks in. Four kinds, drawn by `CorpusConfig.mix`:
   "Somewhat reserved.") or by one of the trait's IPIP-50 items ('Which of your traits does "I
   am the life of the party." ask about?' -> "That is about me being somewhat reserved."), and
   one time in five "Describe yourself in a few words." answered with the whole description.
-  It teaches a small model to look a trait up in the card, the step every other kind needs
-  before it can follow the profile (the questionnaire's reason alone does not: its adjective can
-  be read off the answer digit just before it, without the card).
+  It is a direct training signal for looking a trait up in the card, the step every other kind
+  needs before it can follow the profile (the questionnaire's reason is not: its adjective can be
+  read off the answer digit just before it, without the card).
 
 Determinism: one `numpy.random.Generator(seed)` drives everything (persona order, kinds, items,
 noise, wording), so the same personas, seed and config give the same conversations. Held-out
@@ -74,9 +74,8 @@ class CorpusConfig:
       way, so the rest of the stream is unchanged).
     positive_keyed: None draws questionnaire items uniformly (26 of the 50 are positively
       keyed); a probability p makes each item positively keyed with probability p. A curriculum
-      knob: when the answer is the level for most items, a small model first learns to read the
-      level off the card, then (back at None) to reverse it for reverse-keyed items; with the two
-      kinds balanced from the start their gradients cancel and neither is learned.
+      knob: when the answer is the level for most items, reading the level off the card pays
+      before the keying is known (balanced items reward neither half alone).
     """
 
     mix: tuple[float, ...] = (0.45, 0.35, 0.2)

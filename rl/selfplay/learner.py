@@ -14,10 +14,12 @@ policy (`kl_coef`, 0 by default as in SPIRAL). No critic, no entropy bonus.
 A batch is `[M, m, W]`: M micro-batches of m sequences (prompt + response, left padded to W);
 gradients are accumulated over the micro-batches by a `lax.scan` and one optax update (Adam with
 global-norm clipping) follows, `epochs` times per batch. Log-probabilities are recomputed by
-`jaxlens.token_logprobs` (the core's public model function). With `param_dtype="bfloat16"` the
-trained params (and Adam's state) stay fp32 and the forward runs on a bf16 copy; generation uses
-the same copy (`compute_params`). Under a mesh the params are sharded (`jaxlens.sharding`, fsdp
-layout) and the batch split over ("data", "fsdp"); jit propagates the shardings.
+`jaxlens.token_logprobs` (the core's public model function), on the response window only
+(`Batch.response_width`: the vocabulary projection and its softmax skip the prompt). With
+`param_dtype="bfloat16"` the trained params (and Adam's state) stay fp32 and the forward runs on
+a bf16 copy; generation uses the same copy (`compute_params`). Under a mesh the params are
+sharded (`jaxlens.sharding`, fsdp layout) and the batch split over ("data", "fsdp"); jit
+propagates the shardings.
 """
 
 from __future__ import annotations
@@ -101,6 +103,9 @@ class Batch:
     old_logprobs: jax.Array  # float32 [M, m, W-1]: sampling logprobs at response targets
     ref_logprobs: jax.Array  # float32 [M, m, W-1]: initial-policy logprobs (KL only)
     advantages: jax.Array  # float32 [M, m]
+    # static: the response targets lie in the last `response_width` columns (left padding), so
+    # only those positions get the vocabulary projection; None scores every position
+    response_width: int | None = struct.field(pytree_node=False, default=None)
 
 
 def optimizer(ppo: PPOConfig) -> optax.GradientTransformation:
@@ -130,7 +135,8 @@ def pack(
     """Left-padded `prompt + response` sequences as a `[M, m, W]` batch (host numpy).
 
     `rows` pads the batch with zero-weight rows to a fixed count (fewer compiles); it is rounded
-    up to a multiple of `micro_batch`.
+    up to a multiple of `micro_batch`. The width is rounded up to `multiple_of` and the scored
+    response window (`Batch.response_width`) to a multiple of 8, for the same reason.
     """
     n = len(prompts)
     if not n or not (len(responses) == len(logprobs) == len(advantages) == n):
@@ -161,6 +167,7 @@ def pack(
         old_logprobs=shape(old),
         ref_logprobs=shape(old.copy()),
         advantages=shape(adv),
+        response_width=min(-(-max(max(len(r) for r in responses), 1) // 8) * 8, width - 1),
     )
 
 
@@ -178,11 +185,14 @@ def token_losses(logprobs, old, ref, advantages, ppo: PPOConfig):
 
 def micro_loss(params, mb: Batch, denom, *, config, ppo: PPOConfig):
     """Summed, normalised loss of one micro-batch `[m, W]` and its statistics."""
+    k = mb.response_width
+    window = (lambda x: x) if k is None else (lambda x: x[..., -k:])
     lp = jaxlens.token_logprobs(
-        compute_params(params, ppo), mb.tokens, config=config, attention_mask=mb.mask
+        compute_params(params, ppo), mb.tokens, config=config, attention_mask=mb.mask, last=k
     )
-    loss, ratio = token_losses(lp, mb.old_logprobs, mb.ref_logprobs, mb.advantages, ppo)
-    w = mb.response
+    old, ref = window(mb.old_logprobs), window(mb.ref_logprobs)
+    loss, ratio = token_losses(lp, old, ref, mb.advantages, ppo)
+    w = window(mb.response)
     clipped = (jnp.abs(ratio - 1.0) > ppo.clip).astype(jnp.float32)
     stats = {"clip_frac": jnp.sum(clipped * w), "tokens": jnp.sum(w), "logprob": jnp.sum(lp * w)}
     return jnp.sum(loss * w) / denom, stats

@@ -31,6 +31,16 @@ def test_token_logprobs_match_forward_under_left_padding(params):
     want = np.where(mask[:, 1:] == 1, want, 0.0)
     np.testing.assert_allclose(np.asarray(got), want, atol=1e-5)
     assert np.all(np.asarray(got)[1, :3] == 0.0)
+    # only the last k targets: the same values, the projection on k + 1 positions
+    for k in (1, 4, 10):
+        window = token_logprobs(
+            params, jnp.asarray(tokens), config=CONFIG, attention_mask=jnp.asarray(mask), last=k
+        )
+        assert window.shape == (3, k)
+        np.testing.assert_allclose(np.asarray(window), want[:, -k:], atol=1e-5)
+    for bad in (0, 11):
+        with pytest.raises(ValueError, match="last"):
+            token_logprobs(params, jnp.asarray(tokens), config=CONFIG, last=bad)
 
 
 def test_model_apply_is_forward_and_differentiable(params):

@@ -67,6 +67,22 @@ def test_loss_equals_naive_per_token_reference(setup, normalize):
     assert got == pytest.approx(want, rel=1e-4, abs=1e-7)
 
 
+def test_response_window_equals_full_width(setup):
+    """The loss and gradient on the response window equal those with every position scored."""
+    params, prompts, responses, adv, old = setup
+    ppo = PPOConfig(normalize="token_mean", micro_batch=2)
+    batch = jax.tree.map(
+        jnp.asarray, learner.pack(prompts, responses, old, adv, micro_batch=2, multiple_of=8)
+    )
+    full = batch.replace(response_width=None)
+    assert batch.response_width < batch.tokens.shape[-1] - 1
+    value_grad = jax.value_and_grad(lambda p, b: learner.batch_loss(p, b, config=CONFIG, ppo=ppo))
+    (a, ga), (b, gb) = value_grad(params, batch), value_grad(params, full)
+    assert float(a) == pytest.approx(float(b), rel=1e-5)
+    for x, y in zip(jax.tree.leaves(ga), jax.tree.leaves(gb), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-7)
+
+
 def test_kl_term_equals_naive_reference(setup):
     params, prompts, responses, adv, old = setup
     ppo = PPOConfig(normalize="token_mean", kl_coef=0.3, micro_batch=4)
