@@ -151,11 +151,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny corpus and model, for tests")
     args = p.parse_args(argv)
     try:  # a bad mix or share fails here, with the flag's name, not after the corpus is built
-        dataclasses.replace(
-            PERSONA_CORPUS,
-            mix=args.persona_mix or PERSONA_CORPUS.mix,
-            positive_keyed=args.positive_keyed,
-        )
+        persona_config(args)
     except ValueError as e:
         p.error(f"--persona-mix / --positive-keyed: {e}")
     if args.quick:
@@ -174,18 +170,21 @@ PERSONA_CORPUS = personality.CorpusConfig(
 GAME_SHARES = {"tictactoe": 0.5, "kuhn_poker": 0.2, "negotiation": 0.3}
 
 
+def persona_config(args) -> personality.CorpusConfig:
+    """`PERSONA_CORPUS` with --persona-mix and --positive-keyed applied."""
+    return dataclasses.replace(
+        PERSONA_CORPUS,
+        mix=args.persona_mix or PERSONA_CORPUS.mix,
+        positive_keyed=args.positive_keyed,
+    )
+
+
 def corpus(args, seed: int, scale: float = 1.0, curriculum: bool = True) -> dict[str, list]:
     """The three parts: lists of chat conversations (personas, games) and of texts (stories).
     `curriculum` applies --persona-mix and --positive-keyed (the held-out set does not)."""
     personas = personality.train_personas(personality.make_personas(2000, seed=0))
     n = lambda k: max(int(k * scale), 1)
-    config = PERSONA_CORPUS
-    if curriculum:
-        config = dataclasses.replace(
-            config,
-            mix=args.persona_mix or config.mix,
-            positive_keyed=args.positive_keyed,
-        )
+    config = persona_config(args) if curriculum else PERSONA_CORPUS
     conversations = personality.persona_conversations(personas, seed=seed, config=config)
     games = [
         conv

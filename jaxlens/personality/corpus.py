@@ -132,8 +132,8 @@ def _adjectives(rng: np.random.Generator, synonyms: bool = True) -> tuple[int, .
     return drawn if synonyms else (0,) * len(TRAITS)
 
 
-def _card(persona: Persona, rng: np.random.Generator, synonyms: bool = True) -> str:
-    desc = describe(persona.profile, adjectives=_adjectives(rng, synonyms))
+def _card(persona: Persona, adjectives: tuple[int, ...]) -> str:
+    desc = describe(persona.profile, adjectives=adjectives)
     return formats.card_system(persona.name, persona.franchise, desc)
 
 
@@ -184,7 +184,7 @@ def questionnaire_items(rng: np.random.Generator, n: int, positive_keyed: float 
 
 
 def items_conversation(persona, rng, config: CorpusConfig) -> list[dict]:
-    messages = [{"role": "system", "content": _card(persona, rng, config.synonyms)}]
+    messages = [{"role": "system", "content": _card(persona, _adjectives(rng, config.synonyms))}]
     turns = int(rng.integers(1, config.max_turns + 1))
     for item in questionnaire_items(rng, turns, config.positive_keyed):
         answer = sample_answer(persona.level(item.trait), item.keyed, rng, config.answer_noise)
@@ -208,7 +208,7 @@ def open_system(persona, rng, config: CorpusConfig) -> str:
         if pole is not None:
             return formats.adjective_system(ADJECTIVES[trait][pole][int(rng.integers(4))])
     if u < config.adjective_fraction + config.card_fraction:
-        return _card(persona, rng, config.synonyms)
+        return _card(persona, _adjectives(rng, config.synonyms))
     answered = answered_items(
         persona, rng, per_trait=config.items_per_trait, noise=config.answer_noise
     )
@@ -263,7 +263,7 @@ def forced_conversation(persona, rng, config: CorpusConfig) -> list[dict]:
             )
             system = formats.sampling_system(formats.self_description(answered))
         else:
-            system = _card(persona, rng, config.synonyms)
+            system = _card(persona, _adjectives(rng, config.synonyms))
         messages.append({"role": "system", "content": system})
     for t in rng.choice(len(TRAITS), size=int(rng.integers(1, 3)), replace=False):
         trait = TRAITS[int(t)]
@@ -305,11 +305,8 @@ def recall_turn(persona: Persona, trait: str | None, adjectives, rng) -> list[di
 
 
 def recall_conversation(persona, rng, config: CorpusConfig) -> list[dict]:
-    adjectives = _adjectives(rng, config.synonyms)
-    card = formats.card_system(
-        persona.name, persona.franchise, describe(persona.profile, adjectives=adjectives)
-    )
-    messages = [{"role": "system", "content": card}]
+    adjectives = _adjectives(rng, config.synonyms)  # the questions name the card's words
+    messages = [{"role": "system", "content": _card(persona, adjectives)}]
     traits: list = [TRAITS[int(t)] for t in rng.permutation(len(TRAITS))[: int(rng.integers(1, 6))]]
     if rng.random() < 0.2:
         traits.append(None)

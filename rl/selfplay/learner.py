@@ -121,6 +121,10 @@ def compute_params(params: Any, ppo: PPOConfig) -> Any:
     return jax.tree.map(lambda x: x.astype(jnp.bfloat16), params)
 
 
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
 def pack(
     prompts: Sequence[np.ndarray],
     responses: Sequence[np.ndarray],
@@ -142,9 +146,10 @@ def pack(
     if not n or not (len(responses) == len(logprobs) == len(advantages) == n):
         raise LearnerError("pack: expected equal, non-zero numbers of prompts/responses/...")
     rows = max(rows or n, n)
-    rows = -(-rows // micro_batch) * micro_batch
+    rows = _round_up(rows, micro_batch)
     width = max(len(p) + len(r) for p, r in zip(prompts, responses, strict=True))
-    width = -(-width // multiple_of) * multiple_of
+    width = _round_up(width, multiple_of)
+    longest_response = max(max(len(r) for r in responses), 1)
     tokens = np.full((rows, width), pad_id, np.int32)
     mask = np.zeros((rows, width), np.int32)
     response = np.zeros((rows, width - 1), np.float32)
@@ -167,7 +172,7 @@ def pack(
         old_logprobs=shape(old),
         ref_logprobs=shape(old.copy()),
         advantages=shape(adv),
-        response_width=min(-(-max(max(len(r) for r in responses), 1) // 8) * 8, width - 1),
+        response_width=min(_round_up(longest_response, 8), width - 1),
     )
 
 
