@@ -162,7 +162,7 @@ def headline_figure(stages: list[run_index.Stage]):
     tables = [t for s in stages for t in s.tables if t.rows]
     if not tables:
         return None
-    fig, axes = plt.subplots(1, len(tables), figsize=(4.2 * len(tables), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(tables), figsize=(4.2 * len(tables), 3.7), squeeze=False)
     for ax, table in zip(axes[0], tables, strict=True):
         label, *values = list(table.rows[0])
         values = [v for v in values if all(isinstance(r.get(v), float) for r in table.rows)]
@@ -173,8 +173,11 @@ def headline_figure(stages: list[run_index.Stage]):
         ax.set_xticks(x, [str(r[label]) for r in table.rows], fontsize=8)
         ax.set_title(table.caption, fontsize=9)
         ax.axhline(0, color="k", linewidth=0.5)
-        if len(values) > 1:
-            ax.legend(fontsize=7, loc="best", framealpha=0.6)
+        if len(values) > 1:  # below the axes: inside, it hides bars whatever their signs
+            ax.legend(
+                fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=len(values),
+                frameon=False,
+            )  # fmt: skip
     fig.tight_layout()
     return fig
 

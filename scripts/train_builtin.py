@@ -88,6 +88,16 @@ def drop_load_time_keys(path: Path) -> None:
     path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
 
 
+def shares(text: str) -> tuple[float, ...]:
+    """`--persona-mix` "0.45,0.15,0.1,0.3" -> a tuple of floats (their sum is checked later)."""
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected 3 or 4 comma-separated numbers, e.g. 0.45,0.15,0.1,0.3"
+        ) from None
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--out", type=Path, default=jaxlens.BUILTIN_MODEL, help="model directory")
@@ -134,7 +144,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument(
         "--persona-mix",
-        type=lambda text: tuple(float(x) for x in text.split(",")),
+        type=shares,
         default=None,
         metavar="I,O,F[,R]",
         help="shares of the persona conversations: questionnaire items, open replies, forced "

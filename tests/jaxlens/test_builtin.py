@@ -6,6 +6,9 @@ and with `transformers`, and both give the same logits; it fits the size promise
 
 from __future__ import annotations
 
+import runpy
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -14,6 +17,7 @@ from jaxlens.builtin import PackingError, builtin_config, model_card, pack_windo
 from sae.stories import KINDS, stories
 
 MODEL = jaxlens.BUILTIN_MODEL
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 needs_model = pytest.mark.skipif(
     not (MODEL / "model.safetensors").exists(),
     reason=f"no built-in model at {MODEL}: run scripts/train_builtin.py",
@@ -121,3 +125,16 @@ def test_shipped_model_gives_transformers_logits():
     with torch.no_grad():
         theirs = hf(torch.tensor(tokens, dtype=torch.long)).logits.numpy()
     np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=1e-4)
+
+
+def test_train_builtin_refuses_a_bad_persona_mix_at_parse_time(capsys):
+    script = runpy.run_path(str(SCRIPTS / "train_builtin.py"), run_name="train_builtin")
+    for flag, expected in (
+        ("0.5,x,0.5", "expected 3 or 4 comma-separated numbers"),
+        ("0.5,0.5,0.5", "summing to 1"),
+    ):
+        with pytest.raises(SystemExit):
+            script["parse_args"](["--persona-mix", flag])
+        assert expected in capsys.readouterr().err
+    args = script["parse_args"](["--persona-mix", "0.4,0.3,0.2,0.1"])
+    assert args.persona_mix == (0.4, 0.3, 0.2, 0.1)
