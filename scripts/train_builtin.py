@@ -158,6 +158,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="curriculum: draw a positively keyed questionnaire item with probability P "
         "(default: uniformly over the 50); the held-out corpus stays uniform",
     )
+    p.add_argument(
+        "--profiles",
+        choices=("fixed", "fresh"),
+        default="fixed",
+        help="fixed: ~1,600 training characters, each keeping its Big Five profile all corpus "
+        "long (the shipped weights' runs); fresh: a new profile for every persona conversation "
+        "(names repeat, profiles do not), so a character's traits can only be read from its "
+        "card, never remembered by name",
+    )
     p.add_argument("--quick", action="store_true", help="tiny corpus and model, for tests")
     args = p.parse_args(argv)
     try:  # a bad mix or share fails here, with the flag's name, not after the corpus is built
@@ -192,8 +201,11 @@ def persona_config(args) -> personality.CorpusConfig:
 def corpus(args, seed: int, scale: float = 1.0, curriculum: bool = True) -> dict[str, list]:
     """The three parts: lists of chat conversations (personas, games) and of texts (stories).
     `curriculum` applies --persona-mix and --positive-keyed (the held-out set does not)."""
-    personas = personality.train_personas(personality.make_personas(2000, seed=0))
     n = lambda k: max(int(k * scale), 1)
+    if args.profiles == "fresh":
+        personas = personality.fresh_personas(n(args.personas), seed=seed)
+    else:
+        personas = personality.train_personas(personality.make_personas(2000, seed=0))
     config = persona_config(args) if curriculum else PERSONA_CORPUS
     conversations = personality.persona_conversations(personas, seed=seed, config=config)
     games = [

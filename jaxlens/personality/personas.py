@@ -120,6 +120,28 @@ def make_personas(n: int, *, seed: int = 0) -> list[Persona]:
     ]
 
 
+def fresh_personas(n: int, *, seed: int = 0) -> list[Persona]:
+    """`n` training personas whose profile is drawn anew for each one, names included.
+
+    Names come from the training names (never a held-out one) and repeat, each time with an
+    independent profile and franchise: a name says nothing about a profile, so a model trained
+    on these can learn a persona's traits only from its card, not by remembering who is who
+    (with `make_personas` every name keeps its profile for the whole corpus). Deterministic in
+    `seed`.
+    """
+    if n <= 0:
+        raise ValueError(f"fresh_personas: n must be positive, got {n}")
+    names = [p.name for p in train_personas(make_personas(len(FIRST_NAMES) * len(LAST_NAMES)))]
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(names), size=n)
+    levels = rng.integers(1, 6, size=(n, len(TRAITS)))
+    franchises = rng.integers(0, len(FRANCHISES), size=n)
+    return [
+        Persona(names[i], tuple(int(v) for v in lv), FRANCHISES[f])
+        for i, lv, f in zip(picks, levels, franchises, strict=True)
+    ]
+
+
 def train_personas(personas: list[Persona]) -> list[Persona]:
     return [p for p in personas if not is_held_out(p.name)]
 

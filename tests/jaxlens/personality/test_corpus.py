@@ -244,3 +244,19 @@ def test_config_validation():
         P.CorpusConfig(positive_keyed=1.5)
     with pytest.raises(ValueError, match="profile"):
         P.Persona("X", (1, 2, 3, 4, 6))
+
+
+def test_fresh_personas_give_a_name_no_fixed_profile():
+    people = P.fresh_personas(3000, seed=1)
+    assert people == P.fresh_personas(3000, seed=1)
+    assert not [p.name for p in people if P.is_held_out(p.name)]
+    assert next(P.persona_conversations(people, seed=0))  # the corpus accepts them
+    by_name: dict[str, set] = {}
+    for p in people:
+        by_name.setdefault(p.name, set()).add(p.profile)
+    repeated = [profiles for profiles in by_name.values() if len(profiles) > 1]
+    assert len(repeated) > 100  # names repeat, each time with a profile of its own
+    levels = np.array([p.profile for p in people])
+    assert set(levels.ravel()) == {1, 2, 3, 4, 5} and abs(levels.mean() - 3) < 0.1
+    with pytest.raises(ValueError, match="positive"):
+        P.fresh_personas(0)
