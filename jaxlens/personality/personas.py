@@ -121,13 +121,12 @@ def make_personas(n: int, *, seed: int = 0) -> list[Persona]:
 
 
 def fresh_personas(n: int, *, seed: int = 0) -> list[Persona]:
-    """`n` training personas whose profile is drawn anew for each one, names included.
+    """`n` training personas, each with a profile and franchise of its own.
 
-    Names come from the training names (never a held-out one) and repeat, each time with an
-    independent profile and franchise: a name says nothing about a profile, so a model trained
-    on these can learn a persona's traits only from its card, not by remembering who is who
-    (with `make_personas` every name keeps its profile for the whole corpus). Deterministic in
-    `seed`.
+    Names are drawn from the training names (never a held-out one) and repeat, each time with an
+    independent profile: a name says nothing about a profile, so a model trained on these can
+    learn a persona's traits only from its card, not by remembering who is who (with
+    `make_personas` every name keeps its profile for the whole corpus). Deterministic in `seed`.
     """
     if n <= 0:
         raise ValueError(f"fresh_personas: n must be positive, got {n}")
