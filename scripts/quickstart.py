@@ -174,10 +174,8 @@ def headline_figure(stages: list[run_index.Stage]):
         ax.set_title(table.caption, fontsize=9)
         ax.axhline(0, color="k", linewidth=0.5)
         if len(values) > 1:  # below the axes: inside, it hides bars whatever their signs
-            ax.legend(
-                fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=len(values),
-                frameon=False,
-            )  # fmt: skip
+            legend_below = {"loc": "upper center", "bbox_to_anchor": (0.5, -0.1), "frameon": False}
+            ax.legend(fontsize=7, ncol=len(values), **legend_below)
     fig.tight_layout()
     return fig
 

@@ -101,23 +101,27 @@ def is_held_out(name: str) -> bool:
     return int.from_bytes(digest[:4], "big") / 2**32 < HELD_OUT_FRACTION
 
 
+# Every "first last" name, and those a training corpus may use (not held out).
+_NAMES = tuple(f"{first} {last}" for first in FIRST_NAMES for last in LAST_NAMES)
+_TRAIN_NAMES = tuple(name for name in _NAMES if not is_held_out(name))
+
+
+def _personas(names, rng: np.random.Generator) -> list[Persona]:
+    """One persona per name, with independent uniform levels and a random franchise."""
+    levels = rng.integers(1, 6, size=(len(names), len(TRAITS)))
+    franchises = rng.integers(0, len(FRANCHISES), size=len(names))
+    return [
+        Persona(name, tuple(int(v) for v in lv), FRANCHISES[f])
+        for name, lv, f in zip(names, levels, franchises, strict=True)
+    ]
+
+
 def make_personas(n: int, *, seed: int = 0) -> list[Persona]:
     """`n` personas with unique names and independent uniform levels, deterministic in `seed`."""
-    capacity = len(FIRST_NAMES) * len(LAST_NAMES)
-    if not 0 < n <= capacity:
-        raise ValueError(f"make_personas: n must be in 1..{capacity}, got {n}")
+    if not 0 < n <= len(_NAMES):
+        raise ValueError(f"make_personas: n must be in 1..{len(_NAMES)}, got {n}")
     rng = np.random.default_rng(seed)
-    picks = rng.permutation(capacity)[:n]
-    levels = rng.integers(1, 6, size=(n, len(TRAITS)))
-    franchises = rng.integers(0, len(FRANCHISES), size=n)
-    return [
-        Persona(
-            name=f"{FIRST_NAMES[p // len(LAST_NAMES)]} {LAST_NAMES[p % len(LAST_NAMES)]}",
-            profile=tuple(int(v) for v in lv),
-            franchise=FRANCHISES[f],
-        )
-        for p, lv, f in zip(picks, levels, franchises, strict=True)
-    ]
+    return _personas([_NAMES[p] for p in rng.permutation(len(_NAMES))[:n]], rng)
 
 
 def fresh_personas(n: int, *, seed: int = 0) -> list[Persona]:
@@ -130,15 +134,8 @@ def fresh_personas(n: int, *, seed: int = 0) -> list[Persona]:
     """
     if n <= 0:
         raise ValueError(f"fresh_personas: n must be positive, got {n}")
-    names = [p.name for p in train_personas(make_personas(len(FIRST_NAMES) * len(LAST_NAMES)))]
     rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(names), size=n)
-    levels = rng.integers(1, 6, size=(n, len(TRAITS)))
-    franchises = rng.integers(0, len(FRANCHISES), size=n)
-    return [
-        Persona(names[i], tuple(int(v) for v in lv), FRANCHISES[f])
-        for i, lv, f in zip(picks, levels, franchises, strict=True)
-    ]
+    return _personas([_TRAIN_NAMES[i] for i in rng.integers(0, len(_TRAIN_NAMES), size=n)], rng)
 
 
 def train_personas(personas: list[Persona]) -> list[Persona]:
