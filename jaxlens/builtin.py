@@ -64,11 +64,13 @@ def builtin_config(
 
 
 class Packed(NamedTuple):
-    """`tokens [S, T]` int32 windows and `loss_mask [S, T]` float32 loss weights (0 = not
-    learned)."""
+    """`tokens [S, T]` int32 windows, `loss_mask [S, T]` float32 loss weights (0 = not
+    learned) and `segments [S, T]` int32 document ids (the prose that fills a window's end is
+    one more document), for `fit_lm(..., segments=...)`."""
 
     tokens: np.ndarray
     loss_mask: np.ndarray
+    segments: np.ndarray
 
 
 def pack_windows(
@@ -104,16 +106,20 @@ def pack_windows(
         raise PackingError("pack_windows: expected one mask entry per document token")
     windows: list[list[int]] = []
     learn: list[list[float]] = []
+    segments: list[list[int]] = []
     for i in rng.permutation(len(documents)):
         doc = list(documents[i])
         if not windows or len(windows[-1]) + len(doc) > seq_len:
             windows.append([])
             learn.append([])
+            segments.append([])
+        segments[-1].extend([segments[-1][-1] + 1 if segments[-1] else 0] * len(doc))
         windows[-1].extend(doc)
         learn[-1].extend([1.0] * len(doc) if masks is None else [float(b) for b in masks[i]])
     stream = [t for f in (filler[j] for j in rng.permutation(len(filler))) for t in f]
     cursor = 0
-    for w, m in zip(windows, learn, strict=True):
+    for w, m, g in zip(windows, learn, segments, strict=True):
+        g.extend([g[-1] + 1] * (seq_len - len(w)))
         need = seq_len - len(w)
         while need > 0:
             take = stream[cursor : cursor + need]
@@ -123,7 +129,9 @@ def pack_windows(
             need = seq_len - len(w)
     shape = (len(windows), seq_len)
     return Packed(
-        np.asarray(windows, np.int32).reshape(shape), np.asarray(learn, np.float32).reshape(shape)
+        np.asarray(windows, np.int32).reshape(shape),
+        np.asarray(learn, np.float32).reshape(shape),
+        np.asarray(segments, np.int32).reshape(shape),
     )
 
 

@@ -43,13 +43,15 @@ def token_logprobs(
     attention_mask: Array | None = None,
     interventions: Any = None,
     last: int | None = None,
+    segments: Array | None = None,
 ) -> Array:
     """`[B, T-1]`: log-probability of each token given the ones before it (fp32).
 
     Positions whose token is padding hold 0. `last` (static, 1..T-1): only the last `last`
     tokens are scored, `[B, last]`, equal to the full result's last columns; the vocabulary
     projection then runs on `last + 1` positions instead of T (a learner that scores the
-    response of a left-padded prompt + response).
+    response of a left-padded prompt + response). `segments [B, T]`: document ids of packed
+    rows (see `model_apply`).
     """
     if last is not None and not 0 < last < tokens.shape[1]:
         raise ValueError(f"token_logprobs: last={last!r}, expected 1..{tokens.shape[1] - 1}")
@@ -61,6 +63,7 @@ def token_logprobs(
         attention_mask=attention_mask,
         interventions=interventions,
         logits_last=window,
+        segments=segments,
     ).logits
     if window is None:
         return target_logprobs(logits, tokens, attention_mask)

@@ -270,6 +270,15 @@ def positions_from_mask(token_mask: Array) -> Array:
     return jnp.maximum(jnp.cumsum(token_mask.astype(jnp.int32), axis=1) - 1, 0)
 
 
+def segment_positions(segments: Array) -> Array:
+    """Position ids that restart at 0 where the document id changes along each row."""
+    index = jnp.arange(segments.shape[1])
+    starts = jnp.concatenate(
+        [jnp.ones_like(segments[:, :1], bool), segments[:, 1:] != segments[:, :-1]], axis=1
+    )
+    return index - jax.lax.cummax(jnp.where(starts, index, 0), axis=1)
+
+
 def model_apply(
     params: Params,
     tokens: Array,
@@ -280,6 +289,7 @@ def model_apply(
     interventions: Interventions | None = None,
     capture: Capture | None = None,
     logits_last: int | None = None,
+    segments: Array | None = None,
 ) -> ForwardOutput:
     """The model on a whole left-padded sequence: un-jitted, unvalidated, differentiable.
 
@@ -293,6 +303,9 @@ def model_apply(
         unpadded version).
       interventions / capture: as for `forward`.
       logits_last: static; logits of the last k positions only (None: all T).
+      segments: `[B, T]` int document ids of packed rows (documents laid end to end, ids
+        non-decreasing along a row): a token sees only its own document, and positions
+        restart at each document's first token, so every document reads as if alone.
 
     Returns:
       `ForwardOutput(logits [B, T or k, V] fp32, captures)`.
@@ -300,14 +313,19 @@ def model_apply(
     token_mask = (
         jnp.ones(tokens.shape, bool) if attention_mask is None else attention_mask.astype(bool)
     )
+    mask = attention_mask_for(config, token_mask, tokens.shape[1])
+    if segments is not None:
+        mask &= (segments[:, :, None] == segments[:, None, :])[:, None]
     if positions is None:
-        positions = positions_from_mask(token_mask)
+        positions = (
+            positions_from_mask(token_mask) if segments is None else segment_positions(segments)
+        )
     out, _ = apply_model(
         params,
         tokens,
         config=config,
         positions=positions,
-        mask=attention_mask_for(config, token_mask, tokens.shape[1]),
+        mask=mask,
         token_mask=token_mask,
         capture=capture,
         interventions=interventions,

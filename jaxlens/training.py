@@ -44,6 +44,7 @@ def _train_chunk(
     state: LMState,
     data: Array,
     targets: Array,
+    segments: Array | None,
     *,
     config: ModelConfig,
     optimizer: optax.GradientTransformation,
@@ -54,7 +55,11 @@ def _train_chunk(
         key, pick = jax.random.split(state.key)
         rows = jax.random.choice(pick, data.shape[0], (batch_size,), replace=False)
         loss, grads = jax.value_and_grad(masked_loss)(
-            state.params, data[rows], targets[rows], config=config
+            state.params,
+            data[rows],
+            targets[rows],
+            config=config,
+            segments=None if segments is None else segments[rows],
         )
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         return LMState(optax.apply_updates(state.params, updates), opt_state, key), loss
@@ -62,10 +67,18 @@ def _train_chunk(
     return jax.lax.scan(train_step, state, None, length=steps)
 
 
-def masked_loss(params: Params, tokens: Array, targets: Array, *, config: ModelConfig) -> Array:
-    """Next-token cross-entropy averaged with the weights `targets [B, T]` (bool or float)."""
+def masked_loss(
+    params: Params,
+    tokens: Array,
+    targets: Array,
+    *,
+    config: ModelConfig,
+    segments: Array | None = None,
+) -> Array:
+    """Next-token cross-entropy averaged with the weights `targets [B, T]` (bool or float);
+    `segments [B, T]`: document ids of packed rows (each document sees only itself)."""
     weight = targets[:, 1:].astype(jnp.float32)
-    logp = token_logprobs(params, tokens, config=config)
+    logp = token_logprobs(params, tokens, config=config, segments=segments)
     return -jnp.sum(logp * weight) / jnp.maximum(weight.sum(), 1.0)
 
 
@@ -82,11 +95,15 @@ def fit_lm(
     callback: Callable[[int, float], None] | None = None,
     snapshot: Callable[[int, Params], None] | None = None,
     loss_mask: Any = None,
+    segments: Any = None,
 ) -> Params:
     """Trains `params` on token windows `[S, T]` by next-token prediction (Adam, cosine decay).
 
     `loss_mask [S, T]` (optional, bool or non-negative float weights) limits the loss to the
     tokens where it is true (or weights them), e.g. the replies of chat conversations;
+    `segments [S, T]` (optional, ints non-decreasing along each window) marks the documents
+    packed into a window: each is then read alone (attention stays inside it, positions
+    restart at its start), as it will be read at inference;
     `snapshot(step, params)` is called every `log_every` steps.
     Raises `TrainingError` on bad input or when the loss stops being finite (naming the step).
     """
@@ -127,6 +144,16 @@ def fit_lm(
         if not np.all(np.isfinite(weights)) or weights.min() < 0:
             raise TrainingError("loss_mask: expected booleans or finite non-negative weights")
         targets = jnp.asarray(weights)
+    if segments is not None:
+        segments = np.asarray(segments)
+        if segments.shape != data.shape or not np.issubdtype(segments.dtype, np.integer):
+            raise TrainingError(
+                f"segments have shape {segments.shape} and dtype {segments.dtype}: expected "
+                f"integer document ids of the tokens' shape {data.shape}"
+            )
+        if np.any(np.diff(segments, axis=1) < 0):
+            raise TrainingError("segments: expected document ids non-decreasing along a window")
+        segments = jnp.asarray(segments, jnp.int32)
     data = jnp.asarray(data, jnp.int32)
     done = 0
     while done < steps:
@@ -135,6 +162,7 @@ def fit_lm(
             state,
             data,
             targets,
+            segments,
             config=config,
             optimizer=optimizer,
             steps=chunk,

@@ -9,9 +9,9 @@ generic instructions, forced-choice picks, all following a Big Five profile), ga
 (`rl.transcripts.game_conversations`: the exact self-play prompts answered by players from
 random-legal to decent) and plain text (`sae.stories`). Conversations are rendered with the
 ChatML template of a byte-level BPE trained on the same corpus, packed whole into windows
-(`jaxlens.builtin.pack_windows`) and learned by next-token prediction (`jaxlens.training.fit_lm`)
-on the chat replies (answers, moves, picks: the prompts are only read) and, at `--prose-weight`,
-the prose.
+(`jaxlens.builtin.pack_windows`; each conversation attends only to itself) and learned by
+next-token prediction (`jaxlens.training.fit_lm`) on the chat replies (answers, moves, picks:
+the prompts are only read) and, at `--prose-weight`, the prose.
 Everything is deterministic given `--seed`. The run folder (`runs/train_builtin/`) has the loss
 curve, held-out perplexity per corpus part and the report; the model directory gets the
 weights (bfloat16 safetensors), config, tokenizer and a model card.
@@ -180,10 +180,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-# Questionnaire-heavy, one adjective per trait pole, up to 10 answers per conversation: a small
-# model learns the persona -> answer lookup from answers, and these put the most of them per token.
+# Questionnaire-heavy, one level word per trait on the card, up to 10 answers per conversation:
+# a small model learns the persona -> answer lookup from answers, and these put the most of them
+# per token.
 PERSONA_CORPUS = personality.CorpusConfig(
-    mix=(0.7, 0.2, 0.1), max_turns=10, answer_noise=0.2, max_chars=2600, synonyms=False
+    mix=(0.7, 0.2, 0.1), max_turns=10, answer_noise=0.2, max_chars=2600
 )
 # TicTacToe is the game whose legality needs the board read; it gets the largest share.
 GAME_SHARES = {"tictactoe": 0.5, "kuhn_poker": 0.2, "negotiation": 0.3}
@@ -292,7 +293,7 @@ def main(argv=None) -> dict:
     dropped = len(ids["personas"]) + len(ids["games"]) - len(documents)
     if dropped:
         print(f"dropped {dropped} conversations longer than --seq-len {args.seq_len}", flush=True)
-    windows, loss_mask = pack_windows(
+    windows, loss_mask, segments = pack_windows(
         [d for d, _ in documents],
         [d for d, _ in ids["stories"]],
         seq_len=args.seq_len,
@@ -368,6 +369,7 @@ def main(argv=None) -> dict:
         callback=on_loss,
         snapshot=on_snapshot,
         loss_mask=loss_mask,
+        segments=segments,
     )
     bar.close()
     train_s = time.time() - t_train

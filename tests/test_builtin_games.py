@@ -48,9 +48,9 @@ def rows():
     )
 
 
-# The weights shipped now (6,550 steps of 4 x 512 tokens on a 2-core CPU) play Kuhn Poker and
+# The weights shipped now (8,250 steps of 4 x 512 tokens on a 2-core CPU) play Kuhn Poker and
 # Negotiation legally, but copy the TicTacToe board too weakly: at temperature 1.0 about one
-# TicTacToe reply in four is not a legal move. The check stays and reports XPASS for weights that
+# TicTacToe reply in nine is not a legal move. The check stays and reports XPASS for weights that
 # learned it (docs/builtin_model.md).
 NOT_LEARNED = pytest.mark.xfail(
     strict=False, reason="the shipped weights have not learned legal play in this game yet"

@@ -9,7 +9,7 @@ exactly the formats the study asks in. Four kinds, drawn by `CorpusConfig.mix`:
   prompt, then 1..`max_turns` IPIP-50 items each answered "<x> (<label>). <reason>". The answer
   is the persona's level on the item's trait, reversed (6 - level) for reverse-keyed items,
   moved by +-1 with probability `answer_noise` (clipped to 1..5); the reason restates the
-  persona's level phrase ("I am very outgoing.").
+  persona's level phrase ("I am sociable.").
 - **open**: one of the 10 `INSTRUCTIONS` answered with words, attitude and length that follow
   the profile (`replies.open_reply`). The system prompt is the activation-sampling prompt with a
   self-description of `items_per_trait` answered items per trait (shuffled), or with
@@ -21,9 +21,9 @@ exactly the formats the study asks in. Four kinds, drawn by `CorpusConfig.mix`:
   time in three, the self-description) is the system prompt and the count is
   Binomial(5, p) with p = 0.05 + 0.9 * (level - 1) / 4.
 - **recall** (off unless `mix` has a fourth share): the character card, then 1..5 questions
-  about single traits, named by the card's words ("Are you outgoing or reserved?" ->
-  "Somewhat reserved.") or by one of the trait's IPIP-50 items ('Which of your traits does "I
-  am the life of the party." ask about?' -> "That is about me being somewhat reserved."), and
+  about single traits, named by the trait's extreme words ("Are you outgoing or shy?" ->
+  "Quiet.") or by one of the trait's IPIP-50 items ('Which of your traits does "I am the life
+  of the party." ask about?' -> "That is about me being quiet."), and
   one time in five "Describe yourself in a few words." answered with the whole description.
   It is a direct training signal for looking a trait up in the card, the step every other kind
   needs before it can follow the profile (the questionnaire's reason is not: its adjective can be
@@ -47,7 +47,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from jaxlens.personality import formats
-from jaxlens.personality.items import ADJECTIVES, INSTRUCTIONS, IPIP50, SELF_STATEMENTS, TRAITS
+from jaxlens.personality.items import (
+    ADJECTIVES,
+    INSTRUCTIONS,
+    IPIP50,
+    LEVEL_WORDS,
+    SELF_STATEMENTS,
+    TRAITS,
+)
 from jaxlens.personality.personas import Persona, describe, is_held_out, level_phrase
 
 KINDS = ("items", "open", "forced", "recall")
@@ -69,9 +76,6 @@ class CorpusConfig:
     card_fraction, adjective_fraction: system-prompt shares in "open" conversations.
     no_persona_fraction: share of "forced" conversations without a system prompt.
     max_chars: upper bound on a conversation's total content length.
-    synonyms: cards and reasons draw each trait's adjective from its 4 synonyms; False always
-      uses the first (an easier mapping for a small model; the random draws are made either
-      way, so the rest of the stream is unchanged).
     positive_keyed: None draws questionnaire items uniformly (26 of the 50 are positively
       keyed); a probability p makes each item positively keyed with probability p. A curriculum
       knob: when the answer is the level for most items, reading the level off the card pays
@@ -86,7 +90,6 @@ class CorpusConfig:
     adjective_fraction: float = 0.1
     no_persona_fraction: float = 0.4
     max_chars: int = 1600
-    synonyms: bool = True
     positive_keyed: float | None = None
 
     def __post_init__(self):
@@ -127,22 +130,15 @@ def sample_answer(level: int, keyed: int, rng: np.random.Generator, noise: float
     return int(min(5, max(1, answer)))
 
 
-def _adjectives(rng: np.random.Generator, synonyms: bool = True) -> tuple[int, ...]:
-    drawn = tuple(int(a) for a in rng.integers(0, 4, size=len(TRAITS)))
-    return drawn if synonyms else (0,) * len(TRAITS)
-
-
-def _card(persona: Persona, adjectives: tuple[int, ...]) -> str:
-    desc = describe(persona.profile, adjectives=adjectives)
-    return formats.card_system(persona.name, persona.franchise, desc)
+def _card(persona: Persona) -> str:
+    return formats.card_system(persona.name, persona.franchise, describe(persona.profile))
 
 
 _REASONS = ("I am {}.", "People say I am {}.", "I would say I am {}.", "I'm {}, really.")
 
 
-def item_reason(persona: Persona, trait: str, rng: np.random.Generator, synonyms=True) -> str:
-    adjective = int(rng.integers(4))
-    phrase = level_phrase(trait, persona.level(trait), adjective=adjective if synonyms else 0)
+def item_reason(persona: Persona, trait: str, rng: np.random.Generator) -> str:
+    phrase = level_phrase(trait, persona.level(trait))
     return _REASONS[int(rng.integers(len(_REASONS)))].format(phrase)
 
 
@@ -184,11 +180,11 @@ def questionnaire_items(rng: np.random.Generator, n: int, positive_keyed: float 
 
 
 def items_conversation(persona, rng, config: CorpusConfig) -> list[dict]:
-    messages = [{"role": "system", "content": _card(persona, _adjectives(rng, config.synonyms))}]
+    messages = [{"role": "system", "content": _card(persona)}]
     turns = int(rng.integers(1, config.max_turns + 1))
     for item in questionnaire_items(rng, turns, config.positive_keyed):
         answer = sample_answer(persona.level(item.trait), item.keyed, rng, config.answer_noise)
-        reply = formats.likert_reply(answer, item_reason(persona, item.trait, rng, config.synonyms))
+        reply = formats.likert_reply(answer, item_reason(persona, item.trait, rng))
         turn = [
             {"role": "user", "content": formats.item_user(item)},
             {"role": "assistant", "content": reply},
@@ -208,7 +204,7 @@ def open_system(persona, rng, config: CorpusConfig) -> str:
         if pole is not None:
             return formats.adjective_system(ADJECTIVES[trait][pole][int(rng.integers(4))])
     if u < config.adjective_fraction + config.card_fraction:
-        return _card(persona, _adjectives(rng, config.synonyms))
+        return _card(persona)
     answered = answered_items(
         persona, rng, per_trait=config.items_per_trait, noise=config.answer_noise
     )
@@ -263,7 +259,7 @@ def forced_conversation(persona, rng, config: CorpusConfig) -> list[dict]:
             )
             system = formats.sampling_system(formats.self_description(answered))
         else:
-            system = _card(persona, _adjectives(rng, config.synonyms))
+            system = _card(persona)
         messages.append({"role": "system", "content": system})
     for t in rng.choice(len(TRAITS), size=int(rng.integers(1, 3)), replace=False):
         trait = TRAITS[int(t)]
@@ -278,17 +274,14 @@ def forced_conversation(persona, rng, config: CorpusConfig) -> list[dict]:
 _RECALL_ALL = "Describe yourself in a few words."
 
 
-def recall_turn(persona: Persona, trait: str | None, adjectives, rng) -> list[dict]:
-    """A question about one trait of the card (None: about all of them) and its answer;
-    `adjectives` are the card's synonym indices, so the question names the card's words."""
+def recall_turn(persona: Persona, trait: str | None, rng) -> list[dict]:
+    """A question about one trait of the card (None: about all of them) and its answer."""
     if trait is None:
-        reply = f"I am {describe(persona.profile, adjectives=adjectives)}."
         return [
             {"role": "user", "content": _RECALL_ALL},
-            {"role": "assistant", "content": reply},
+            {"role": "assistant", "content": f"I am {describe(persona.profile)}."},
         ]
-    k = adjectives[TRAITS.index(trait)]
-    phrase = level_phrase(trait, persona.level(trait), adjective=k)
+    phrase = level_phrase(trait, persona.level(trait))
     if rng.random() < 0.5:  # named by an item of the trait: the questionnaire's lookup
         items = [item for item in IPIP50 if item.trait == trait]
         item = items[int(rng.integers(len(items)))]
@@ -296,8 +289,8 @@ def recall_turn(persona: Persona, trait: str | None, adjectives, rng) -> list[di
             {"role": "user", "content": f'Which of your traits does "{item.statement}" ask about?'},
             {"role": "assistant", "content": f"That is about me being {phrase}."},
         ]
-    pos, neg = ADJECTIVES[trait]["positive"][k], ADJECTIVES[trait]["negative"][k]
-    first, second = (pos, neg) if rng.random() < 0.5 else (neg, pos)
+    low, high = LEVEL_WORDS[trait][0], LEVEL_WORDS[trait][-1]
+    first, second = (high, low) if rng.random() < 0.5 else (low, high)
     return [
         {"role": "user", "content": f"Are you {first} or {second}?"},
         {"role": "assistant", "content": f"{phrase[0].upper()}{phrase[1:]}."},
@@ -305,13 +298,12 @@ def recall_turn(persona: Persona, trait: str | None, adjectives, rng) -> list[di
 
 
 def recall_conversation(persona, rng, config: CorpusConfig) -> list[dict]:
-    adjectives = _adjectives(rng, config.synonyms)  # the questions name the card's words
-    messages = [{"role": "system", "content": _card(persona, adjectives)}]
+    messages = [{"role": "system", "content": _card(persona)}]
     traits: list = [TRAITS[int(t)] for t in rng.permutation(len(TRAITS))[: int(rng.integers(1, 6))]]
     if rng.random() < 0.2:
         traits.append(None)
     for trait in traits:
-        messages += recall_turn(persona, trait, adjectives, rng)
+        messages += recall_turn(persona, trait, rng)
     return messages
 
 

@@ -9,8 +9,9 @@
 - `trait_scores(answers [C, 50])`: reverse keys (6 - x) then the sum of each trait's 10 items
   (10..50 per trait).
 - `INSTRUCTIONS`: 10 generic instructions of our own (open requests any persona can answer).
-- `ADJECTIVES`: trait adjectives, 4 positive and 4 negative per trait (probe check, persona
-  descriptions). `SELF_STATEMENTS`: 10 first-person statements per trait, 5 trait-positive then
+- `ADJECTIVES`: trait adjectives, 4 positive and 4 negative per trait (the probe check's
+  adjective prompts). `LEVEL_WORDS`: one word per level of each trait (character cards).
+  `SELF_STATEMENTS`: 10 first-person statements per trait, 5 trait-positive then
   5 trait-negative (the forced-choice task).
 """
 
@@ -148,6 +149,18 @@ ADJECTIVES: dict[str, dict[str, tuple[str, ...]]] = {
         "positive": ("curious", "imaginative", "creative", "inventive"),
         "negative": ("conventional", "unimaginative", "traditional", "incurious"),
     },
+}
+
+# One word per level (1..5) of each trait, for character cards: every word names one trait at one
+# level, so a reader finds a level from a single token ("very outgoing" against "somewhat
+# outgoing" needs two, and the built-in model did not learn to join them). Level 3 reads
+# "moderately <word>".
+LEVEL_WORDS: dict[str, tuple[str, ...]] = {
+    "EXT": ("shy", "quiet", "talkative", "sociable", "outgoing"),
+    "AGR": ("harsh", "selfish", "warm", "generous", "kind"),
+    "CSN": ("careless", "lazy", "careful", "reliable", "organised"),
+    "EST": ("anxious", "moody", "steady", "relaxed", "calm"),
+    "OPN": ("incurious", "conventional", "imaginative", "creative", "curious"),
 }
 
 SELF_STATEMENTS: dict[str, tuple[str, ...]] = {

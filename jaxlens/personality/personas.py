@@ -11,9 +11,9 @@ A `Character` is what a study is given: `{character, franchise}` and an optional
 `description` (and, for generated personas, the `profile` used as ground truth). A roster is a
 list of characters, read from JSON (a list of objects) or CSV (a header row with `character`,
 `franchise` and optionally `description`) by `load_roster`. `describe(profile)` writes the
-description from the profile: one "intensity adjective" phrase per trait, in `TRAITS` order,
-e.g. "very outgoing, somewhat harsh, neither careless nor organised, ..." (levels 1..5 read
-"very <neg>", "somewhat <neg>", "neither <pos> nor <neg>", "somewhat <pos>", "very <pos>").
+description from the profile: one word per trait, in `TRAITS` order, from `LEVEL_WORDS`, e.g.
+"quiet, kind, moderately careful, anxious and creative" (every word names one trait at one
+level; level 3 reads "moderately <word>").
 `BUNDLED_ROSTER` (`data/roster.json`, written by `make_roster()`) holds 40 held-out personas
 with their descriptions and profiles; the corpus draws its personas from the same pool
 (`train_personas(make_personas(2000, seed=0))`).
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxlens.personality.items import ADJECTIVES, TRAITS
+from jaxlens.personality.items import LEVEL_WORDS, TRAITS
 
 BUNDLED_ROSTER = Path(__file__).parent / "data" / "roster.json"
 HELD_OUT_FRACTION = 0.2
@@ -56,8 +56,6 @@ FRANCHISES = (
     "Echoes of Veyra", "The Paper Fleet", "Greenhollow", "Ironbridge Mysteries",
     "The Last Lighthouse", "Cloudcastle", "River of Clocks",
 )  # fmt: skip
-
-INTENSITY = ("very", "somewhat")
 
 
 class RosterError(ValueError):
@@ -146,36 +144,21 @@ def held_out_personas(personas: list[Persona]) -> list[Persona]:
     return [p for p in personas if is_held_out(p.name)]
 
 
-def level_phrase(trait: str, level: int, *, adjective: int = 0) -> str:
-    """ "very outgoing" / "somewhat reserved" / "neither outgoing nor reserved" for a level."""
-    k = adjective % len(ADJECTIVES[trait]["positive"])
-    pos, neg = ADJECTIVES[trait]["positive"][k], ADJECTIVES[trait]["negative"][k]
-    if level == 3:
-        return f"neither {pos} nor {neg}"
-    word = pos if level > 3 else neg
-    return f"{INTENSITY[0] if level in (1, 5) else INTENSITY[1]} {word}"
+def level_phrase(trait: str, level: int) -> str:
+    """A trait's level in words: "shy" / "quiet" / "moderately talkative" / "sociable" /
+    "outgoing" for extraversion 1..5 (`LEVEL_WORDS`)."""
+    word = LEVEL_WORDS[trait][int(level) - 1]
+    return f"moderately {word}" if level == 3 else word
 
 
-def describe(profile, *, adjectives=None) -> str:
-    """One-line description of a profile: a level phrase per trait in `TRAITS` order.
-
-    `adjectives` picks the synonym per trait (index into `ADJECTIVES[trait]`, default 0).
-    """
-    adjectives = adjectives if adjectives is not None else (0,) * len(TRAITS)
-    parts = [
-        level_phrase(t, int(v), adjective=a)
-        for t, v, a in zip(TRAITS, profile, adjectives, strict=True)
-    ]
+def describe(profile) -> str:
+    """One-line description of a profile: a level phrase per trait in `TRAITS` order."""
+    parts = [level_phrase(t, int(v)) for t, v in zip(TRAITS, profile, strict=True)]
     return ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def to_character(persona: Persona, *, adjectives=None) -> Character:
-    return Character(
-        persona.name,
-        persona.franchise,
-        describe(persona.profile, adjectives=adjectives),
-        persona.profile,
-    )
+def to_character(persona: Persona) -> Character:
+    return Character(persona.name, persona.franchise, describe(persona.profile), persona.profile)
 
 
 def load_roster(path: str | os.PathLike = BUNDLED_ROSTER) -> list[Character]:
@@ -223,18 +206,13 @@ def save_roster(path: str | os.PathLike, characters: list[Character]) -> None:
     Path(path).write_text(json.dumps(rows, indent=1) + "\n")
 
 
-def make_roster(
-    n: int = 40, *, pool: int = 2000, seed: int = 0, synonyms: bool = False
-) -> list[Character]:
+def make_roster(n: int = 40, *, pool: int = 2000, seed: int = 0) -> list[Character]:
     """The first `n` held-out personas of `make_personas(pool, seed=seed)` as characters
-    (this is how `BUNDLED_ROSTER` is made). Descriptions use each trait's first adjective, as
-    the built-in model's corpus does; `synonyms=True` draws them with `seed` instead."""
+    (this is how `BUNDLED_ROSTER` is made)."""
     held = held_out_personas(make_personas(pool, seed=seed))
     if n > len(held):
         raise ValueError(f"make_roster: n={n} but the pool has only {len(held)} held-out personas")
-    rng = np.random.default_rng(seed)
-    draw = lambda: tuple(int(a) for a in rng.integers(0, 4, len(TRAITS))) if synonyms else None
-    return [to_character(p, adjectives=draw()) for p in held[:n]]
+    return [to_character(p) for p in held[:n]]
 
 
 def bundled_roster() -> list[Character]:

@@ -33,12 +33,16 @@ def test_pack_windows_keeps_every_document_whole_and_leaves_no_padding():
     rng = np.random.default_rng(3)
     docs = _docs(rng, 37, 5, 60)
     filler = [[1, 2, 3, 4, 5, 6, 7]] * 4
-    windows, learn = pack_windows(docs, filler, seq_len=64, seed=0)
+    windows, learn, segments = pack_windows(docs, filler, seq_len=64, seed=0)
     assert windows.shape[1] == 64 and windows.dtype == np.int32 and learn.all()
     for i, doc in enumerate(docs):
         rows, cols = np.nonzero(windows == 10 + i)
         assert len(set(rows)) == 1, f"document {i} was split across windows"
         assert len(cols) == len(doc) and np.all(np.diff(cols) == 1)
+        # a document is one segment of its own (the filler prose another)
+        row, own = rows[0], segments[rows[0], cols[0]]
+        np.testing.assert_array_equal(np.nonzero(segments[row] == own)[0], cols)
+    assert np.all(np.diff(segments, axis=1) >= 0) and np.all(segments[:, 0] == 0)
     assert not np.any(windows == 0), "a window holds padding"
     assert set(np.unique(windows[windows < 10])) <= set(range(1, 8))
     again = pack_windows(docs, filler, seq_len=64, seed=0)
@@ -49,7 +53,7 @@ def test_pack_windows_carries_reply_masks_and_weights_filler():
     rng = np.random.default_rng(4)
     docs = _docs(rng, 23, 4, 30)
     masks = [[j % 3 == 0 for j in range(len(d))] for d in docs]
-    windows, learn = pack_windows(
+    windows, learn, _ = pack_windows(
         docs, [[1, 2, 3]], seq_len=48, seed=1, masks=masks, filler_weight=0.25
     )
     assert learn.dtype == np.float32

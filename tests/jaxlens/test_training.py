@@ -91,35 +91,19 @@ def test_fit_lm_learns_a_repeating_sequence(params):
     assert float(next_token_loss(params, jnp.asarray(windows), config=CONFIG)) == before
 
 
+def _fit(params, tokens, **overrides):
+    """`fit_lm` on the tiny model: one step of two windows unless overridden."""
+    kwargs = dict(config=CONFIG, key=jax.random.key(0), steps=1, batch_size=2) | overrides
+    return fit_lm(params, tokens, **kwargs)
+
+
 def test_fit_lm_rejects_bad_input(params):
     with pytest.raises(TrainingError, match="vocab_size"):
-        fit_lm(
-            params,
-            np.full((4, 8), 500),
-            config=CONFIG,
-            key=jax.random.key(0),
-            steps=1,
-            batch_size=2,
-        )
+        _fit(params, np.full((4, 8), 500))
     with pytest.raises(TrainingError, match="batch_size"):
-        fit_lm(
-            params,
-            np.ones((4, 8), int),
-            config=CONFIG,
-            key=jax.random.key(0),
-            steps=1,
-            batch_size=5,
-        )
+        _fit(params, np.ones((4, 8), int), batch_size=5)
     with pytest.raises(TrainingError, match="loss became nan"):
-        fit_lm(
-            params,
-            np.ones((4, 8), int),
-            config=CONFIG,
-            key=jax.random.key(0),
-            steps=2,
-            batch_size=2,
-            lr=float("nan"),
-        )
+        _fit(params, np.ones((4, 8), int), steps=2, lr=float("nan"))
 
 
 def test_masked_loss_is_the_weighted_mean_of_token_losses(params):
@@ -133,12 +117,50 @@ def test_masked_loss_is_the_weighted_mean_of_token_losses(params):
     got = masked_loss(params, jnp.asarray(tokens), jnp.asarray(weights), config=CONFIG)
     np.testing.assert_allclose(float(got), want, rtol=1e-5)
     with pytest.raises(TrainingError, match="non-negative weights"):
-        fit_lm(
-            params,
-            tokens,
-            config=CONFIG,
-            key=jax.random.key(0),
-            steps=1,
-            batch_size=2,
-            loss_mask=-weights,
-        )
+        _fit(params, tokens, loss_mask=-weights)
+
+
+def test_packed_segments_read_each_document_alone(params):
+    """Documents packed end to end with `segments` get the logits each gets run alone."""
+    rng = np.random.RandomState(7)
+    docs = [rng.randint(3, CONFIG.vocab_size, n) for n in (5, 9, 2)]
+    row = jnp.asarray(np.concatenate(docs))[None]
+    segments = jnp.asarray(np.repeat(np.arange(3), [len(d) for d in docs]))[None]
+    packed = jaxlens.model_apply(params, row, config=CONFIG, segments=segments).logits[0]
+    start = 0
+    for doc in docs:
+        alone = jaxlens.model_apply(params, jnp.asarray(doc)[None], config=CONFIG).logits[0]
+        np.testing.assert_allclose(packed[start : start + len(doc)], alone, atol=1e-5)
+        start += len(doc)
+    # without segments the later documents read the earlier ones
+    unsegmented = jaxlens.model_apply(params, row, config=CONFIG).logits[0]
+    assert not np.allclose(unsegmented[5:], packed[5:], atol=1e-3)
+
+
+def test_fit_lm_rejects_bad_segments(params):
+    tokens = np.ones((4, 8), int)
+    for segments, match in [
+        (np.zeros((4, 7), int), "shape"),
+        (np.zeros((4, 8)), "dtype"),
+        (np.tile([0, 0, 1, 1, 0, 0, 2, 2], (4, 1)), "non-decreasing"),
+    ]:
+        with pytest.raises(TrainingError, match=match):
+            _fit(params, tokens, segments=segments)
+
+
+def test_fit_lm_trains_on_the_segmented_rows(params):
+    """The segments reach the loss: two documents packed into one window train exactly as the
+    same two documents alone in their own windows, and not as one unsegmented window."""
+    rng = np.random.RandomState(8)
+    a, b = rng.randint(3, CONFIG.vocab_size, (2, 6))
+    packed = np.concatenate([a, b])[None]
+    segments = np.repeat([[0, 1]], 6, axis=1)
+    learn = np.ones(packed.shape, np.float32)
+    learn[0, 6] = 0.0  # b's first token has nothing of b before it, as alone
+    fit = lambda tokens, **kw: _fit(params, tokens, steps=3, lr=1e-2, **kw)
+    leaves = lambda p: np.concatenate([np.ravel(x) for x in jax.tree.leaves(p)])
+    with_segments = leaves(fit(packed, batch_size=1, segments=segments, loss_mask=learn))
+    alone = leaves(fit(np.stack([a, b]), batch_size=2))
+    without = leaves(fit(packed, batch_size=1, loss_mask=learn))
+    np.testing.assert_allclose(with_segments, alone, atol=1e-5)
+    assert not np.allclose(with_segments, without, atol=1e-4)

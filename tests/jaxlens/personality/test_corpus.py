@@ -8,6 +8,7 @@ import pytest
 
 import jaxlens.personality as P
 from jaxlens.personality import corpus, formats
+from jaxlens.personality.personas import level_phrase
 
 POOL = P.make_personas(600, seed=0)
 TRAIN = P.train_personas(POOL)
@@ -88,9 +89,27 @@ def test_item_answers_follow_profile_and_keying():
     # the card's description states the profile
     card = next(c[0]["content"] for c in convs if c[0]["content"].startswith("You are"))
     name = re.match(r"You are (.+?) from ", card).group(1)
-    for trait, level in zip(P.TRAITS, by_name[name].profile, strict=True):
-        words = P.ADJECTIVES[trait]["positive" if level >= 3 else "negative"]
-        assert any(w in card for w in words)
+    assert _read_card(card) == by_name[name].profile
+
+
+def _read_card(card: str) -> tuple[int, ...]:
+    """The profile a card states, read back word by word (each word is one trait at one level)."""
+    description = card.split(". You are ", 1)[1][:-1]
+    phrases = description.replace(" and ", ", ").split(", ")
+    return tuple(
+        P.LEVEL_WORDS[trait].index(phrase.removeprefix("moderately ")) + 1
+        for trait, phrase in zip(P.TRAITS, phrases, strict=True)
+    )
+
+
+def test_level_words_name_one_trait_at_one_level():
+    words = [w for trait in P.TRAITS for w in P.LEVEL_WORDS[trait]]
+    assert len(words) == len(set(words)) == 25
+    for level in range(1, 6):
+        profile = (level, 6 - level, 3, level, 1)
+        card = formats.card_system("A", "B", P.describe(profile))
+        assert _read_card(card) == profile
+        assert card.count("moderately") == profile.count(3)
 
 
 @pytest.mark.parametrize("share", [1.0, 0.0, 0.8])
@@ -131,11 +150,7 @@ def test_recall_answers_restate_the_card():
             if question.startswith("Are you "):
                 kinds["adjectives"] += 1
                 a, b = re.match(r"Are you (\w+) or (\w+)\?", question).groups()
-                trait = next(
-                    t
-                    for t in P.TRAITS
-                    if {a, b} <= {w for pole in P.ADJECTIVES[t].values() for w in pole}
-                )
+                trait = next(t for t in P.TRAITS if {a, b} <= set(P.LEVEL_WORDS[t]))
                 phrase = answer[0].lower() + answer[1:-1]
             else:
                 kinds["item"] += 1
@@ -143,9 +158,7 @@ def test_recall_answers_restate_the_card():
                 trait = next(i.trait for i in P.IPIP50 if i.statement == statement)
                 phrase = answer.removeprefix("That is about me being ")[:-1]
             assert phrase == phrases[P.TRAITS.index(trait)]
-            level = persona.level(trait)
-            intensity = {1: "very", 2: "somewhat", 3: "neither", 4: "somewhat", 5: "very"}
-            assert phrase.split()[0] == intensity[level]
+            assert phrase == level_phrase(trait, persona.level(trait))
     assert min(kinds.values()) > 20, kinds
 
 
