@@ -106,20 +106,19 @@ def pack_windows(
         raise PackingError("pack_windows: expected one mask entry per document token")
     windows: list[list[int]] = []
     learn: list[list[float]] = []
-    segments: list[list[int]] = []
+    lengths: list[list[int]] = []  # of the documents in each window
     for i in rng.permutation(len(documents)):
         doc = list(documents[i])
         if not windows or len(windows[-1]) + len(doc) > seq_len:
             windows.append([])
             learn.append([])
-            segments.append([])
-        segments[-1].extend([segments[-1][-1] + 1 if segments[-1] else 0] * len(doc))
+            lengths.append([])
+        lengths[-1].append(len(doc))
         windows[-1].extend(doc)
         learn[-1].extend([1.0] * len(doc) if masks is None else [float(b) for b in masks[i]])
     stream = [t for f in (filler[j] for j in rng.permutation(len(filler))) for t in f]
     cursor = 0
-    for w, m, g in zip(windows, learn, segments, strict=True):
-        g.extend([g[-1] + 1] * (seq_len - len(w)))
+    for w, m in zip(windows, learn, strict=True):
         need = seq_len - len(w)
         while need > 0:
             take = stream[cursor : cursor + need]
@@ -128,6 +127,8 @@ def pack_windows(
             m.extend([filler_weight] * len(take))
             need = seq_len - len(w)
     shape = (len(windows), seq_len)
+    # document i of a window is segment i; the filler prose after them is one more
+    segments = [np.repeat(np.arange(len(n) + 1), [*n, seq_len - sum(n)]) for n in lengths]
     return Packed(
         np.asarray(windows, np.int32).reshape(shape),
         np.asarray(learn, np.float32).reshape(shape),

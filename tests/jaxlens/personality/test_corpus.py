@@ -92,10 +92,15 @@ def test_item_answers_follow_profile_and_keying():
     assert _read_card(card) == by_name[name].profile
 
 
+def _card_phrases(card: str) -> list[str]:
+    """A card's level phrases, one per trait in `TRAITS` order."""
+    description = card.split(". You are ", 1)[1][:-1]
+    return description.replace(" and ", ", ").split(", ")
+
+
 def _read_card(card: str) -> tuple[int, ...]:
     """The profile a card states, read back word by word (each word is one trait at one level)."""
-    description = card.split(". You are ", 1)[1][:-1]
-    phrases = description.replace(" and ", ", ").split(", ")
+    phrases = _card_phrases(card)
     return tuple(
         P.LEVEL_WORDS[trait].index(phrase.removeprefix("moderately ")) + 1
         for trait, phrase in zip(P.TRAITS, phrases, strict=True)
@@ -140,7 +145,7 @@ def test_recall_answers_restate_the_card():
         card = conv[0]["content"]
         persona = by_name[re.match(r"You are (.+?) from ", card).group(1)]
         description = card.split(". You are ", 1)[1][:-1]
-        phrases = description.replace(" and ", ", ").split(", ")  # one per trait, TRAITS order
+        phrases = _card_phrases(card)
         for user, reply in zip(conv[1::2], conv[2::2], strict=True):
             question, answer = user["content"], reply["content"]
             if question == "Describe yourself in a few words.":
