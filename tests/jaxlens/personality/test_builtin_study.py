@@ -32,14 +32,17 @@ pytestmark = [
 
 N_CHARACTERS = 20
 
-# The weights shipped now (8,250 steps of 4 x 512 tokens) barely read the character card:
-# the questionnaire digit barely follows what the card says (r = 0.06), and direct card-recall
-# questions are answered right 55% of the time, chance being a fifth (docs/builtin_model.md). These
-# checks stay in place (and report XPASS) for weights that learned it.
+# The shipped weights read the character card (held-out trait scores follow the profiles,
+# Spearman 0.88-0.98 on 40 characters), but a ridge probe of the activations under each
+# character's self-description reads the traits only partly (best-layer held-out Spearman
+# 0.56-0.92 with 40 characters, 0.65-0.90 with 100; OPN lowest), and steering along those
+# directions moves the forced-choice readout the wrong way for AGR and OPN
+# (docs/builtin_model.md). These checks stay in place and report XPASS for weights that carry
+# the traits in a probe-readable direction.
 NOT_LEARNED = pytest.mark.xfail(
     strict=False,
-    reason="built-in model weights have not learned the persona -> answer mapping yet "
-    "(questionnaire answers near-uniform; see docs/personality.md)",
+    reason="built-in model: the probe direction under a self-description is only partly learned "
+    "(see docs/builtin_model.md)",
 )
 
 
@@ -65,7 +68,6 @@ def results(tmp_path_factory):
     }
 
 
-@NOT_LEARNED
 def test_scores_follow_held_out_profiles(results):
     profile = np.array([c.profile for c in results["roster"]], np.float64)
     scores = results["scored"]["trait_scores"]["ev"]
