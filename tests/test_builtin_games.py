@@ -48,11 +48,10 @@ def rows():
     )
 
 
-# The shipped weights play Kuhn Poker and Negotiation legally, and in TicTacToe restate the free
-# cells right, but the reason that follows names a cell of its own ("I must block at cell 1"):
-# at temperature 1.0 about one reply in nine boxes a taken cell (11% of its replies in 16 games
-# against random; of 96 replies sampled on new positions, 19 took a taken cell and 1 did not
-# parse). The check stays and reports XPASS for weights that learned it (docs/builtin_model.md).
+# The shipped weights play Kuhn Poker and Negotiation legally; in TicTacToe they restate the
+# free cells right, then give a reason that names a cell of its own and box it, about one reply
+# in nine (docs/builtin_model.md has the figures). The check stays and reports XPASS for weights
+# that learned it.
 NOT_LEARNED = pytest.mark.xfail(
     strict=False, reason="the shipped weights have not learned legal play in this game yet"
 )

@@ -32,13 +32,10 @@ pytestmark = [
 
 N_CHARACTERS = 20
 
-# The shipped weights read the character card (held-out trait scores follow the profiles,
-# Spearman 0.88-0.98 on 40 characters), but a ridge probe of the activations under each
-# character's self-description reads the traits only partly (best-layer held-out Spearman
-# 0.56-0.92 with 40 characters, 0.65-0.90 with 100; OPN lowest), and steering along those
-# directions moves the forced-choice readout the wrong way for AGR and OPN
-# (docs/builtin_model.md). These checks stay in place and report XPASS for weights that carry
-# the traits in a probe-readable direction.
+# The shipped weights answer as their card says (the scores check passes), but the probe of
+# the activations under a self-description reads the traits only partly and steering along it
+# is not monotone for every trait; docs/builtin_model.md has the figures. These checks stay in
+# place and report XPASS for weights that carry the traits in a probe-readable direction.
 NOT_LEARNED = pytest.mark.xfail(
     strict=False,
     reason="built-in model: the probe direction under a self-description is only partly learned "
