@@ -94,7 +94,7 @@ def shares(text: str) -> tuple[float, ...]:
         return tuple(float(x) for x in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"{text!r}: expected 3 or 4 comma-separated numbers, e.g. 0.45,0.15,0.1,0.3"
+            f"{text!r}: expected comma-separated numbers, e.g. 0.45,0.15,0.1,0.3"
         ) from None
 
 
@@ -108,7 +108,22 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--games",
         type=int,
         default=3500,
-        help="game-turn conversations (half TicTacToe, a fifth Kuhn Poker, the rest Negotiation)",
+        help="game-turn conversations, split by --game-mix",
+    )
+    p.add_argument(
+        "--move-weight",
+        type=float,
+        default=1.0,
+        help="loss weight of a game reply's reason and move (the tokens after its first "
+        "sentence, which restates the legal set), relative to 1 for other reply tokens",
+    )
+    p.add_argument(
+        "--game-mix",
+        type=shares,
+        default=tuple(GAME_SHARES.values()),
+        metavar="T,K,N",
+        help="shares of the game turns: TicTacToe, Kuhn Poker, Negotiation "
+        f"(default {','.join(map(str, GAME_SHARES.values()))})",
     )
     p.add_argument("--stories", type=int, default=12000, help="plain-text documents")
     p.add_argument("--vocab-size", type=int, default=4096)
@@ -173,6 +188,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         persona_config(args)
     except ValueError as e:
         p.error(f"--persona-mix / --positive-keyed: {e}")
+    if not args.move_weight >= 0:
+        p.error(f"--move-weight {args.move_weight}: expected a weight >= 0")
+    if len(args.game_mix) != len(GAME_SHARES) or min(args.game_mix) < 0 or sum(args.game_mix) <= 0:
+        p.error(f"--game-mix {args.game_mix}: expected {len(GAME_SHARES)} shares >= 0, not all 0")
     if args.quick:
         args.personas, args.games, args.stories = 300, 200, 400
         args.vocab_size, args.d_model, args.layers, args.d_ff = 1024, 64, 2, 128
@@ -209,9 +228,10 @@ def corpus(args, seed: int, scale: float = 1.0, curriculum: bool = True) -> dict
         personas = personality.train_personas(personality.make_personas(2000, seed=0))
     config = persona_config(args) if curriculum else PERSONA_CORPUS
     conversations = personality.persona_conversations(personas, seed=seed, config=config)
+    game_mix = np.array(args.game_mix) / sum(args.game_mix)
     games = [
         conv
-        for g, (game, share) in enumerate(GAME_SHARES.items())
+        for g, (game, share) in enumerate(zip(GAME_SHARES, game_mix))
         for conv in rl.transcripts.game_conversations(
             seed=seed + g, games=(game,), n=n(args.games * share)
         )
@@ -229,8 +249,12 @@ def chatml(conversation: list[dict]) -> str:
     return "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in conversation)
 
 
-def tokenize(tokenizer, parts: dict[str, list]) -> dict[str, list[tuple[list[int], list[bool]]]]:
-    """Token ids per document, each with a mask that is true on chat replies (assistant turns).
+def tokenize(
+    tokenizer, parts: dict[str, list], move_weight: float = 1.0
+) -> dict[str, list[tuple[list[int], list[float]]]]:
+    """Token ids per document, each with loss weights: 1 on chat replies (assistant turns), 0
+    on prompts; in game replies the tokens after the first sentence (the restated legal set),
+    that is the reason and the move, weigh `move_weight`.
 
     Messages are tokenized one by one: each ends at a special token, so the ids equal those of
     the whole rendered conversation."""
@@ -240,19 +264,25 @@ def tokenize(tokenizer, parts: dict[str, list]) -> dict[str, list[tuple[list[int
     for name, docs in parts.items():
         if name == "stories":
             ids = tokenizer(list(docs), add_special_tokens=False)["input_ids"]
-            out[name] = [(d + [eos], [True] * (len(d) + 1)) for d in ids]
+            out[name] = [(d + [eos], [1.0] * (len(d) + 1)) for d in ids]
             continue
         flat = [m for c in docs for m in c]
         ids = iter(tokenizer([chatml([m]) for m in flat], add_special_tokens=False)["input_ids"])
         out[name] = []
         for conv in docs:
-            toks, mask = [], []
+            toks, weights = [], []
             for m in conv:
                 part = next(ids)
-                reply = m["role"] == "assistant"
+                reply = float(m["role"] == "assistant")
+                w = [0.0] * header + [reply] * (len(part) - header)
+                first = m["content"].find(". ") + 1
+                if reply and name == "games" and move_weight != 1.0 and first > 0:
+                    head = f"<|im_start|>assistant\n{m['content'][:first]}"
+                    k = len(tokenizer(head, add_special_tokens=False)["input_ids"])
+                    w[k:] = [move_weight] * (len(part) - k)
                 toks += part
-                mask += [False] * header + [reply] * (len(part) - header)
-            out[name].append((toks, mask))
+                weights += w
+            out[name].append((toks, weights))
     return out
 
 
@@ -286,7 +316,7 @@ def main(argv=None) -> dict:
         tokenizer = train_tokenizer(texts, vocab_size=args.vocab_size, path=args.run / "tokenizer")
     else:
         tokenizer = jaxlens.load_tokenizer(args.init)
-    ids, heldout_ids = tokenize(tokenizer, parts), tokenize(tokenizer, heldout)
+    ids, heldout_ids = tokenize(tokenizer, parts, args.move_weight), tokenize(tokenizer, heldout)
     n_tokens = {k: sum(len(d) for d, _ in v) for k, v in ids.items()}
     print(f"corpus built in {time.time() - t0:.0f}s: tokens per part {n_tokens}", flush=True)
     documents = [d for d in ids["personas"] + ids["games"] if len(d[0]) <= args.seq_len]

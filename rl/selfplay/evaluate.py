@@ -4,10 +4,12 @@
 per slot (`rollout.collect(episodes_per_slot=...)`), the policy's seat alternating, under the
 "eval" invalid-move convention (-1 / +1), and summarises every (game, role) and every game:
 
-    n, win, loss, draw, invalid (fractions of games), moves (mean replies per game),
-    reply_tokens (mean generated tokens per policy reply)
+    n, win, loss, draw, invalid (fractions of games), moves (mean replies per game, both seats),
+    replies (the policy's replies), illegal_replies (the fraction of those that held no legal
+    move), reply_tokens (mean generated tokens per policy reply)
 
-An invalid game is one the policy ended with an invalid reply (it also counts as a loss).
+An invalid game is one the policy ended with an invalid reply (it also counts as a loss); as
+that reply ends the game, `illegal_replies` is the per-reply rate a 95%-legal target reads.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ def summarize(result: ro.Rollout) -> list[dict[str, Any]]:
     for (game, role), eps in sorted(groups.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
         mine = np.array([ep.returns[ep.model_seats[0]] for ep in eps])
         invalid = np.array([ep.invalid_seat == ep.model_seats[0] for ep in eps])
-        lengths = [len(result.samples[i].response_ids) for ep in eps for i in ep.samples]
+        mine_samples = [result.samples[i] for ep in eps for i in ep.samples]
+        lengths = [len(x.response_ids) for x in mine_samples]
+        illegal = sum(not x.valid for x in mine_samples)
         rows.append(
             {
                 "game": game,
@@ -42,6 +46,8 @@ def summarize(result: ro.Rollout) -> list[dict[str, Any]]:
                 "draw": float(np.mean(mine == 0)),
                 "invalid": float(np.mean(invalid)),
                 "moves": float(np.mean([ep.moves for ep in eps])),
+                "replies": len(mine_samples),
+                "illegal_replies": illegal / max(len(mine_samples), 1),
                 "reply_tokens": float(np.mean(lengths)) if lengths else 0.0,
             }
         )

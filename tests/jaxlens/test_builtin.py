@@ -131,14 +131,32 @@ def test_shipped_model_gives_transformers_logits():
     np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=1e-4)
 
 
-def test_train_builtin_refuses_a_bad_persona_mix_at_parse_time(capsys):
+def test_train_builtin_refuses_bad_mixes_and_weights_at_parse_time(capsys):
     script = runpy.run_path(str(SCRIPTS / "train_builtin.py"), run_name="train_builtin")
-    for flag, expected in (
-        ("0.5,x,0.5", "expected 3 or 4 comma-separated numbers"),
-        ("0.5,0.5,0.5", "summing to 1"),
+    for argv, expected in (
+        (["--persona-mix", "0.5,x,0.5"], "expected comma-separated numbers"),
+        (["--persona-mix", "0.5,0.5,0.5"], "summing to 1"),
+        (["--game-mix", "0.5,0.5"], "expected 3 shares >= 0"),
+        (["--game-mix", "0,0,0"], "not all 0"),
+        (["--move-weight", "-1"], "expected a weight >= 0"),
     ):
         with pytest.raises(SystemExit):
-            script["parse_args"](["--persona-mix", flag])
-        assert expected in capsys.readouterr().err
-    args = script["parse_args"](["--persona-mix", "0.4,0.3,0.2,0.1"])
-    assert args.persona_mix == (0.4, 0.3, 0.2, 0.1)
+            script["parse_args"](argv)
+        assert expected in capsys.readouterr().err, argv
+    args = script["parse_args"](["--persona-mix", "0.4,0.3,0.2,0.1", "--game-mix", "1,0,1"])
+    assert args.persona_mix == (0.4, 0.3, 0.2, 0.1) and args.game_mix == (1.0, 0.0, 1.0)
+
+
+def test_train_builtin_weighs_the_reason_and_move_of_game_replies():
+    script = runpy.run_path(str(SCRIPTS / "train_builtin.py"), run_name="train_builtin")
+    tok = jaxlens.load_tokenizer(jaxlens.BUILTIN_MODEL)
+    conv = [
+        {"role": "user", "content": "Board: 0 | 1 | 2"},
+        {"role": "assistant", "content": "Free cells: 0, 2. I take 2. \\boxed{[2]}"},
+    ]
+    (plain,) = script["tokenize"](tok, {"games": [conv]})["games"]
+    (ids, weights) = script["tokenize"](tok, {"games": [conv]}, 6.0)["games"][0]
+    assert ids == plain[0] and set(plain[1]) == {0.0, 1.0}
+    learned = [tok.decode([t]) for t, w in zip(ids, weights, strict=True) if w == 6.0]
+    assert "".join(learned).startswith(" I take 2.") and "2" in learned  # the move itself
+    assert "".join(tok.decode([t]) for t, w in zip(ids, weights) if w == 1.0) == "Free cells: 0, 2."

@@ -7,6 +7,7 @@ import jax
 import numpy as np
 import pytest
 
+from rl.selfplay import evaluate
 from rl.selfplay import rollout as ro
 from rl.selfplay.policy import Replies
 
@@ -120,3 +121,22 @@ def test_bad_settings():
         ro.RolloutConfig(games=("chess",))
     with pytest.raises(ValueError, match="exactly one"):
         ro.collect(Scripted(first_legal), None, jax.random.PRNGKey(0), config=ro.RolloutConfig())
+
+
+def test_evaluation_summary_counts_the_policys_own_replies():
+    # The policy plays the first free cell on its first move and a taken cell on its second:
+    # each game is one legal and one illegal reply of its own, whatever the random opponent did.
+    def reply(prompt):
+        board = prompt.split("Board:")[1].split("It is")[0]
+        free = legal(prompt)
+        if len(re.findall(r"[OX]", board)) <= 1:
+            return f"\\boxed{{{free[0]}}}"
+        taken = next(c for c in range(9) if f"[{c}]" not in free)
+        return f"\\boxed{{[{taken}]}}"
+
+    cfg = ro.RolloutConfig(games=("tictactoe",), slots=2, opponent="random", convention="eval")
+    out = ro.collect(Scripted(reply), None, jax.random.PRNGKey(3), config=cfg, episodes_per_slot=2)
+    (row,) = [r for r in evaluate.summarize(out) if r["role"] == "all"]
+    assert row["n"] == 4 and row["invalid"] == 1.0
+    assert row["replies"] == 8 and row["illegal_replies"] == 0.5
+    assert row["moves"] > 2  # both seats' moves: not the denominator of the illegal rate
