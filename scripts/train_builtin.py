@@ -231,7 +231,7 @@ def corpus(args, seed: int, scale: float = 1.0, curriculum: bool = True) -> dict
     game_mix = np.array(args.game_mix) / sum(args.game_mix)
     games = [
         conv
-        for g, (game, share) in enumerate(zip(GAME_SHARES, game_mix))
+        for g, (game, share) in enumerate(zip(GAME_SHARES, game_mix, strict=True))
         for conv in rl.transcripts.game_conversations(
             seed=seed + g, games=(game,), n=n(args.games * share)
         )
@@ -249,6 +249,20 @@ def chatml(conversation: list[dict]) -> str:
     return "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in conversation)
 
 
+ASSISTANT = "<|im_start|>assistant\n"  # the header every chat reply starts with
+
+
+def reason_starts(tokenizer, messages: list[dict]) -> list[int | None]:
+    """Per message, the token index (header included) where a reply's first sentence ends;
+    None for prompts and for replies of a single sentence. One batched tokenizer call."""
+    cuts = [m["content"].find(". ") + 1 if m["role"] == "assistant" else 0 for m in messages]
+    heads = [ASSISTANT + m["content"][:c] for m, c in zip(messages, cuts, strict=True) if c]
+    lengths = iter(
+        map(len, tokenizer(heads, add_special_tokens=False)["input_ids"] if heads else [])
+    )
+    return [next(lengths) if c else None for c in cuts]
+
+
 def tokenize(
     tokenizer, parts: dict[str, list], move_weight: float = 1.0
 ) -> dict[str, list[tuple[list[int], list[float]]]]:
@@ -259,7 +273,7 @@ def tokenize(
     Messages are tokenized one by one: each ends at a special token, so the ids equal those of
     the whole rendered conversation."""
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    header = len(tokenizer("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"])
+    header = len(tokenizer(ASSISTANT, add_special_tokens=False)["input_ids"])
     out = {}
     for name, docs in parts.items():
         if name == "stories":
@@ -268,17 +282,16 @@ def tokenize(
             continue
         flat = [m for c in docs for m in c]
         ids = iter(tokenizer([chatml([m]) for m in flat], add_special_tokens=False)["input_ids"])
+        weigh = name == "games" and move_weight != 1.0
+        starts = iter(reason_starts(tokenizer, flat) if weigh else [None] * len(flat))
         out[name] = []
         for conv in docs:
             toks, weights = [], []
             for m in conv:
-                part = next(ids)
+                part, k = next(ids), next(starts)
                 reply = float(m["role"] == "assistant")
                 w = [0.0] * header + [reply] * (len(part) - header)
-                first = m["content"].find(". ") + 1
-                if reply and name == "games" and move_weight != 1.0 and first > 0:
-                    head = f"<|im_start|>assistant\n{m['content'][:first]}"
-                    k = len(tokenizer(head, add_special_tokens=False)["input_ids"])
+                if k is not None:
                     w[k:] = [move_weight] * (len(part) - k)
                 toks += part
                 weights += w

@@ -159,4 +159,7 @@ def test_train_builtin_weighs_the_reason_and_move_of_game_replies():
     assert ids == plain[0] and set(plain[1]) == {0.0, 1.0}
     learned = [tok.decode([t]) for t, w in zip(ids, weights, strict=True) if w == 6.0]
     assert "".join(learned).startswith(" I take 2.") and "2" in learned  # the move itself
-    assert "".join(tok.decode([t]) for t, w in zip(ids, weights) if w == 1.0) == "Free cells: 0, 2."
+    assert (
+        "".join(tok.decode([t]) for t, w in zip(ids, weights, strict=True) if w == 1.0)
+        == "Free cells: 0, 2."
+    )
