@@ -5,11 +5,12 @@
 
 Each acting turn of a generated game becomes one two-message conversation. The user message is
 `rl.text.render(env, state, player)`, exactly the prompt SPIRAL self-play sends (no quoted
-negotiation messages). The reply first restates what the prompt allows (TicTacToe: "Free
-cells: 0, 1, 5."; Kuhn Poker: "I hold Q and may [call] or [fold].", copied from the prompt's
-legal moves, so a small model reads the legal set before it chooses), then one or two short
-sentences of reasoning that describe the move really chosen, then the move as `\\boxed{[4]}`
-(`rl.text.parse` reads it back to the recorded legal action).
+negotiation messages). The reply first restates what the prompt allows, copied from the
+prompt's legal moves, so a small model reads the legal set before it chooses (TicTacToe: the
+free cells with the chosen one starred, "Free cells: 0, 1*, 5."; Kuhn Poker: "I hold Q and may
+[call] or [fold]."), then one or two short sentences of reasoning that describe the move really
+chosen (in TicTacToe naming no cell: the starred one is the only digit to copy), then the move
+as `\\boxed{[4]}` (`rl.text.parse` reads it back to the recorded legal action).
 
 Players. Each seat of each game gets a player drawn from `PLAYER_MIX` (independently per seat):
 
@@ -99,13 +100,12 @@ def _pick(rng: np.random.Generator, options: Sequence[str]) -> str:
 # ---- TicTacToe -------------------------------------------------------------------------------
 
 
-def _ttt_line_move(board: list[int], who: int) -> tuple[int, tuple[int, int]] | None:
-    """A cell completing a line of `who` (and the two cells already held), or None."""
+def _ttt_line_move(board: list[int], who: int) -> int | None:
+    """A free cell completing a line of `who`, or None."""
     for line in ttt.LINES.tolist():
         marks = [board[c] for c in line]
         if marks.count(who) == 2 and marks.count(-1) == 1:
-            cell = line[marks.index(-1)]
-            return cell, tuple(c for c in line if c != cell)
+            return line[marks.index(-1)]
     return None
 
 
@@ -113,7 +113,7 @@ def _ttt_heuristic(board: list[int], me: int, legal: list[int]) -> int:
     for who in (me, 1 - me):
         found = _ttt_line_move(board, who)
         if found is not None:
-            return found[0]
+            return found
     for group in ([4], [0, 2, 6, 8], [1, 3, 5, 7]):
         free = [c for c in group if c in legal]
         if free:
@@ -122,27 +122,22 @@ def _ttt_heuristic(board: list[int], me: int, legal: list[int]) -> int:
 
 
 def _ttt_reason(rng: np.random.Generator, board: list[int], me: int, cell: int, kind: str) -> str:
+    """Why the starred cell was chosen, in words without cell numbers: the move's only digit
+    is the starred one, so the boxed move has one place to copy it from."""
     win, block = _ttt_line_move(board, me), _ttt_line_move(board, 1 - me)
-    if kind != "random" and win is not None and win[0] == cell:
-        a, b = win[1]
-        return f"I hold cells {a} and {b}, so cell {cell} completes my line and wins."
-    if kind != "random" and block is not None and block[0] == cell:
-        a, b = block[1]
-        return f"The opponent holds {a} and {b}; I must block at cell {cell}."
+    if kind != "random" and win == cell:
+        return "That cell completes my line and wins."
+    if kind != "random" and block == cell:
+        return "The opponent has two in a line; I must block it."
     if kind == "random":
         return _pick(
-            rng,
-            [
-                f"Cell {cell} is free, so I take it.",
-                f"I will play cell {cell}.",
-                f"Let me try cell {cell}.",
-            ],
+            rng, ["That cell is free, so I take it.", "I will play there.", "Let me try that one."]
         )
     if cell == 4:
         return "No line is threatened. The centre is the strongest cell and it is free."
     if cell in (0, 2, 6, 8):
-        return f"No line is threatened, so I take the corner {cell}."
-    return f"No line is threatened; cell {cell} keeps my options open."
+        return "No line is threatened, so I take a corner."
+    return "No line is threatened; a side cell keeps my options open."
 
 
 def _ttt_move(rng, env, row, kind) -> tuple[int, str]:
@@ -156,7 +151,11 @@ def _ttt_move(rng, env, row, kind) -> tuple[int, str]:
         idx = int(np.dot(np.array(board) + 1, 3 ** np.arange(9)))
         best = [c for c in legal if minimax_table()[idx, c]] or legal
         cell, said = int(rng.choice(best)), kind
-    free = ", ".join(str(c) for c in legal)
+    # The chosen cell is starred while the free cells are copied out: a small model then picks
+    # by marking an item of a list it copies exactly, instead of naming a digit afterwards
+    # (which, sampled at temperature 1, leaked to taken cells about one reply in ten). The star
+    # follows the digit so the copied tokens stay those of the plain list.
+    free = ", ".join(f"{c}*" if c == cell else str(c) for c in legal)
     return (
         cell,
         f"Free cells: {free}. {_ttt_reason(rng, board, me, cell, said)} \\boxed{{[{cell}]}}",

@@ -51,6 +51,9 @@ SAE_SIZES = {
     "laptop": dict(n_docs=100, n_windows=128, sae_steps=120, sae_batch=512, expansion=4),
 }
 SPIRAL_STEPS = {"quick": 2, "laptop": 4, "paper": None}
+# Characters the personality study scores: a ridge probe over the built-in model's 256 dimensions
+# needs ~200 characters to fit on and to test against; the smoke run keeps the bundled 40.
+ROSTER_SIZES = {"quick": None, "laptop": 200, "paper": None}  # None: the bundled roster
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -94,8 +97,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 def run_personality(model: Path, out: Path, args, mesh):
     import jaxlens.personality as personality
 
-    head = personality.run_study(model, out, roster=personality.bundled_roster(),
-                                 quick=args.preset != "paper", mesh=mesh)  # fmt: skip
+    size = ROSTER_SIZES[args.preset]
+    roster = personality.bundled_roster() if size is None else personality.make_roster(size)
+    head = personality.run_study(model, out, roster=roster, quick=args.preset != "paper",
+                                 mesh=mesh)  # fmt: skip
     rows = [
         {
             "trait": t,

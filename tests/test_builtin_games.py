@@ -50,24 +50,15 @@ def rows():
     )
 
 
-# The shipped weights play Kuhn Poker and Negotiation legally; in TicTacToe they restate the
-# free cells right, then name a taken cell and box it, about one reply in ten
-# (docs/builtin_model.md has the figures). The check stays and reports XPASS for weights
-# that learned it.
-NOT_LEARNED = pytest.mark.xfail(
-    strict=False, reason="the shipped weights have not learned legal play in this game yet"
-)
-# Now that the model plays Kuhn Poker legally it wins ~0.45 of its games against random, the
-# Nash player ~0.55: 27 games cannot separate the two (that needs ~150).
+# The model wins ~0.5 of its Kuhn Poker games against random, the Nash player ~0.55: 27 games
+# cannot separate the two (that needs several hundred).
 UNDERPOWERED = pytest.mark.xfail(
     strict=False,
-    reason="27 Kuhn Poker games cannot separate a ~0.45 win rate from the Nash player's ~0.55",
+    reason="27 Kuhn Poker games cannot separate a ~0.5 win rate from the Nash player's ~0.55",
 )
 
 
-@pytest.mark.parametrize(
-    "game", [pytest.param("tictactoe", marks=NOT_LEARNED), "kuhn_poker", "negotiation"]
-)
+@pytest.mark.parametrize("game", GAMES)
 def test_replies_are_legal_moves(rows, game):
     row = next(r for r in rows if r["game"] == game and r["role"] == "all")
     print(f"{game}: {row}")

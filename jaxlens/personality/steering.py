@@ -7,9 +7,10 @@ Recipes (`Recipe`), both on `resid_post`:
 - `"band"`: at every position (prompt and generated), over a band of layers around the probe's
   best layer, `h += c * ||h|| * r_l` (`jaxlens.steer(..., norm_scaled=True)`), c up to +-0.3.
 
-Forced choice (`forced_choice`): for each trait, `orders` shuffles of its 10 self-statements
-(lettered A-J, `formats.forced_choice_user`), without and with a persona description (the
-character cards of `context` roster characters) in the system prompt. Two readouts per prompt:
+Forced choice (`forced_choice`): for each trait, `orders` orders of its 10 self-statements
+(lettered A-J, `formats.forced_choice_user`; balanced rotations, `statement_orders`), without
+and with a persona description (the character cards of `context` roster characters) in the
+system prompt. Two readouts per prompt:
 from the option probabilities, the probability mass of the first reply token on the letters of
 trait-positive statements (renormalised over A-J: the model lists its picks in any order, so
 this is the expected fraction of positive picks); and from the greedy generated picks
@@ -69,15 +70,32 @@ def interventions(recipe: Recipe, directions: np.ndarray, best_layer: int, stren
     )
 
 
-def forced_choice_prompts(trait: str, orders: int, context: list[Character], seed: int = 0):
-    """Conversations and, per conversation, the mask `[10]` of trait-positive letters."""
+def statement_orders(orders: int, seed: int = 0) -> np.ndarray:
+    """`[orders, 10]`: which statement each letter A-J shows, per order.
+
+    Orders are rotations of a shuffled order, spread evenly over blocks of up to 10 (a new
+    shuffle per block), so every statement moves through the letters: with 10 orders each one
+    takes each letter exactly once. A steering direction also pushes the letter tokens' logits
+    directly; with a few independent shuffles that push passes for a shift in the picks, with
+    balanced rotations it cancels."""
     rng = np.random.default_rng(seed)
+    block = min(orders, 10)
+    out = []
+    for k in range(orders):
+        if k % block == 0:
+            base = rng.permutation(10)
+        out.append(np.roll(base, (k % block) * 10 // block))
+    return np.array(out)
+
+
+def forced_choice_prompts(trait: str, orders: int, context: list[Character], seed: int = 0):
+    """Conversations and, per conversation, the mask `[10]` of trait-positive letters
+    (`statement_orders(orders, seed)`, each without and with every context card)."""
     systems = [None] + [
         formats.card_system(c.character, c.franchise, c.description) for c in context
     ]
     convs, positive, with_context = [], [], []
-    for _ in range(orders):
-        order = rng.permutation(10)
+    for order in statement_orders(orders, seed):
         user = {
             "role": "user",
             "content": formats.forced_choice_user([SELF_STATEMENTS[trait][i] for i in order]),

@@ -50,7 +50,7 @@ class StudyConfig:
         steering.Recipe(name="band"),
         steering.Recipe(name="last", strengths=(-0.4, -0.2, 0.0, 0.2, 0.4)),
     )
-    orders: int = 4
+    orders: int = 10  # statement orders per trait: 10 puts each statement under each letter
     context: int = 2
     generated_picks: bool = True
     open_ended: int = 2
@@ -78,7 +78,7 @@ class StudyConfig:
                 instructions=4, adjective_instructions=1, max_new_tokens=16
             ),
             recipes=(steering.Recipe(name="band", strengths=(-0.3, 0.0, 0.3)),),
-            orders=2,
+            orders=10,
             context=1,
             generated_picks=False,
             open_ended=0,

@@ -34,8 +34,9 @@ def test_transcripts_replay_to_the_same_prompts_and_outcomes(sample):
             assert T.parse(env, state, turn.reply) == (turn.action, "")
             assert T.boxed_action_text(turn.reply) is not None
             legal = np.flatnonzero(np.asarray(state.legal_action_mask))
-            if game.game == "tictactoe":  # the reply first lists the free cells
-                assert turn.reply.startswith(f"Free cells: {', '.join(map(str, legal))}. ")
+            if game.game == "tictactoe":  # the reply first lists the free cells, move starred
+                free = ", ".join(f"{c}*" if c == turn.action else str(c) for c in legal)
+                assert turn.reply.startswith(f"Free cells: {free}. ")
             if game.game == "kuhn_poker":  # ... or the two legal actions
                 a, b = (K.ACTION_NAMES[x] for x in legal)
                 assert f" and may {a} or {b}. " in turn.reply

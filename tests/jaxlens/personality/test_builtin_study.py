@@ -1,12 +1,15 @@
 """The study on the built-in model finds what its training corpus encodes.
 
 The built-in model was trained on persona conversations (`jaxlens.personality.corpus`) whose
-answers follow each persona's profile; the bundled roster holds personas held out of that
-corpus, so these checks measure generalisation to unseen characters:
+answers follow each persona's profile; `personas.make_roster` draws personas held out of that
+corpus, so these checks measure generalisation to unseen characters (200 of them: a ridge
+probe over 256 dimensions needs that many characters to fit on, and a held-out Spearman
+needs the 50 of the test split to mean something):
 
 - scoring: trait scores from option-token log-probabilities correlate with the profile levels
   (Spearman >= 0.8 for every trait);
-- probes: the held-out Spearman of the best layer is >= 0.8 for every trait;
+- probes: the held-out Spearman of the best layer is >= 0.8 for every trait (mean over the
+  prompt, the study's default position);
 - steering: the norm-scaled band recipe moves the forced-choice readout monotonically in the
   steered direction for every trait (without persona context; with context reported).
 """
@@ -19,7 +22,7 @@ import pytest
 import jaxlens
 import jaxlens.personality as P
 from jaxlens import probes
-from jaxlens.personality import activations, runtime, steering, study
+from jaxlens.personality import activations, personas, runtime, steering, study
 
 pytestmark = [
     pytest.mark.e2e,
@@ -30,23 +33,22 @@ pytestmark = [
     ),
 ]
 
-N_CHARACTERS = 20
+N_CHARACTERS = 200
 
-# The shipped weights answer as their card says (the scores check passes), but the probe of
-# the activations under a self-description reads the traits only partly and steering along it
-# is not monotone for every trait; docs/builtin_model.md has the figures. These checks stay in
-# place and report XPASS for weights that carry the traits in a probe-readable direction.
+# The probes read every trait, but steering along them leaves the forced-choice readout at
+# ~0.5 once the statement orders are balanced (docs/builtin_model.md has the figures). The
+# check stays in place and reports XPASS for weights whose probe directions are causal.
 NOT_LEARNED = pytest.mark.xfail(
     strict=False,
-    reason="built-in model: the probe direction under a self-description is only partly learned "
-    "(see docs/builtin_model.md)",
+    reason="built-in model: steering along the probe directions does not move the forced-choice "
+    "readout (see docs/builtin_model.md)",
 )
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("builtin_study")
-    roster = P.bundled_roster()[:N_CHARACTERS]
+    roster = personas.make_roster(N_CHARACTERS)
     config = study.StudyConfig.quick(
         test_fraction=0.25,
         recipes=(steering.Recipe(name="band", strengths=(-0.3, -0.15, 0.0, 0.15, 0.3)),),
@@ -72,7 +74,6 @@ def test_scores_follow_held_out_profiles(results):
     assert min(rho.values()) >= 0.8, rho
 
 
-@NOT_LEARNED
 def test_probes_read_every_trait(results):
     fitted = results["probed"]["probes"]
     rho = {t: float(p.test_spearman[p.best_layer]) for t, p in fitted.items()}

@@ -65,6 +65,18 @@ def test_prompt_captures_equal_a_plain_forward(tiny):
         np.testing.assert_allclose(got, np.asarray(ref, np.float32), rtol=1e-5, atol=1e-5)
 
 
+def test_statement_orders_rotate_every_statement_through_every_letter():
+    ten = steering.statement_orders(10, seed=3)
+    assert all(sorted(row) == list(range(10)) for row in ten)
+    for letter in range(10):  # a Latin square: each statement once under each letter
+        assert sorted(ten[:, letter]) == list(range(10))
+    two = steering.statement_orders(2, seed=3)
+    np.testing.assert_array_equal(two[1], np.roll(two[0], 5))
+    twelve = steering.statement_orders(12, seed=3)
+    np.testing.assert_array_equal(twelve[:10], ten)  # a new shuffle starts the next block
+    assert not np.array_equal(twelve[10], ten[0])
+
+
 def test_steering_at_strength_zero_is_exactly_unsteered(tiny):
     roster = P.bundled_roster()[:1]
     convs, positive, _ = steering.forced_choice_prompts("EXT", 2, roster)
