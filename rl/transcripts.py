@@ -124,15 +124,14 @@ def _ttt_heuristic(board: list[int], me: int, legal: list[int]) -> int:
 def _ttt_reason(rng: np.random.Generator, board: list[int], me: int, cell: int, kind: str) -> str:
     """Why the starred cell was chosen, in words without cell numbers: the move's only digit
     is the starred one, so the boxed move has one place to copy it from."""
-    win, block = _ttt_line_move(board, me), _ttt_line_move(board, 1 - me)
-    if kind != "random" and win == cell:
-        return "That cell completes my line and wins."
-    if kind != "random" and block == cell:
-        return "The opponent has two in a line; I must block it."
     if kind == "random":
         return _pick(
             rng, ["That cell is free, so I take it.", "I will play there.", "Let me try that one."]
         )
+    if _ttt_line_move(board, me) == cell:
+        return "That cell completes my line and wins."
+    if _ttt_line_move(board, 1 - me) == cell:
+        return "The opponent has two in a line; I must block it."
     if cell == 4:
         return "No line is threatened. The centre is the strongest cell and it is free."
     if cell in (0, 2, 6, 8):
