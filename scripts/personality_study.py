@@ -1,7 +1,7 @@
-"""The Big Five personality study: score, sample activations, fit probes, steer.
+r"""The Big Five personality study: score, sample activations, fit probes, steer.
 
     python3 scripts/personality_study.py --quick                    # built-in model, bundled roster
-    python3 scripts/personality_study.py --model DIR --roster chars.csv --out runs/big5 \\
+    python3 scripts/personality_study.py --model DIR --roster chars.csv --out runs/big5 \
         --mesh data=4,fsdp=8 --paper                                 # the published setting
     python3 scripts/personality_study.py --stage probe --out runs/big5   # one stage again
     python3 scripts/personality_study.py --stage steer --out runs/big5   # along probe/probes.npz

@@ -1,9 +1,9 @@
-"""How SAE features evolve across layers: SAEs on every layer, statistics, lineage, graph, browser.
+r"""How SAE features evolve across layers: SAEs on every layer, statistics, lineage, graph, browser.
 
     # the built-in model (or, without one, a tiny random Llama), small SAEs trained here:
     python3 scripts/sae_evolution.py --out runs/evolution
     # GPT-2 small with the gpt2-small-res-jb SAELens folders (one per layer, in order):
-    python3 scripts/sae_evolution.py --model path/to/gpt2 --text pile_sample.txt --full \\
+    python3 scripts/sae_evolution.py --model path/to/gpt2 --text pile_sample.txt --full \
         --saes res-jb/blocks.{0..11}.hook_resid_pre --out runs/evolution_gpt2
     # sharded: tokens over data, latents over tensor
     python3 scripts/sae_evolution.py --mesh data=2,tensor=4 --out runs/evolution_mesh

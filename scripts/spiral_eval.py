@@ -1,4 +1,4 @@
-"""Evaluate a policy: games against fixed opponents (win / loss / draw / invalid rates and game
+r"""Evaluate a policy: games against fixed opponents (win / loss / draw / invalid rates and game
 lengths per game and role) and the offline reasoning harness (boxed-answer accuracy).
 
     python3 scripts/spiral_eval.py --quick --out runs/spiral_eval      # the built-in model

@@ -1,4 +1,4 @@
-"""SPIRAL self-play training: one policy plays both seats of TicTacToe, Kuhn Poker and Simple
+r"""SPIRAL self-play training: one policy plays both seats of TicTacToe, Kuhn Poker and Simple
 Negotiation and learns from role-conditioned advantages with a PPO-clipped loss.
 
     python3 scripts/spiral_train.py --quick --out runs/spiral          # built-in model, minutes

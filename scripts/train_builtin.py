@@ -446,10 +446,10 @@ def main(argv=None) -> dict:
             "forced-choice self-statement picks and (with a fourth --persona-mix share) card "
             "recall, each following a Big Five profile given as a character card or a "
             "self-description",
-            "Game turns": f"{len(parts['games'])} ({n_tokens['games']:,} tokens): TicTacToe, Kuhn "
-            "Poker and Simple Negotiation prompts answered with the legal set restated (a TicTacToe "
-            "reply stars the cell it takes), a short reason and a \\boxed{} move by players from "
-            "random-legal to decent",
+            "Game turns": f"{len(parts['games'])} ({n_tokens['games']:,} tokens): TicTacToe, "
+            "Kuhn Poker and Simple Negotiation prompts answered with the legal set restated (a "
+            "TicTacToe reply stars the cell it takes), a short reason and a \\boxed{} move by "
+            "players from random-legal to decent",
             "Plain text": f"{len(parts['stories'])} ({n_tokens['stories']:,} tokens): short "
             "stories, dialogues, logs, recipes and descriptions",
         },

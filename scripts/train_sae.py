@@ -1,8 +1,8 @@
-"""Train SAEs on a model's activations (or cached ones) and write a run folder.
+r"""Train SAEs on a model's activations (or cached ones) and write a run folder.
 
     # an SAE on every layer from one forward of an HF checkpoint per batch, over a text corpus:
-    python scripts/train_sae.py --model path/to/hf_dir --data corpus.txt --layers all \\
-        --arch topk --k 32 --expansion 16 --steps 20000 --batch-size 4096 --out runs/sae \\
+    python scripts/train_sae.py --model path/to/hf_dir --data corpus.txt --layers all \
+        --arch topk --k 32 --expansion 16 --steps 20000 --batch-size 4096 --out runs/sae \
         --mesh data=2,tensor=4
     # a tiny random model over the shipped test text (a smoke run, no download):
     python scripts/train_sae.py --tiny --data tests/data/sae/tiny.txt --steps 200 --out runs/tiny

@@ -1,4 +1,5 @@
-"""Fixed opponents: minimax never loses, Kuhn Nash is unexploitable, heuristics are sane."""
+"""Fixed opponents: minimax never loses, Kuhn Nash is unexploitable, the Kuhn best response is
+best, heuristics are sane."""
 
 import itertools
 
@@ -114,6 +115,51 @@ def test_exploitability_detects_a_non_equilibrium(play, jitted):
     # the opener's equilibrium value is -1/18 against the best responder
     s = strategy(O.KuhnNash(1 / 6), play, jitted)
     assert best_response_as_opener(s) == pytest.approx(-1 / 18)
+
+
+RANDOM = np.full((4, 3), 0.5)
+
+
+def table(s):
+    """`strategy`'s dict as a [4 nodes, 3 cards] table."""
+    return np.array([[s[node, card] for card in CARDS] for node in range(4)])
+
+
+def test_kuhn_round_value_matches_play():
+    """The exact one-round value against the mean chips of many played rounds."""
+    env = E.make("kuhn_poker", rounds=1)
+    for opener, responder in (
+        (O.KuhnNash(), O.RandomLegal(env)),
+        (O.RandomLegal(env), O.KuhnBestResponse()),
+    ):
+        # rounds=1: player 1 opens, so the opener's payoff is returns[:, 1]
+        out = E.rollout(env, (responder, opener), jax.random.key(5), batch=40_000)
+        played = np.asarray(out.final.chips)[:, 1].mean()
+        tables = [
+            RANDOM if isinstance(p, O.RandomLegal) else p.aggressive() for p in (opener, responder)
+        ]
+        assert O.kuhn_round_value(*tables) == pytest.approx(played, abs=0.03)
+
+
+def test_kuhn_best_response_beats_every_pure_strategy_against_random(play, jitted):
+    best = O.KuhnBestResponse().aggressive()
+    # read back from real env states: the policy plays the table it reports
+    assert np.array_equal(table(strategy(O.KuhnBestResponse(), play, jitted)), best)
+    value = lambda t: O.kuhn_round_value(t, RANDOM) - O.kuhn_round_value(RANDOM, t)
+    pure = [((bits >> np.arange(12)) & 1).reshape(4, 3) for bits in range(2**12)]
+    assert value(best) == pytest.approx(max(value(t) for t in pure))
+    # and it is the best response computed independently, seat by seat
+    random_s = {(n, c): 0.5 for n in range(4) for c in CARDS}
+    assert O.kuhn_round_value(best, RANDOM) == pytest.approx(best_response_as_opener(random_s))
+    assert -O.kuhn_round_value(RANDOM, best) == pytest.approx(best_response_as_responder(random_s))
+    assert value(best) > value(O.KuhnNash().aggressive()) + 0.5
+
+
+def test_kuhn_best_response_to_nash_gets_the_game_value():
+    nash = O.KuhnNash().aggressive()
+    best = O.kuhn_best_response(nash)
+    assert O.kuhn_round_value(best, nash) == pytest.approx(-1 / 18)
+    assert O.kuhn_round_value(nash, best) == pytest.approx(-1 / 18)
 
 
 def test_kuhn_nash_samples_its_probabilities(jitted):

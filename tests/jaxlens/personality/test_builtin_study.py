@@ -40,8 +40,8 @@ N_CHARACTERS = 200
 # check stays in place and reports XPASS for weights whose probe directions are causal.
 NOT_LEARNED = pytest.mark.xfail(
     strict=False,
-    reason="built-in model: steering along the probe directions does not move the forced-choice "
-    "readout (see docs/builtin_model.md)",
+    reason="built-in model: its forced choice does not follow the persona even with the card in "
+    "context, so steering has nothing to move (see docs/builtin_model.md)",
 )
 
 
