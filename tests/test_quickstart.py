@@ -22,6 +22,7 @@ import pytest
 from PIL import Image
 
 import jaxlens
+import jaxlens.personality
 import jaxlens.run_index as run_index
 import jaxlens.runs
 from sae.evolution import webdriver
