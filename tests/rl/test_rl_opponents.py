@@ -132,7 +132,7 @@ def test_kuhn_round_value_matches_play():
         (O.KuhnNash(), O.RandomLegal(env)),
         (O.RandomLegal(env), O.KuhnBestResponse()),
     ):
-        # rounds=1: player 1 opens, so the opener's payoff is returns[:, 1]
+        # rounds=1: player 1 opens, so the opener's chips are chips[:, 1]
         out = E.rollout(env, (responder, opener), jax.random.key(5), batch=40_000)
         played = np.asarray(out.final.chips)[:, 1].mean()
         tables = [
