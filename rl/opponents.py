@@ -183,14 +183,16 @@ def kuhn_best_response(opponent: np.ndarray, bets_add_chips: bool = True) -> np.
             (1 - q[kuhn_poker.C, o]) * sd[o] + q[kuhn_poker.C, o] * after_cb[o] for o in others
         )
         best[kuhn_poker.START, c] = bet > check
-        # Responder after a check, and facing a bet.
-        w = {o: 1 - q[kuhn_poker.START, o] for o in others}
-        bet = sum(
-            w[o] * (q[kuhn_poker.CB, o] * big * sd[o] + 1 - q[kuhn_poker.CB, o]) for o in others
+        # Responder: the opener's card weighted by how likely it checked (C) or bet (B).
+        checked = {o: 1 - q[kuhn_poker.START, o] for o in others}
+        bet_back = sum(
+            checked[o] * (q[kuhn_poker.CB, o] * big * sd[o] + 1 - q[kuhn_poker.CB, o])
+            for o in others
         )
-        best[kuhn_poker.C, c] = bet > sum(w[o] * sd[o] for o in others)
-        w = {o: q[kuhn_poker.START, o] for o in others}
-        best[kuhn_poker.B, c] = sum(w[o] * big * sd[o] for o in others) > -sum(w.values())
+        best[kuhn_poker.C, c] = bet_back > sum(checked[o] * sd[o] for o in others)
+        bet_on = {o: q[kuhn_poker.START, o] for o in others}
+        call_bet = sum(bet_on[o] * big * sd[o] for o in others)
+        best[kuhn_poker.B, c] = call_bet > -sum(bet_on.values())
     return best
 
 
