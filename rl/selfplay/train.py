@@ -224,6 +224,9 @@ def train(
     baselines: dict = {}
     if checkpoint.latest(mgr) is not None:
         state, baselines, _ = checkpoint.restore(mgr, state)
+        if progress is not None:  # a resumed bar starts at the restored step, its rate at zero
+            progress.initial = progress.n = progress.last_print_n = int(state.step)
+            progress.refresh()
     eval_key = jax.random.PRNGKey(cfg.seed + 1_000_003)
     evals: list[dict] = []
     with _Stop() as stop:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from _spiral_model import tiny_model
 
+import jaxlens
 import rl.selfplay as sp
 from rl.selfplay import train
 
@@ -43,8 +44,13 @@ def test_sigterm_then_resume_equals_uninterrupted_run(policy, tmp_path):
         pol, params, cfg, checkpoint_dir=tmp_path / "b", on_step=kill_after_first
     )
     assert int(stopped.step) == 1
-    resumed, base_resumed, _ = train.train(pol, params, cfg, checkpoint_dir=tmp_path / "b")
+    bar = jaxlens.runs.progress(total=cfg.steps, desc="resumed", unit="step")
+    resumed, base_resumed, _ = train.train(
+        pol, params, cfg, checkpoint_dir=tmp_path / "b", progress=bar
+    )
+    bar.close()
     assert int(resumed.step) == cfg.steps == int(full.step)
+    assert (bar.initial, bar.n) == (1, cfg.steps)  # the bar counts on from the restored step
     assert base_resumed == pytest.approx(base_full) and base_full
     np.testing.assert_array_equal(np.asarray(resumed.key), np.asarray(full.key))
     for a, b in zip(jax.tree.leaves(resumed.learner), jax.tree.leaves(full.learner), strict=True):
