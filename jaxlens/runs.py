@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RunFolder", "jsonable", "markdown_table", "progress", "versions"]
+__all__ = ["RunFolder", "jsonable", "markdown_table", "progress", "resume_progress", "versions"]
 
 _SMALL_ARRAY = 4096  # arrays up to this many elements are stored as lists, larger as a summary
 
@@ -279,3 +279,10 @@ def progress(
     kwargs.setdefault("mininterval", 0.5 if sys.stderr.isatty() else 5.0)
     kwargs.setdefault("dynamic_ncols", True)
     return tqdm(iterable, desc=desc, unit=unit, total=total, file=sys.stderr, **kwargs)
+
+
+def resume_progress(bar, done: int) -> None:
+    """Start a `progress` bar at `done` of its total, as when a run resumes from a checkpoint:
+    it counts on from there and its rate counts only the steps run since."""
+    bar.initial = bar.n = bar.last_print_n = int(done)
+    bar.refresh()

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+import jaxlens
 from rl import rae
 from rl.selfplay import checkpoint, evaluate, learner, rollout
 from rl.selfplay.learner import PPOConfig
@@ -175,8 +176,6 @@ def _shard_batch(batch: learner.Batch, mesh: Any) -> learner.Batch:
 
 def init_state(params: Any, cfg: SpiralConfig, *, model_config: Any, mesh: Any = None):
     if mesh is not None:
-        import jaxlens
-
         params = jaxlens.sharding.shard_params(params, model_config, mesh)
     lstate = learner.init_state(params, cfg.ppo)
     return TrainState(learner=lstate, key=jax.random.PRNGKey(cfg.seed), step=jnp.int32(0))
@@ -224,9 +223,8 @@ def train(
     baselines: dict = {}
     if checkpoint.latest(mgr) is not None:
         state, baselines, _ = checkpoint.restore(mgr, state)
-        if progress is not None:  # a resumed bar starts at the restored step, its rate at zero
-            progress.initial = progress.n = progress.last_print_n = int(state.step)
-            progress.refresh()
+        if progress is not None:
+            jaxlens.runs.resume_progress(progress, int(state.step))
     eval_key = jax.random.PRNGKey(cfg.seed + 1_000_003)
     evals: list[dict] = []
     with _Stop() as stop:
