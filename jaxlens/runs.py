@@ -14,6 +14,8 @@ A `RunFolder` is made when a script starts and holds everything the run produced
 Values are made JSON-able on the way in (NumPy and JAX scalars and small arrays, dtypes, paths,
 nested dataclasses), so scripts can log what they computed without converting it. `progress`
 is the one progress bar scripts use: tqdm on stderr with a rate, so stdout stays for results.
+`run_script(main)` runs a script's `main` so that this project's input errors end it with a
+one-line message instead of a traceback.
 """
 
 from __future__ import annotations
@@ -23,17 +25,26 @@ import dataclasses
 import datetime
 import importlib.metadata
 import json
+import os
 import platform
 import shlex
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["RunFolder", "jsonable", "markdown_table", "progress", "resume_progress", "versions"]
+__all__ = [
+    "RunFolder",
+    "jsonable",
+    "markdown_table",
+    "progress",
+    "resume_progress",
+    "run_script",
+    "versions",
+]
 
 _SMALL_ARRAY = 4096  # arrays up to this many elements are stored as lists, larger as a summary
 
@@ -286,3 +297,37 @@ def resume_progress(bar, done: int) -> None:
     it counts on from there and its rate counts only the steps run since."""
     bar.initial = bar.n = bar.last_print_n = int(done)
     bar.refresh()
+
+
+_OWN_PACKAGES = ("jaxlens", "sae", "rl")
+
+
+def _is_input_error(e: BaseException) -> bool:
+    """One of the project's own error classes, or a missing file that its code reported (a
+    plain `FileNotFoundError` raised in jaxlens, sae or rl, e.g. a roster path)."""
+    if type(e).__module__.split(".")[0] in _OWN_PACKAGES:
+        return True
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = "" if tb is None else str(tb.tb_frame.f_globals.get("__name__", ""))
+    return isinstance(e, FileNotFoundError) and where.split(".")[0] in _OWN_PACKAGES
+
+
+def run_script(main: Callable[[], int | None]) -> None:
+    """Run a script's `main` and exit with its return value.
+
+    An error of this project's own classes (a corrupt checkpoint, an unsupported config field, a
+    roster without a column; all `ValueError` or `FileNotFoundError`), or a missing file its code
+    reports, is a message for the user, not a bug: it ends the script with
+    `<script>: error: <ErrorClass>: <message>` on stderr and exit status 2, as argparse does for
+    a bad flag. Anything else keeps its traceback, and so does every error when the environment
+    sets `JAXLENS_TRACEBACK=1`."""
+    try:
+        code = main()
+    except (ValueError, FileNotFoundError) as e:
+        if not _is_input_error(e) or os.environ.get("JAXLENS_TRACEBACK"):
+            raise
+        print(f"{Path(sys.argv[0]).name}: error: {type(e).__name__}: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    raise SystemExit(code)

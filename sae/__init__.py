@@ -18,7 +18,8 @@ Modules, one job each:
 - `sae.model`: `init`, `encode`, `decode`, `threshold`, the architectures and their losses.
 - `sae.sparse`: the sparse training path of TopK/BatchTopK (dense encoder, sparse rest).
 - `sae.step`: the jitted, mesh-sharded train step over L stacked SAEs.
-- `sae.train`: `fit` (init from data, loop, logging, orbax checkpoints and resume).
+- `sae.train`: `fit` (init from data, loop, logging, orbax checkpoints and resume),
+  `resumed_step`.
 - `sae.activations`, `sae.tokens`: activation sources (arrays, cached shards, a live model).
 - `sae.metrics`: L0, FVU, dead latents, densities, CE loss recovered and KL when spliced.
 - `sae.report`: a run's per-layer table (`evaluate_layers`) and figures.
@@ -42,7 +43,14 @@ from sae.saelens_io import (
     save_saelens,
 )
 from sae.tokens import byte_tokenizer, load_tokens
-from sae.train import FitInputError, NonFiniteLossError, fit, fold_scale, geometric_median
+from sae.train import (
+    FitInputError,
+    NonFiniteLossError,
+    fit,
+    fold_scale,
+    geometric_median,
+    resumed_step,
+)
 
 __all__ = [
     "ARCHITECTURES",
@@ -73,6 +81,7 @@ __all__ = [
     "load_tokens",
     "metrics",
     "reconstruct",
+    "resumed_step",
     "save_saelens",
     "spliced_metrics",
     "threshold",

@@ -139,6 +139,17 @@ def _checkpointer(directory: str | os.PathLike, every: int):
     return ocp, ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
 
+def resumed_step(checkpoint_dir: str | os.PathLike) -> int:
+    """The step a `fit` with this `checkpoint_dir` resumes from (0 when it holds no checkpoint),
+    e.g. to start a progress bar there."""
+    if not os.path.isdir(checkpoint_dir):
+        return 0
+    _, manager = _checkpointer(checkpoint_dir, 1)
+    latest = manager.latest_step()
+    manager.close()
+    return 0 if latest is None else int(latest)
+
+
 def _host_stats(stats: list[step.StepStats]) -> dict[str, list[float]]:
     stacked = jax.device_get(stats)
     return {

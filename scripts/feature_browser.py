@@ -58,4 +58,6 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import jaxlens.runs  # here, so that --help stays quick
+
+    jaxlens.runs.run_script(main)

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 import jaxlens
+import jaxlens.runs
 from jaxlens import probes
 from jaxlens.personality import load_roster, plan, runtime, scoring, study
 from jaxlens.personality.items import trait_scores
@@ -103,4 +104,4 @@ def main(argv=None) -> dict | None:
 
 
 if __name__ == "__main__":
-    main()
+    jaxlens.runs.run_script(main)

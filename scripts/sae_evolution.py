@@ -22,6 +22,7 @@ import argparse
 import json
 
 import jaxlens
+import jaxlens.runs
 from sae.evolution import pipeline
 
 
@@ -70,4 +71,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    jaxlens.runs.run_script(main)

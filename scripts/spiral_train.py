@@ -17,6 +17,7 @@ import dataclasses
 import json
 import sys
 
+import jaxlens.runs
 import rl.selfplay as sp
 from rl.selfplay.run import default_model, parse_mesh
 
@@ -136,4 +137,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    jaxlens.runs.run_script(main)

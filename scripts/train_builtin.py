@@ -39,6 +39,7 @@ import numpy as np  # noqa: E402
 
 import jaxlens  # noqa: E402
 import jaxlens.personality as personality  # noqa: E402
+import jaxlens.runs  # noqa: E402
 import rl.transcripts  # noqa: E402
 import sae.stories  # noqa: E402
 from jaxlens.builtin import builtin_config, model_card, pack_windows  # noqa: E402
@@ -488,4 +489,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    jaxlens.runs.run_script(main)

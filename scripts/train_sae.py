@@ -135,6 +135,7 @@ def main() -> None:
     bar = jaxlens.runs.progress(
         desc=f"{args.arch} SAEs x{len(layers)}", unit="step", total=args.steps
     )
+    jaxlens.runs.resume_progress(bar, sae.resumed_step(run / "checkpoints"))
 
     def callback(step: int, stats: dict) -> None:
         row = {"step": step, "time_s": round(run.elapsed(), 2), **stats}
@@ -177,4 +178,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    jaxlens.runs.run_script(main)

@@ -11,7 +11,7 @@ import matplotlib
 import numpy as np
 import pytest
 
-from jaxlens.runs import RunFolder, jsonable, markdown_table, progress
+from jaxlens.runs import RunFolder, jsonable, markdown_table, progress, run_script
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -111,3 +111,42 @@ def test_progress_counts_and_writes_a_rate_to_stderr(capsys):
     assert list(progress(range(5), desc="work", unit="game", mininterval=0)) == list(range(5))
     err = capsys.readouterr().err
     assert "work" in err and "game/s" in err
+
+
+def test_run_script_turns_own_input_errors_into_one_line(capsys, monkeypatch):
+    from jaxlens.hf.io import CheckpointNotFoundError
+
+    def typo():
+        raise CheckpointNotFoundError("/no/such/dir: checkpoint directory does not exist")
+
+    monkeypatch.setattr(sys, "argv", ["train.py"])
+    monkeypatch.delenv("JAXLENS_TRACEBACK", raising=False)
+    with pytest.raises(SystemExit) as exit_:
+        run_script(typo)
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == (
+        "train.py: error: CheckpointNotFoundError: /no/such/dir: checkpoint directory does not "
+        "exist\n"
+    )
+    monkeypatch.setenv("JAXLENS_TRACEBACK", "1")  # asked for the traceback: the error itself
+    with pytest.raises(CheckpointNotFoundError):
+        run_script(typo)
+
+
+def test_run_script_keeps_other_errors_and_the_exit_code(monkeypatch):
+    from jaxlens.personality import load_roster
+
+    monkeypatch.delenv("JAXLENS_TRACEBACK", raising=False)
+    with pytest.raises(ValueError, match="could not convert"):  # numpy's: a bug, not a typo
+        run_script(lambda: float(np.float64("x")))
+    with pytest.raises(FileNotFoundError):  # a missing file the script itself opened
+        run_script(lambda: open("/no/such/file.txt"))
+    with pytest.raises(SystemExit) as exit_:  # a missing file the library reports
+        run_script(lambda: load_roster("/no/such/roster.csv"))
+    assert exit_.value.code == 2
+    with pytest.raises(SystemExit) as exit_:
+        run_script(lambda: 3)
+    assert exit_.value.code == 3
+    with pytest.raises(SystemExit) as exit_:
+        run_script(lambda: None)
+    assert exit_.value.code is None

@@ -105,11 +105,14 @@ def test_resume_after_sigkill_equals_uninterrupted(data, tmp_path):
         child.wait()
     assert child.returncode == -signal.SIGKILL
     full = sae.fit(data, config, **kw)
+    restored = sae.resumed_step(tmp_path / "ckpt")
+    assert sae.resumed_step(tmp_path / "no_such_dir") == 0
     seen = []
     resumed = sae.fit(
         data, config, checkpoint_dir=tmp_path / "ckpt", callback=lambda d, s: seen.append(d), **kw
     )
     assert seen[0] in (4, 7), seen  # continued after the checkpoint of step 3 or 6, not from 0
+    assert restored == seen[0] - 1  # what a progress bar is started at
     for name in full:
         np.testing.assert_array_equal(
             np.asarray(resumed[name]), np.asarray(full[name]), err_msg=name
