@@ -315,7 +315,8 @@ def _is_input_error(e: BaseException) -> bool:
 
 
 def run_script(main: Callable[[], int | None]) -> None:
-    """Run a script's `main` and exit with its return value.
+    """Run a script's `main` and exit: with its return value when that is an int (a status, as
+    `quickstart.py` returns), else 0 (a `main` may return its results to a calling test).
 
     An error of this project's own classes (a corrupt checkpoint, an unsupported config field, a
     roster without a column; all `ValueError` or `FileNotFoundError`), or a missing file its code
@@ -330,4 +331,4 @@ def run_script(main: Callable[[], int | None]) -> None:
             raise
         print(f"{Path(sys.argv[0]).name}: error: {type(e).__name__}: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    raise SystemExit(code)
+    raise SystemExit(code if code is None or isinstance(code, int) else 0)

@@ -150,3 +150,6 @@ def test_run_script_keeps_other_errors_and_the_exit_code(monkeypatch):
     with pytest.raises(SystemExit) as exit_:
         run_script(lambda: None)
     assert exit_.value.code is None
+    with pytest.raises(SystemExit) as exit_:  # results returned to a caller are no exit status
+        run_script(lambda: {"final training loss": 0.1})
+    assert exit_.value.code == 0
