@@ -199,7 +199,13 @@ def micro_loss(params, mb: Batch, denom, *, config, ppo: PPOConfig):
     loss, ratio = token_losses(lp, old, ref, mb.advantages, ppo)
     w = window(mb.response)
     clipped = (jnp.abs(ratio - 1.0) > ppo.clip).astype(jnp.float32)
-    stats = {"clip_frac": jnp.sum(clipped * w), "tokens": jnp.sum(w), "logprob": jnp.sum(lp * w)}
+    d = ref - lp
+    stats = {
+        "clip_frac": jnp.sum(clipped * w),
+        "tokens": jnp.sum(w),
+        "logprob": jnp.sum(lp * w),
+        "kl": jnp.sum((jnp.exp(d) - d - 1.0) * w),  # k3 to `ref` (the start policy with KL on)
+    }
     return jnp.sum(loss * w) / denom, stats
 
 
@@ -249,7 +255,7 @@ def update(state: LearnerState, batch: Batch, *, config, ppo: PPOConfig):
             return (grads, stats), None
 
         zeros = jax.tree.map(jnp.zeros_like, params)
-        stats0 = {k: jnp.float32(0) for k in ("clip_frac", "tokens", "logprob", "loss")}
+        stats0 = {k: jnp.float32(0) for k in ("clip_frac", "tokens", "logprob", "kl", "loss")}
         (grads, stats), _ = jax.lax.scan(body, (zeros, stats0), batch)
         return grads, stats
 
@@ -263,6 +269,7 @@ def update(state: LearnerState, batch: Batch, *, config, ppo: PPOConfig):
             "grad_norm": optax.tree.norm(grads),
             "response_tokens": stats["tokens"],
             "mean_logprob": stats["logprob"] / tokens,
+            "kl": stats["kl"] / tokens,
         }
         return LearnerState(optax.apply_updates(state.params, updates), opt_state), out
 
@@ -275,6 +282,8 @@ def update(state: LearnerState, batch: Batch, *, config, ppo: PPOConfig):
     }
     metrics["response_tokens"] = per_epoch["response_tokens"][0]
     metrics["mean_logprob"] = per_epoch["mean_logprob"][0]  # of the sampling params
+    if ppo.kl_coef:
+        metrics["kl_to_start"] = per_epoch["kl"][0]  # per response token, sampling params
     return state, metrics
 
 
