@@ -216,10 +216,14 @@ def train(
 ) -> tuple[TrainState, dict, list[dict]]:
     """Run (or resume) training; returns (final state, baselines, evaluation rows)."""
     state = init_state(params, cfg, model_config=policy.config, mesh=mesh)
-    # the start policy, kept as copies: `learner.update` donates the learner's own buffers
-    ref = _frozen(state.learner.params) if cfg.ppo.kl_coef else None
-    if opponent_params is None and "model" in cfg.eval_opponents:
-        opponent_params = learner.compute_params(_frozen(state.learner.params), cfg.ppo)
+    model_opponent = opponent_params is None and "model" in cfg.eval_opponents
+    start = None
+    if cfg.ppo.kl_coef or model_opponent:
+        # one copy of the start policy (same shardings): `learner.update` donates the learner's own
+        start = jax.tree.map(lambda x: jnp.array(x, copy=True), state.learner.params)
+    ref = start if cfg.ppo.kl_coef else None
+    if model_opponent:
+        opponent_params = learner.compute_params(start, cfg.ppo)
     mgr = checkpoint.manager(checkpoint_dir, keep=cfg.keep_checkpoints)
     baselines: dict = {}
     if checkpoint.latest(mgr) is not None:
@@ -286,11 +290,6 @@ def train(
                 break
     mgr.close()
     return state, baselines, evals
-
-
-def _frozen(params: Any) -> Any:
-    """A copy of `params` (same shardings) that outlives the donating updates."""
-    return jax.tree.map(lambda x: jnp.array(x, copy=True), params)
 
 
 def run_evals(policy, state: TrainState, cfg: SpiralConfig, key, opponent_params=None):
