@@ -30,9 +30,8 @@ def test_kl_and_model_opponent_survive_donating_updates(tmp_path):
     records = []
     state, _, evals = train.train(policy, params, cfg, checkpoint_dir=tmp_path, log=records.append)
     assert int(state.step) == 2
-    assert sorted({r["step"] for r in evals}) == [1, 2] and {r["opponent"] for r in evals} == {
-        "model"
-    }
+    assert sorted({r["step"] for r in evals}) == [1, 2]
+    assert {r["opponent"] for r in evals} == {"model"}
     kl = [r["kl_to_start"] for r in records]
     assert kl[0] == pytest.approx(0.0, abs=1e-5)  # step 1 samples from the start params
     assert kl[1] > 1e-6  # the first update moved the policy away from the start
