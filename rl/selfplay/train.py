@@ -219,7 +219,8 @@ def train(
     model_opponent = opponent_params is None and "model" in cfg.eval_opponents
     start = None
     if cfg.ppo.kl_coef or model_opponent:
-        # one copy of the start policy (same shardings): `learner.update` donates the learner's own
+        # one copy of the start policy (same shardings): `learner.update` donates the learner's
+        # own buffers, so the KL reference and the frozen opponent cannot alias them
         start = jax.tree.map(lambda x: jnp.array(x, copy=True), state.learner.params)
     ref = start if cfg.ppo.kl_coef else None
     if model_opponent:
