@@ -17,6 +17,8 @@ Each opponent is a frozen dataclass (hashable, so a static argument of jit) call
   the random player (`kuhn_best_response`, by backward induction; `kuhn_round_value` gives a
   round's exact value for any two strategies). Against random play it wins ~0.7 of 5-round
   games where the Nash player wins ~0.5: it, not Nash, is the ceiling for exploiting random.
+  `kuhn_match_outcome` gives a whole game's exact win / draw / loss probabilities for two
+  tables, `kuhn_exploitability` how much a best response wins against a table.
 - `HeuristicNegotiator()`: values sum to 20 per unit of either resource across the two players,
   so a trade moves the gain difference by 20 x (units received - units given): it accepts an
   offer it can pay for iff it receives more units than it gives, and otherwise proposes to
@@ -143,22 +145,91 @@ def _showdown(mine: int, theirs: int) -> int:
     return 1 if mine > theirs else -1
 
 
+def _kuhn_table(table: np.ndarray, what: str) -> np.ndarray:
+    """`table` as float64 [4 nodes, 3 cards] of probabilities, or a clear error."""
+    t = np.asarray(table, np.float64)
+    if t.shape != (4, 3) or not np.all((t >= 0) & (t <= 1)):
+        raise core.EnvError(
+            f"{what}: expected a Kuhn strategy table, float [4 nodes, 3 cards] of P(bet or call) "
+            f"in [0, 1]; got shape {t.shape}"
+            + ("" if t.shape != (4, 3) else f" with values {t.min():.3g} .. {t.max():.3g}")
+        )
+    return t
+
+
+def kuhn_round_outcomes(
+    opener: np.ndarray, responder: np.ndarray, bets_add_chips: bool = True
+) -> dict[int, float]:
+    """{chips the opener wins: probability} for one round of Kuhn Poker, exact over the 6
+    deals, when the opener plays table `opener` and the responder `responder` (tables as
+    `_KuhnTablePolicy.aggressive()`: float [4 nodes, 3 cards] of P(bet or call))."""
+    opener = _kuhn_table(opener, "kuhn_round_outcomes opener")
+    responder = _kuhn_table(responder, "kuhn_round_outcomes responder")
+    big = 2 if bets_add_chips else 1  # chips at a called showdown
+    out: dict[int, float] = {}
+
+    def add(chips: int, p: float) -> None:
+        out[chips] = out.get(chips, 0.0) + p / len(kuhn_poker.DEALS)
+
+    for a, b in kuhn_poker.DEALS.astype(int):
+        bet0, bet1 = float(opener[kuhn_poker.START, a]), float(responder[kuhn_poker.C, b])
+        call1, call0 = float(responder[kuhn_poker.B, b]), float(opener[kuhn_poker.CB, a])
+        sd = _showdown(a, b)
+        add(big * sd, bet0 * call1)  # B, called
+        add(1, bet0 * (1 - call1))  # B, responder folds
+        add(sd, (1 - bet0) * (1 - bet1))  # CC
+        add(big * sd, (1 - bet0) * bet1 * call0)  # CB, called
+        add(-1, (1 - bet0) * bet1 * (1 - call0))  # CB, opener folds
+    return out
+
+
 def kuhn_round_value(
     opener: np.ndarray, responder: np.ndarray, bets_add_chips: bool = True
 ) -> float:
-    """Expected chips the opener wins in one round of Kuhn Poker, exact over the 6 deals, when
-    the opener plays table `opener` and the responder `responder` (tables as
-    `_KuhnTablePolicy.aggressive()`: float [4 nodes, 3 cards] of P(bet or call))."""
-    big = 2 if bets_add_chips else 1  # chips at a called showdown
-    total = 0.0
-    for a, b in kuhn_poker.DEALS.astype(int):
-        bet0, bet1 = opener[kuhn_poker.START, a], responder[kuhn_poker.C, b]
-        call1, call0 = responder[kuhn_poker.B, b], opener[kuhn_poker.CB, a]
-        sd = _showdown(a, b)
-        total += bet0 * (call1 * big * sd + (1 - call1))  # B: called, or responder folds
-        total += (1 - bet0) * (1 - bet1) * sd  # CC
-        total += (1 - bet0) * bet1 * (call0 * big * sd - (1 - call0))  # CB: called, or fold
-    return float(total) / len(kuhn_poker.DEALS)
+    """Expected chips the opener wins in one round (`kuhn_round_outcomes`' mean)."""
+    return sum(c * p for c, p in kuhn_round_outcomes(opener, responder, bets_add_chips).items())
+
+
+def kuhn_match_outcome(
+    table: np.ndarray,
+    opponent: np.ndarray,
+    *,
+    seat: int,
+    rounds: int = 5,
+    bets_add_chips: bool = True,
+) -> tuple[float, float, float]:
+    """Exact (win, draw, loss) probabilities of a whole game for the player of `table` in
+    `seat` against `opponent`, both playing their table every round, the winner decided by
+    chip totals as in the "standard" variant (the "textarena" one with `bets_add_chips=False`).
+    Round r is opened by player 1 - r % 2, as in `rl.envs.KuhnPoker`."""
+    if seat not in (0, 1):
+        raise core.EnvError(f"kuhn_match_outcome seat={seat!r}: expected 0 or 1")
+    if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
+        raise core.EnvError(f"kuhn_match_outcome rounds={rounds!r}: expected an int >= 1")
+    as_opener = kuhn_round_outcomes(table, opponent, bets_add_chips)
+    as_responder = {-c: p for c, p in kuhn_round_outcomes(opponent, table, bets_add_chips).items()}
+    chips = {0: 1.0}  # distribution of the player's net chips so far
+    for r in range(rounds):
+        step = as_opener if int(kuhn_poker.opener(jnp.int32(r))) == seat else as_responder
+        after: dict[int, float] = {}
+        for total, p in chips.items():
+            for c, q in step.items():
+                after[total + c] = after.get(total + c, 0.0) + p * q
+        chips = after
+    win = sum(p for c, p in chips.items() if c > 0)
+    draw = chips.get(0, 0.0)
+    return win, draw, 1.0 - win - draw
+
+
+def kuhn_exploitability(table: np.ndarray, bets_add_chips: bool = True) -> float:
+    """Chips per round a best response wins against `table`, averaged over the two seats:
+    0 for a Nash equilibrium (the game's value is -1/18 for the opener, +1/18 for the
+    responder), ~0.46 for the random player."""
+    best = kuhn_best_response(table, bets_add_chips)
+    return 0.5 * (
+        kuhn_round_value(best, table, bets_add_chips)
+        - kuhn_round_value(table, best, bets_add_chips)
+    )
 
 
 def kuhn_best_response(opponent: np.ndarray, bets_add_chips: bool = True) -> np.ndarray:
@@ -167,7 +238,7 @@ def kuhn_best_response(opponent: np.ndarray, bets_add_chips: bool = True) -> np.
     own card and betting node, the opponent's card weighted by how likely its play reached
     there). Ties go to the passive move."""
     big = 2 if bets_add_chips else 1
-    q = np.asarray(opponent, np.float64)
+    q = _kuhn_table(opponent, "kuhn_best_response opponent")
     best = np.zeros((4, 3), np.float32)
     for c in range(3):
         others = [o for o in range(3) if o != c]

@@ -17,6 +17,7 @@ import jax
 
 import jaxlens
 import jaxlens.runs
+import rl.opponents
 import rl.reasoning
 import rl.selfplay as sp
 from jaxlens.runs import RunFolder, markdown_table
@@ -39,6 +40,13 @@ def parse_args(argv=None):
         "--reasoning", default=str(rl.reasoning.BUNDLED), help="JSONL (question, answer)"
     )
     p.add_argument("--reasoning-items", type=int, default=None, help="evaluate only the first N")
+    p.add_argument(
+        "--kuhn-samples",
+        type=int,
+        default=None,
+        help="replies sampled per Kuhn Poker betting node and card for the strategy table "
+        "(default 64, 16 with --quick; 0 skips it)",
+    )
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mesh", default=None, help="device mesh, e.g. data=2,fsdp=4,tensor=1")
@@ -118,12 +126,48 @@ def main(argv=None):
             }
         ),
     )
+    if "kuhn_poker" in args.games.split(","):
+        samples = args.kuhn_samples if args.kuhn_samples is not None else (16 if args.quick else 64)
+        if samples:
+            kuhn_section(run, policy, params, jax.random.fold_in(key, 98), samples)
     run.write_report("SPIRAL evaluation")
     print(markdown_table(rows))
     print(
         f"reasoning accuracy {result.accuracy:.3f} on {result.n} items "
         f"(boxed {result.boxed_rate:.2f})"
     )
+
+
+def kuhn_section(run, policy, params, key, samples):
+    """The policy's Kuhn Poker strategy table and what it is worth against random and Nash."""
+    strategy = sp.evaluate.kuhn_strategy(policy, params, key, samples=samples)
+    nodes = ("bet, opening", "bet, after a check", "call a bet", "call after check-bet")
+    rows = [
+        {
+            "node": name,
+            **{card: float(p) for card, p in zip("JQK", strategy["table"][i], strict=True)},
+        }
+        for i, name in enumerate(nodes)
+    ]
+    report = sp.evaluate.kuhn_strategy_report(strategy["table"])
+    nash = sp.evaluate.kuhn_strategy_report(rl.opponents.KuhnNash().aggressive())
+    worth = [
+        {"player": name, **{k: round(v, 4) for k, v in figures.items()}}
+        for name, figures in (("policy", report), ("Nash", nash))
+    ]
+    run.save_json(
+        "kuhn_strategy.json", {"samples": samples, **{k: v.tolist() for k, v in strategy.items()}}
+    )
+    run.section(
+        "Kuhn Poker strategy",
+        f"How often the policy bets or calls with each card in a fresh game ({samples} replies "
+        "per cell), and what that table is worth, exactly, in chips per round and in 5-round "
+        "games (`rl.selfplay.evaluate.kuhn_strategy_report`).\n\n"
+        + markdown_table(rows)
+        + "\n\n"
+        + markdown_table(worth),
+    )
+    print(markdown_table(worth))
 
 
 if __name__ == "__main__":

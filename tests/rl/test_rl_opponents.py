@@ -162,6 +162,54 @@ def test_kuhn_best_response_to_nash_gets_the_game_value():
     assert O.kuhn_round_value(nash, best) == pytest.approx(-1 / 18)
 
 
+def test_kuhn_round_outcomes_are_a_distribution_with_the_round_value_as_mean():
+    nash, best = O.KuhnNash().aggressive(), O.KuhnBestResponse().aggressive()
+    for opener, responder in [(nash, RANDOM), (RANDOM, best), (best, nash)]:
+        dist = O.kuhn_round_outcomes(opener, responder)
+        assert set(dist) <= {-2, -1, 1, 2} and sum(dist.values()) == pytest.approx(1.0)
+        mean = sum(c * p for c, p in dist.items())
+        assert mean == pytest.approx(O.kuhn_round_value(opener, responder))
+    # pot stays 2 (spiral_v1 / textarena chips): every round moves exactly 1 chip
+    assert set(O.kuhn_round_outcomes(nash, RANDOM, bets_add_chips=False)) == {-1, 1}
+
+
+def test_kuhn_match_outcome_of_one_round_is_the_round_for_its_opener():
+    nash = O.KuhnNash().aggressive()
+    dist = O.kuhn_round_outcomes(nash, RANDOM)  # player 1 opens the first round
+    win, draw, loss = O.kuhn_match_outcome(nash, RANDOM, seat=1, rounds=1)
+    assert (win, draw) == (pytest.approx(dist[1] + dist[2]), 0.0)
+    assert loss == pytest.approx(dist[-1] + dist[-2])
+    with pytest.raises(E.EnvError, match="seat"):
+        O.kuhn_match_outcome(nash, RANDOM, seat=2)
+    with pytest.raises(E.EnvError, match="rounds"):
+        O.kuhn_match_outcome(nash, RANDOM, seat=0, rounds=0)
+    with pytest.raises(E.EnvError, match=r"\[4 nodes, 3 cards\].*shape \(3, 4\)"):
+        O.kuhn_match_outcome(nash.T, RANDOM, seat=0)
+    with pytest.raises(E.EnvError, match=r"kuhn_best_response .* values -0.5 .. -0.5"):
+        O.kuhn_exploitability(RANDOM - 1)
+
+
+@pytest.mark.parametrize("player", [O.KuhnNash(), O.KuhnBestResponse()])
+@pytest.mark.parametrize("seat", [0, 1])
+def test_kuhn_match_outcome_matches_play(player, seat):
+    env = E.make("kuhn_poker")
+    pols = [O.RandomLegal(env)] * 2
+    pols[seat] = player
+    out = E.rollout(env, tuple(pols), jax.random.key(7 + seat), batch=GAMES)
+    mine = np.asarray(out.returns)[:, seat]
+    exact = O.kuhn_match_outcome(player.aggressive(), RANDOM, seat=seat)
+    played = (np.mean(mine > 0), np.mean(mine == 0), np.mean(mine < 0))
+    assert played == pytest.approx(exact, abs=0.015), (played, exact)  # 3 standard errors
+
+
+def test_kuhn_exploitability_is_the_best_responses_gain(play, jitted):
+    assert O.kuhn_exploitability(O.KuhnNash(0.25).aggressive()) == pytest.approx(0.0, abs=1e-6)
+    for policy in (_CallsWithQueen(), O.KuhnBestResponse()):
+        expected = exploitability(policy, play, jitted) / 2  # both seats' best responses, averaged
+        assert O.kuhn_exploitability(policy.aggressive()) == pytest.approx(expected)
+    assert O.kuhn_exploitability(RANDOM) > O.kuhn_exploitability(_CallsWithQueen().aggressive())
+
+
 def test_kuhn_nash_samples_its_probabilities(jitted):
     env = E.make("kuhn_poker")
     state = jitted(env, "init")(jax.random.key(0)).replace(

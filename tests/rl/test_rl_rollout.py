@@ -140,3 +140,28 @@ def test_evaluation_summary_counts_the_policys_own_replies():
     assert row["n"] == 4 and row["invalid"] == 1.0
     assert row["replies"] == 8 and row["illegal_replies"] == 0.5
     assert row["moves"] > 2  # both seats' moves: not the denominator of the illegal rate
+
+
+def test_kuhn_strategy_reads_the_table_a_scripted_player_follows():
+    """Bet or call exactly with K (and call a bet with Q), and answer nonsense holding J after
+    a check-bet: the readout gives that table, with the nonsense counted as illegal."""
+
+    def reply(prompt):
+        card = re.search(r"Your card: ([JQK])\.", prompt).group(1)
+        moves = legal(prompt)
+        if moves == ["[call]", "[fold]"]:
+            if card == "J" and "checked" in prompt:
+                return "no idea"
+            return f"\\boxed{{{'[call]' if card in 'QK' else '[fold]'}}}"
+        return f"\\boxed{{{'[bet]' if card == 'K' else '[check]'}}}"
+
+    policy = Scripted(reply)
+    out = evaluate.kuhn_strategy(policy, None, jax.random.key(0), samples=3)
+    expected = np.array([[0, 0, 1], [0, 0, 1], [0, 1, 1], [0.5, 1, 1]])  # START, C, B, CB x J Q K
+    np.testing.assert_array_equal(out["table"], expected)
+    np.testing.assert_array_equal(out["illegal"], np.eye(4)[3][:, None] * [1, 0, 0])
+    assert policy.calls == [9, 9, 9, 9]  # one batch a node: 3 cards x 3 samples
+    report = evaluate.kuhn_strategy_report(out["table"])
+    assert 0 < report["exploitability"] < 0.46 and 0 < report["win_vs_random"] < 1
+    with pytest.raises(ro.RolloutError, match="samples"):
+        evaluate.kuhn_strategy(policy, None, jax.random.key(0), samples=0)
