@@ -5,7 +5,9 @@ lengths per game and role) and the offline reasoning harness (boxed-answer accur
     python3 scripts/spiral_eval.py --model runs/spiral/policy --opponents random,optimal,model \
         --frozen path/to/start_model --reasoning my_math.jsonl --out runs/spiral_eval
 
---reasoning defaults to the bundled arithmetic set (rl/data/arithmetic.jsonl). See docs/spiral.md.
+--reasoning defaults to the bundled arithmetic set (rl/data/arithmetic.jsonl). When Kuhn Poker is
+among the games, the report adds the policy's betting table and what it is worth against random
+and Nash play, exactly (--kuhn-samples replies per cell). See docs/spiral.md.
 """
 
 from __future__ import annotations
