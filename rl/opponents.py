@@ -18,7 +18,8 @@ Each opponent is a frozen dataclass (hashable, so a static argument of jit) call
   round's exact value for any two strategies). Against random play it wins ~0.7 of 5-round
   games where the Nash player wins ~0.5: it, not Nash, is the ceiling for exploiting random.
   `kuhn_match_outcome` gives a whole game's exact win / draw / loss probabilities for two
-  tables, `kuhn_exploitability` how much a best response wins against a table.
+  tables, `kuhn_chips_per_round` a table's chips against another over both seats, and
+  `kuhn_exploitability` how much a best response wins against a table.
 - `HeuristicNegotiator()`: values sum to 20 per unit of either resource across the two players,
   so a trade moves the gain difference by 20 x (units received - units given): it accepts an
   offer it can pay for iff it receives more units than it gives, and otherwise proposes to
@@ -221,15 +222,23 @@ def kuhn_match_outcome(
     return win, draw, 1.0 - win - draw
 
 
+def kuhn_chips_per_round(
+    table: np.ndarray, opponent: np.ndarray, bets_add_chips: bool = True
+) -> float:
+    """Expected chips a round the player of `table` wins against `opponent`, averaged over
+    opening and responding."""
+    return 0.5 * (
+        kuhn_round_value(table, opponent, bets_add_chips)
+        - kuhn_round_value(opponent, table, bets_add_chips)
+    )
+
+
 def kuhn_exploitability(table: np.ndarray, bets_add_chips: bool = True) -> float:
     """Chips per round a best response wins against `table`, averaged over the two seats:
     0 for a Nash equilibrium (the game's value is -1/18 for the opener, +1/18 for the
     responder), ~0.46 for the random player."""
     best = kuhn_best_response(table, bets_add_chips)
-    return 0.5 * (
-        kuhn_round_value(best, table, bets_add_chips)
-        - kuhn_round_value(table, best, bets_add_chips)
-    )
+    return kuhn_chips_per_round(best, table, bets_add_chips)
 
 
 def kuhn_best_response(opponent: np.ndarray, bets_add_chips: bool = True) -> np.ndarray:

@@ -134,10 +134,12 @@ def kuhn_strategy(
     table = np.full((4, 3), 0.5)
     illegal = np.zeros((4, 3))
     for node in _KUHN_PATHS:
-        states = [s for s in _kuhn_node_states(env, node) for _ in range(samples)]
+        states = _kuhn_node_states(env, node)
         prompts = [text.render(env, s, int(s.current_player)) for s in states]
-        replies = policy.generate(params, prompts, jax.random.fold_in(key, node)).texts
-        batch = jax.tree.map(lambda *x: jnp.stack(x), *states)
+        replies = policy.generate(
+            params, [p for p in prompts for _ in range(samples)], jax.random.fold_in(key, node)
+        ).texts
+        batch = jax.tree.map(lambda *x: jnp.repeat(jnp.stack(x), samples, axis=0), *states)
         actions = text.parse_batch(env, batch, replies).actions.reshape(3, samples)
         legal = (actions != INVALID).sum(axis=1)
         aggressive = np.isin(actions, (K.BET, K.CALL)).sum(axis=1)
@@ -155,19 +157,14 @@ def kuhn_strategy_report(table: np.ndarray, rounds: int = 5) -> dict[str, float]
     random = np.full((4, 3), 0.5)
     nash = opponents.KuhnNash().aggressive()
 
-    def chips(other: np.ndarray) -> float:
-        return 0.5 * (
-            opponents.kuhn_round_value(table, other) - opponents.kuhn_round_value(other, table)
-        )
-
     def win(other: np.ndarray) -> float:
         seats = (opponents.kuhn_match_outcome(table, other, seat=s, rounds=rounds) for s in (0, 1))
         return float(np.mean([w for w, _, _ in seats]))
 
     return {
         "exploitability": opponents.kuhn_exploitability(table),
-        "chips_vs_random": chips(random),
-        "chips_vs_nash": chips(nash),
+        "chips_vs_random": opponents.kuhn_chips_per_round(table, random),
+        "chips_vs_nash": opponents.kuhn_chips_per_round(table, nash),
         "win_vs_random": win(random),
         "win_vs_nash": win(nash),
     }
