@@ -25,6 +25,7 @@ import datetime
 import html
 import json
 import math
+import textwrap
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -39,6 +40,8 @@ __all__ = [
     "html_table",
     "png_data_uri",
     "run_folders",
+    "table_html",
+    "table_text",
     "text_table",
     "write_index",
 ]
@@ -53,10 +56,15 @@ class IndexPageError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Table:
-    """A small headline table: `rows` are dicts (columns in first-seen key order)."""
+    """A small headline table: `rows` are dicts (columns in first-seen key order).
+
+    `note` is one plain-text sentence or two shown under the table: how to read it (sample
+    sizes, what a figure near zero means).
+    """
 
     caption: str
     rows: tuple[Mapping[str, Any], ...]
+    note: str = ""
 
     def __post_init__(self):
         if not all(isinstance(r, Mapping) for r in self.rows):
@@ -157,6 +165,18 @@ def html_table(rows: Sequence[Mapping[str, Any]], caption: str | None = None) ->
     return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def table_html(table: Table) -> str:
+    """A headline `Table` as HTML: the table, then its note (escaped)."""
+    note = f'<p class="note">{html.escape(table.note)}</p>' if table.note else ""
+    return html_table(table.rows, table.caption) + note
+
+
+def table_text(table: Table) -> str:
+    """A headline `Table` for the terminal: caption, aligned rows, then its note (wrapped)."""
+    note = [textwrap.fill(table.note, width=100)] if table.note else []
+    return "\n".join([table.caption, text_table(table.rows), *note])
+
+
 def _href(root: Path, target: Path) -> str:
     rel = target.resolve().relative_to(root.resolve())
     return html.escape(urllib.parse.quote(rel.as_posix()), quote=True)
@@ -217,7 +237,7 @@ def _stage_html(root: Path, stage: Stage) -> str:
     if links:
         parts.append('<p class="links">' + " &middot; ".join(links) + "</p>")
     for table in stage.tables:
-        parts.append(html_table(table.rows, table.caption))
+        parts.append(table_html(table))
     for run in run_folders(folder) if present else []:
         path = run / "summary.json"
         summary = json.loads(path.read_text()) if path.is_file() else None
@@ -248,7 +268,7 @@ figure{margin:1em 0}img{max-width:100%;border:1px solid #ddd}
 figcaption{font-size:13px;color:#555}
 .status.ok{color:#1a7f37}.status.failed{color:#b42318}.status.skipped{color:#777}
 .error{color:#b42318}.headline{display:flex;flex-wrap:wrap;gap:1.5em}
-nav a{margin-right:1em}
+nav a{margin-right:1em}.note{font-size:13px;color:#555;max-width:38em;margin-top:-.3em}
 """
 
 
@@ -294,7 +314,7 @@ def write_index(
         png = _inside(root, str(headline_figure))
         head.append(f'<figure><img src="{png_data_uri(png)}" alt="headline figures"></figure>')
     boxes = [
-        f"<div><h3>{e(s.title)}</h3>" + "".join(html_table(t.rows, t.caption) for t in s.tables)
+        f"<div><h3>{e(s.title)}</h3>" + "".join(table_html(t) for t in s.tables)
         + (f'<p class="status {e(s.status, quote=True)}">{e(s.status)}</p>'
            if s.status != "ok" else "") + "</div>"
         for s in stages

@@ -112,7 +112,19 @@ def run_personality(model: Path, out: Path, args, mesh):
         for t in personality.TRAITS
     ]
     caption = "probe Spearman (best layer) and forced-choice steering shift per trait"
-    return (run_index.Table(caption, tuple(rows)),), ()
+    note = (
+        "Probe Spearman: held-out characters' trait scores against the probe's readout. "
+        "Steering shift: the change in the forced-choice readout (the share of the trait's "
+        "positive statements picked, from option probabilities) from the most negative to the "
+        "most positive steering strength (-1 .. 1)."
+    )
+    if model.resolve() == Path(jaxlens.BUILTIN_MODEL).resolve():
+        note += (
+            " The built-in model's forced-choice picks do not follow a persona at all "
+            "(docs/builtin_model.md), so steering has nothing to move there: a shift near 0 is "
+            "its true result."
+        )
+    return (run_index.Table(caption, tuple(rows), note=note),), ()
 
 
 def run_sae(model: Path, out: Path, args, mesh):
@@ -129,10 +141,17 @@ def run_sae(model: Path, out: Path, args, mesh):
          "new": r["new@0.95"]}
         for r in head["turnover"]
     ]  # fmt: skip
-    tables = (
-        run_index.Table("SAE explained variance per layer", tuple(ev)),
-        run_index.Table("feature turnover per layer pair (Pearson >= 0.95)", tuple(turnover)),
+    ev_note = "Each layer's SAE on held-out activations: 1 is a perfect reconstruction."
+    turnover_note = (
+        "Passed: the share of layer l's live latents whose best Pearson partner in layer l+1 "
+        "reaches 0.95; vanished: the rest; new: the share of layer l+1's live latents with no "
+        "such partner in layer l."
     )
+    tables = (
+        run_index.Table("SAE explained variance per layer", tuple(ev), note=ev_note),
+        run_index.Table("feature turnover per layer pair (Pearson >= 0.95)", tuple(turnover),
+                        note=turnover_note),
+    )  # fmt: skip
     browser = Path(head["browser"]).resolve().relative_to(args.out.resolve())
     return tables, (("feature browser", browser.as_posix()),)
 
@@ -144,10 +163,20 @@ def run_spiral(model: Path, out: Path, args, mesh):
     head = rl.selfplay.run(model, out, steps=steps, quick=args.preset != "paper", mesh=mesh,
                            command=sys.argv)  # fmt: skip
     rows = [
-        {"game": g, "vs random before": r["before"], "vs random after": r["after"]}
+        {"game": g, "games": head["games"].get(g), "vs random before": r["before"],
+         "vs random after": r["after"], "vs start model after": head["win_vs_start"].get(g)}
         for g, r in head["win_vs_random"].items()
-    ]
-    return (run_index.Table(f"win rate after {head['steps']} self-play steps", tuple(rows)),), ()
+    ]  # fmt: skip
+    fewest = min(head["games"].values())
+    games = f"{fewest}" if len(set(head["games"].values())) == 1 else f"at least {fewest}"
+    note = (
+        f"Win rates over both seats, {games} games per cell: one standard error is up to "
+        f"+-{0.5 / fewest**0.5:.2f}, so a change smaller than about twice that is noise "
+        "(docs/spiral.md has a run long enough to measure learning). Against the start model, "
+        "an unchanged policy wins as often as it loses."
+    )
+    caption = f"win rate after {head['steps']} self-play steps"
+    return (run_index.Table(caption, tuple(rows), note=note),), ()
 
 
 RUN = {"personality": run_personality, "sae": run_sae, "spiral": run_spiral}
@@ -157,7 +186,11 @@ RUN = {"personality": run_personality, "sae": run_sae, "spiral": run_spiral}
 
 
 def headline_figure(stages: list[run_index.Stage]):
-    """One panel per headline table that has a numeric column, as grouped bars."""
+    """One panel per headline table that has a numeric column, as grouped bars.
+
+    A table with a `games` column holds rates over that many games: its bars get binomial
+    standard-error whiskers, so the figure shows which differences are noise.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -174,7 +207,11 @@ def headline_figure(stages: list[run_index.Stage]):
         x = np.arange(len(table.rows))
         width = 0.8 / max(len(values), 1)
         for j, col in enumerate(values):
-            ax.bar(x + j * width - 0.4 + width / 2, [r[col] for r in table.rows], width, label=col)
+            heights = np.array([r[col] for r in table.rows])
+            n = np.array([r.get("games") or 0 for r in table.rows], np.float64)
+            err = np.sqrt(heights * (1 - heights) / n) if n.all() else None
+            ax.bar(x + j * width - 0.4 + width / 2, heights, width, yerr=err, capsize=2,
+                   label=col)  # fmt: skip
         ax.set_xticks(x, [str(r[label]) for r in table.rows], fontsize=8)
         ax.set_title(table.caption, fontsize=9)
         ax.axhline(0, color="k", linewidth=0.5)
@@ -193,8 +230,10 @@ def finish(root: jaxlens.runs.RunFolder, stages: list[run_index.Stage], *, secon
                   for s in stages])  # fmt: skip
     for s in stages:
         for t in s.tables:
-            root.section(f"{s.name}: {t.caption}", jaxlens.runs.markdown_table(list(t.rows)))
-    root.save_json("headline.json", {s.name: [{"caption": t.caption, "rows": list(t.rows)}
+            table = jaxlens.runs.markdown_table(list(t.rows))
+            root.section(f"{s.name}: {t.caption}", f"{table}\n\n{t.note}" if t.note else table)
+    root.save_json("headline.json", {s.name: [{"caption": t.caption, "rows": list(t.rows),
+                                               "note": t.note}
                                               for t in s.tables] for s in stages})  # fmt: skip
     root.write_report("quickstart")
     index = run_index.write_index(
@@ -207,7 +246,7 @@ def finish(root: jaxlens.runs.RunFolder, stages: list[run_index.Stage], *, secon
     for s in stages:
         print(f"\n== {s.title}: {s.status} in {s.seconds:.0f} s")
         for t in s.tables:
-            print(f"{t.caption}\n{run_index.text_table(t.rows)}")
+            print(run_index.table_text(t))
     print(f"\ntotal {seconds:.0f} s; open {index.resolve().as_uri()}")
 
 

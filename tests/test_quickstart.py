@@ -56,14 +56,16 @@ def _tiny_stage(root: Path, name: str) -> None:
 
 def test_index_escapes_every_string(tmp_path):
     _tiny_stage(tmp_path, "a")
+    table = run_index.Table(EVIL, ({EVIL: EVIL},), note=EVIL)
     stage = run_index.Stage(name="a", title=EVIL, folder="a", error=EVIL, status="failed",
-                            tables=(run_index.Table(EVIL, ({EVIL: EVIL},)),))  # fmt: skip
+                            tables=(table,))  # fmt: skip
     page = run_index.write_index(tmp_path, [stage], title=EVIL, command=EVIL,
                                  versions={EVIL: EVIL}, started=EVIL, seconds=1.0,
                                  intro=EVIL).read_text()  # fmt: skip
     assert "<script" not in page
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; &quot;quotes&quot;" in page
     assert page.count("<img ") == 1 and "data:image/png;base64," in page
+    assert page.count('<p class="note">&lt;script&gt;') == 2  # headline box and stage section
 
 
 def test_index_rejects_links_outside_root_and_non_png(tmp_path):
@@ -87,6 +89,10 @@ def test_text_table_aligns_columns():
     assert lines[0].split() == ["trait", "rho", "extra"]
     assert lines[2].split() == ["EXT", "0.512", "-"] and lines[3].split() == ["AGR", "-0.200", "-"]
     assert lines[2].index("0.512") == lines[3].index("-0.200") == lines[0].index("rho")
+    note = "how to read it " * 20
+    text = run_index.table_text(run_index.Table("cap", tuple(rows), note=note)).splitlines()
+    assert text[0] == "cap" and text[1:5] == lines
+    assert " ".join(text[5:]) == note.strip() and max(map(len, text[5:])) <= 100
 
 
 # --- the quickstart run ----------------------------------------------------------------------
@@ -157,17 +163,23 @@ def test_headline_figures_are_the_stages_own(run):
         assert shown["pair"] == raw["pair"] and shown["passed"] == raw["passed@0.95"]
         assert 0 <= shown["passed"] <= 1 and 0 <= shown["new"] <= 1
     evals = json.loads((out / "spiral" / "evals.json").read_text())
+    overall = lambda when, game, opp: [r for r in evals[when] if r["game"] == game  # noqa: E731
+                                       and r["role"] == "all" and r["opponent"] == opp]  # fmt: skip
     for row in head["spiral"][0]["rows"]:
         for when in ("before", "after"):
-            (raw,) = [r["win"] for r in evals[when] if r["game"] == row["game"]
-                      and r["role"] == "all" and r["opponent"] == "random"]  # fmt: skip
-            assert row[f"vs random {when}"] == raw and 0 <= raw <= 1
+            (raw,) = overall(when, row["game"], "random")
+            assert row[f"vs random {when}"] == raw["win"] and 0 <= raw["win"] <= 1
+        (vs_start,) = overall("after", row["game"], "model")  # the trained policy vs its start
+        assert row["vs start model after"] == vs_start["win"] and row["games"] == vs_start["n"] > 0
+        assert not overall("before", row["game"], "model")  # the start against itself: not played
+    assert "standard error" in head["spiral"][0]["note"]
     traits = {r["trait"] for r in head["personality"][0]["rows"]}
     assert traits == set(jaxlens.personality.TRAITS)
     for stage in STAGES:
         for table in head[stage]:
             assert _finite_numbers(table["rows"], stage)
             assert table["caption"] in stdout  # the terminal ends with the same tables
+            assert table["note"].split()[0] in stdout
     index = (out / "index.html").read_text()
     assert run_index.format_value(ev[0]) in index
 

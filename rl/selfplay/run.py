@@ -2,6 +2,7 @@
 
     headline = rl.selfplay.run(model_dir, out_dir, steps=8, quick=True)
     headline["win_vs_random"]  # {game: {"before": 0.31, "after": 0.38}}
+    headline["win_vs_start"]   # {game: 0.55}: the trained policy against the start policy
 
 The run folder (`jaxlens.runs.RunFolder`) gets `config.json`, `metrics.jsonl` (one record per
 step, evaluation rows included), `evals.json`, plots of returns, invalid rate and reply length
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 import jaxlens
 import jaxlens.runs
@@ -82,7 +84,9 @@ def run(
     `config` defaults to `SpiralConfig.quick()` (or `SpiralConfig()` when not `quick`); `steps`
     overrides its step count; `dtype` is the params' and compute dtype the model is loaded in
     (float32: exact PPO ratios on CPU; "bfloat16" halves memory on accelerators). Win rates
-    against the random opponent are measured before and after with the same evaluation keys.
+    against the config's fixed opponents (random, optimal) are measured before and after with
+    the same evaluation keys, and the trained policy also plays the start policy (a frozen
+    copy kept through the run).
     """
     cfg = config or (SpiralConfig.quick() if quick else SpiralConfig())
     if steps is not None:
@@ -100,7 +104,13 @@ def run(
     )
     key = jax.random.PRNGKey(cfg.seed + 7)
     start = train.init_state(params, cfg, model_config=model_config, mesh=mesh)
-    before = train.run_evals(policy, start, cfg, key)
+    # The start policy, copied before training (the learner donates its own buffers): the
+    # frozen opponent the trained policy is measured against at the end.
+    start_policy = jax.tree.map(
+        lambda x: jnp.array(x, copy=True), learner.compute_params(start.learner.params, cfg.ppo)
+    )
+    fixed = tuple(o for o in cfg.eval_opponents if o != "model")  # the start vs itself: skip
+    before = train.run_evals(policy, start, dataclasses.replace(cfg, eval_opponents=fixed), key)
     bar = jaxlens.runs.progress(total=cfg.steps, desc="spiral", unit="step")
     state, baselines, evals = train.train(
         policy,
@@ -109,10 +119,17 @@ def run(
         checkpoint_dir=out / "checkpoints",
         log=folder.log,
         mesh=mesh,
+        opponent_params=start_policy,
         progress=bar,
     )
     bar.close()
-    after = train.run_evals(policy, state, cfg, key)
+    after = train.run_evals(
+        policy,
+        state,
+        dataclasses.replace(cfg, eval_opponents=(*fixed, "model")),
+        key,
+        opponent_params=start_policy,
+    )
     folder.save_json("evals.json", {"before": before, "after": after, "during": evals})
     trained = learner.compute_params(state.learner.params, cfg.ppo)
     export(out / "policy", model_config, trained, tokenizer)
@@ -138,14 +155,17 @@ def run(
 
 
 def _headline(before: list[dict], after: list[dict], steps: int) -> dict[str, Any]:
-    pick = lambda rows: {(r["opponent"], r["game"]): r["win"] for r in rows if r["role"] == "all"}
+    """Win rates over both seats, per (opponent, game): before and after training."""
+    pick = lambda rows: {(r["opponent"], r["game"]): r for r in rows if r["role"] == "all"}
     b, a = pick(before), pick(after)
-    table = {k: (b[k], a.get(k)) for k in b}
+    table = {k: (b[k]["win"] if k in b else None, r["win"]) for k, r in a.items()}
     return {
         "steps": steps,
         "win_vs_random": {
             g: {"before": v[0], "after": v[1]} for (o, g), v in table.items() if o == "random"
         },
+        "win_vs_start": {g: v[1] for (o, g), v in table.items() if o == "model"},
+        "games": {g: r["n"] for (o, g), r in a.items() if o == "model"},
         "table": table,
     }
 

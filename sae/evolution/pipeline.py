@@ -43,7 +43,9 @@ class EvolutionConfig:
     Attributes:
         n_docs: corpus documents when no text is given.
         seq_len: tokens per window (with BOS).
-        n_windows: windows the statistics run over (at most what the corpus gives).
+        n_windows: windows the statistics run over (at most what the corpus gives). Trained
+            SAEs learn from all but the first `batch` of them (at most a quarter), on which
+            `sae_metrics.json` measures their explained variance, L0 and dead fraction.
         expansion, k, sae_steps, sae_batch: TopK SAEs trained per layer (no SAELens folders).
         batch: windows per model forward in the statistics passes.
         block: earlier-side latents per pairwise block (None: all).
@@ -182,8 +184,15 @@ def _saes(out: Path, cfg, saes, params, mconfig, tokens, mesh, run_folder):
     return sae_cfgs, sae_params
 
 
+def held_out_windows(n_windows: int, batch: int) -> int:
+    """How many leading windows trained SAEs never see: their metrics are measured there."""
+    return min(batch, n_windows // 4)
+
+
 def _sae_rows(src, sae_cfgs, sae_params) -> list[dict[str, Any]]:
-    sample = np.asarray(src.residuals(src.tokens[: src.batch]))
+    """Explained variance, L0 and dead fraction per layer, on the held-out leading windows."""
+    held_out = held_out_windows(len(src.tokens), src.batch)
+    sample = np.asarray(src.residuals(src.tokens[:held_out]))
     rows = []
     for i, (c, p) in enumerate(zip(sae_cfgs, sae_params, strict=True)):
         m = sae.metrics(p, sample[i], config=c)
@@ -245,9 +254,11 @@ def open_sources(model_dir, out: Path, cfg, text_file, saes, mesh, run_folder):
     tokens = sae.load_tokens(
         corpus, seq_len=cfg.seq_len, tokenizer=text.encode, bos_token_id=text.bos
     )[: cfg.n_windows]
-    sae_cfgs, sae_params = _saes(out, cfg, saes, params, mconfig, tokens, mesh, run_folder)
+    batch = min(cfg.batch, len(tokens))
+    train_tokens = tokens[held_out_windows(len(tokens), batch) :]
+    sae_cfgs, sae_params = _saes(out, cfg, saes, params, mconfig, train_tokens, mesh, run_folder)
     src = model_source.LayerSource(
-        params, mconfig, tokens, sae_cfgs, sae_params, batch=min(cfg.batch, len(tokens)), mesh=mesh
+        params, mconfig, tokens, sae_cfgs, sae_params, batch=batch, mesh=mesh
     )
     return model_dir, text, src, sae_cfgs, sae_params
 

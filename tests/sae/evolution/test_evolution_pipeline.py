@@ -13,6 +13,7 @@ import pytest
 from _evolution_ref import pearson
 
 import jaxlens
+import sae
 from sae.evolution import pipeline, store, webdriver
 
 CFG = pipeline.EvolutionConfig.quick(
@@ -27,12 +28,21 @@ def result(tmp_path_factory):
     config = jaxlens.ModelConfig.tiny(vocab_size=259, n_layers=3)
     jaxlens.save_hf(model, config, jaxlens.init_params(jax.random.key(0), config))
     out = tmp_path_factory.mktemp("evolution")
-    head = pipeline.run(model, out, config=CFG, progress=False)
-    return model, out, head
+    trained_on = []  # the token windows the SAEs were trained on (the real trainer still runs)
+    real = pipeline.model_source.train_saes
+
+    def spy(params, config, tokens, **kw):
+        trained_on.append(np.asarray(tokens))
+        return real(params, config, tokens, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pipeline.model_source, "train_saes", spy)
+        head = pipeline.run(model, out, config=CFG, progress=False)
+    return model, out, head, trained_on
 
 
 def test_headline_and_run_folder(result):
-    _, out, head = result
+    _, out, head, _ = result
     layers = len(head["explained_variance"])
     assert layers == 3 and all(np.isfinite(head["explained_variance"]))
     assert [r["pair"] for r in head["turnover"]] == [f"{p}->{p + 1}" for p in range(layers - 1)]
@@ -60,7 +70,7 @@ def test_headline_and_run_folder(result):
 
 
 def test_neighbours_match_numpy_on_the_source_latents(result):
-    model, out, _ = result
+    model, out, _, _ = result
     _, _, src, _, _ = pipeline.open_sources(model, out, CFG, None, None, None, None)
     lat = np.concatenate([np.asarray(x) for x in src()], axis=1)  # [L, T, N]
     nb = store.load_neighbours(out / "stats")
@@ -73,8 +83,23 @@ def test_neighbours_match_numpy_on_the_source_latents(result):
         np.testing.assert_allclose(nb.col_values["pearson"][p][:, 0], ref.max(0), atol=1e-4)
 
 
+def test_sae_metrics_are_on_windows_the_saes_never_saw(result):
+    model, out, head, trained_on = result
+    _, _, src, cfgs, params = pipeline.open_sources(model, out, CFG, None, None, None, None)
+    held = pipeline.held_out_windows(len(src.tokens), src.batch)
+    assert held == 4  # 16 windows, forward batches of 8: a quarter
+    (train,) = trained_on
+    np.testing.assert_array_equal(train, np.asarray(src.tokens[held:]))
+    x = np.asarray(src.residuals(src.tokens[:held]))
+    ev = [
+        sae.metrics(p, x[i], config=c).explained_variance
+        for i, (c, p) in enumerate(zip(cfgs, params, strict=True))
+    ]
+    np.testing.assert_allclose(head["explained_variance"], ev, rtol=1e-5)
+
+
 def test_rerun_resumes_and_browser_rebuilds_with_prompts(result):
-    model, out, head = result
+    model, out, head, _ = result
     again = pipeline.run(model, out, config=CFG, progress=False, screenshot=False)
     assert again["turnover"] == head["turnover"]
     _, _ = pipeline.rebuild_browser(out, prompts=["<b>my prompt</b>"], screenshot=False)
