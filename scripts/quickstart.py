@@ -27,6 +27,7 @@ starts JAX's distributed runtime from the launcher's environment); process 0 wri
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 import traceback
@@ -118,6 +119,8 @@ def run_personality(model: Path, out: Path, args, mesh):
         "positive statements picked, from option probabilities) from the most negative to the "
         "most positive steering strength (-1 .. 1)."
     )
+    if any(math.isnan(r["probe Spearman"]) for r in rows):
+        note += " nan: the probe had nothing to fit; personality/probe/report.md says why."
     if model.resolve() == Path(jaxlens.BUILTIN_MODEL).resolve():
         note += (
             " The built-in model's forced-choice picks do not follow a persona at all "

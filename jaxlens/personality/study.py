@@ -20,6 +20,7 @@ the headline figures; each stage is also callable on its own (the scripts call t
 from __future__ import annotations
 
 import sys
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -224,6 +225,9 @@ def stage_probe(sample_dir, y_by_trait, out, config: StudyConfig, command=None) 
         )
     fitted = results[config.position]
     acts, rows = activations.load(sample_dir, config.position)
+    problems = probe_warnings(acts, rows, y_by_trait, fitted)
+    for message in problems:
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
     auc = adjective_auc(acts, rows, fitted)
     if auc:
         run.figure("adjective_auc", plots.by_layer(auc, "AUC", "adjective AUC by layer"))
@@ -234,8 +238,46 @@ def stage_probe(sample_dir, y_by_trait, out, config: StudyConfig, command=None) 
     run.save_json("probe_metrics.json", rows_out)
     run.summary([r for r in rows_out if r["position"] == config.position])
     run.section("All positions", _table(rows_out))
+    if problems:
+        run.section("Warnings", "\n".join(f"- {m}" for m in problems))
     run.write_report("Probes: trait score from activations, by layer")
     return {"probes": fitted, "all": results, "auc": auc, "cosines": cos, "rows": rows_out}
+
+
+def probe_warnings(acts, rows, y_by_trait, fitted) -> list[str]:
+    """Why a trait's probe has no held-out Spearman at any layer, in words (one per trait).
+
+    It happens on a model whose questionnaire answers do not tell characters apart (untrained
+    weights, a model without a chat format): the scores or the activations are all equal.
+    """
+    acts = np.asarray(acts)
+    by_instruction: dict = {}
+    for i, r in enumerate(rows):
+        if r["kind"] == "persona":
+            by_instruction.setdefault(r.get("instruction"), []).append(i)
+    tol = 1e-6 * float(np.abs(acts).max(initial=0.0))
+    # every character's prompt under one instruction gives the same activations
+    same_acts = all(np.ptp(acts[:, idx], axis=1).max() <= tol for idx in by_instruction.values())
+    out = []
+    for t, probe in fitted.items():
+        if np.isfinite(probe.test_spearman).any():
+            continue
+        y = np.asarray(y_by_trait[t], np.float64)
+        if np.ptp(y) == 0:
+            why = f"every character has the same {t} score ({y[0]:g})"
+        elif same_acts:
+            why = (
+                "under each instruction the activations are the same for every character (the "
+                "model gave every character the same questionnaire answers, so their "
+                "self-descriptions are equal)"
+            )
+        else:
+            why = "the held-out scores or the probe's predictions are all equal"
+        out.append(
+            f"{t}: the held-out Spearman is undefined (nan) at every layer: {why}; the probe "
+            "has nothing to find"
+        )
+    return out
 
 
 def _table(rows):

@@ -217,3 +217,28 @@ def test_plan_shapes_only():
     assert p["prompt capture [L,B,T,D]"] >= 80 * 3584 * 8192 * 2
     assert "fits" in plan.report("8xH100")
     assert jnp.dtype(c.dtype) == jnp.bfloat16
+
+
+def test_probe_warnings_say_why_a_probe_has_no_spearman():
+    rng = np.random.default_rng(0)
+    chars, instructions, layers, d = 40, 2, 3, 8
+    rows = [{"kind": "persona", "character": c, "instruction": i}
+            for c in range(chars) for i in range(instructions)]  # fmt: skip
+    groups = np.array([r["character"] for r in rows])
+    y = rng.normal(size=chars)
+    signal = rng.normal(size=d)
+    acts = rng.normal(size=(layers, len(rows), d)) * 0.1 + y[groups][None, :, None] * signal
+
+    def fitted(a, scores):
+        return {t: probes.fit(a, scores[t][groups], groups=groups) for t in ("EXT", "AGR")}
+
+    ok = {"EXT": y, "AGR": -y}
+    assert study.probe_warnings(acts, rows, ok, fitted(acts, ok)) == []
+    flat = {"EXT": np.full(chars, 30.0), "AGR": y}  # one trait scored alike for everyone
+    (message,) = study.probe_warnings(acts, rows, flat, fitted(acts, flat))
+    assert message.startswith("EXT:") and "same EXT score (30)" in message
+    # every character's prompt alike under each instruction: activations carry no character
+    alike = np.repeat(rng.normal(size=(layers, 1, instructions, d)), chars, axis=1)
+    alike = alike.reshape(layers, len(rows), d)
+    messages = study.probe_warnings(alike, rows, ok, fitted(alike, ok))
+    assert len(messages) == 2 and all("same for every character" in m for m in messages)
