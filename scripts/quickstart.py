@@ -86,6 +86,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     if bad or not stages:
         p.error(f"--stages {args.stages!r}: expected a comma-separated subset of {STAGES}")
     args.stages = tuple(s for s in STAGES if s in stages)
+    if args.spiral_steps is not None and args.spiral_steps < 1:
+        p.error(f"--spiral-steps {args.spiral_steps}: expected an int >= 1")
     if args.quick:
         args.preset = "quick"
     args.quick = args.preset == "quick"
@@ -162,7 +164,7 @@ def run_sae(model: Path, out: Path, args, mesh):
 def run_spiral(model: Path, out: Path, args, mesh):
     import rl.selfplay
 
-    steps = args.spiral_steps or SPIRAL_STEPS[args.preset]
+    steps = args.spiral_steps if args.spiral_steps is not None else SPIRAL_STEPS[args.preset]
     head = rl.selfplay.run(model, out, steps=steps, quick=args.preset != "paper", mesh=mesh,
                            command=sys.argv)  # fmt: skip
     rows = [

@@ -29,6 +29,8 @@ from rl.envs import kuhn_poker as K
 from rl.envs.core import INVALID
 from rl.selfplay import rollout as ro
 
+EVAL_OPPONENTS = tuple(o for o in ro.OPPONENTS if o != "self")
+
 
 def summarize(result: ro.Rollout) -> list[dict[str, Any]]:
     """Rows per (game, role) and per game (role "all") from a vs-opponent rollout."""
@@ -75,8 +77,8 @@ def evaluate(
     kuhn_variant: str = "standard",
 ) -> list[dict[str, Any]]:
     """Rates of the policy against `opponent` ("random", "optimal" or "model")."""
-    if opponent == "self":
-        raise ro.RolloutError("evaluate: opponent must be 'random', 'optimal' or 'model'")
+    if opponent not in EVAL_OPPONENTS:  # self-play is training, not an evaluation
+        raise ro.RolloutError(f"evaluate: opponent={opponent!r}: expected one of {EVAL_OPPONENTS}")
     config = ro.RolloutConfig(
         games=games, slots=slots, opponent=opponent, convention="eval", kuhn_variant=kuhn_variant
     )

@@ -83,10 +83,10 @@ class SpiralConfig:
                 raise TrainError(f"SpiralConfig.{name}={value!r}: expected an int >= 0")
         if self.baseline not in rae.BASELINES:
             raise TrainError(f"SpiralConfig.baseline={self.baseline!r}: expected {rae.BASELINES}")
-        bad = [o for o in self.eval_opponents if o not in ("random", "optimal", "model")]
+        bad = [o for o in self.eval_opponents if o not in evaluate.EVAL_OPPONENTS]
         if bad:
             raise TrainError(
-                f"SpiralConfig.eval_opponents has {bad}: expected 'random', 'optimal', 'model'"
+                f"SpiralConfig.eval_opponents has {bad}: expected some of {evaluate.EVAL_OPPONENTS}"
             )
 
     @classmethod
