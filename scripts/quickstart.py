@@ -52,6 +52,9 @@ SAE_SIZES = {
     "laptop": dict(n_docs=100, n_windows=128, sae_steps=120, sae_batch=512, expansion=4),
 }
 SPIRAL_STEPS = {"quick": 2, "laptop": 4, "paper": None}
+# Evaluation games per slot and opponent (12 slots over the three games): the smoke run plays
+# one wave, enough to check every artifact; the laptop run four (16 games per game).
+SPIRAL_EVAL_GAMES = {"quick": 1, "laptop": 4}
 # Characters the personality study scores: a ridge probe over the built-in model's 256 dimensions
 # needs ~200 characters to fit on and to test against; the smoke run keeps the bundled 40.
 ROSTER_SIZES = {"quick": None, "laptop": 200, "paper": None}  # None: the bundled roster
@@ -165,8 +168,11 @@ def run_spiral(model: Path, out: Path, args, mesh):
     import rl.selfplay
 
     steps = args.spiral_steps if args.spiral_steps is not None else SPIRAL_STEPS[args.preset]
+    config = None
+    if args.preset in SPIRAL_EVAL_GAMES:
+        config = rl.selfplay.SpiralConfig.quick(eval_games_per_slot=SPIRAL_EVAL_GAMES[args.preset])
     head = rl.selfplay.run(model, out, steps=steps, quick=args.preset != "paper", mesh=mesh,
-                           command=sys.argv)  # fmt: skip
+                           config=config, command=sys.argv)  # fmt: skip
     rows = [
         {"game": g, "games": head["games"].get(g), "vs random before": r["before"],
          "vs random after": r["after"], "vs start model after": head["win_vs_start"].get(g)}

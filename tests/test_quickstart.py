@@ -122,7 +122,6 @@ def _finite_numbers(obj, where: str) -> int:
     return sum(_finite_numbers(v, f"{where}/{k}") for k, v in items)
 
 
-@pytest.mark.e2e
 def test_every_artifact_is_well_formed(run):
     out, _ = run
     folders = run_index.run_folders(out)  # every folder holding a report.md
@@ -149,7 +148,6 @@ def _headline(out: Path) -> dict:
     return json.loads((out / "headline.json").read_text())
 
 
-@pytest.mark.e2e
 def test_headline_figures_are_the_stages_own(run):
     out, stdout = run
     head = _headline(out)
@@ -184,7 +182,6 @@ def test_headline_figures_are_the_stages_own(run):
     assert run_index.format_value(ev[0]) in index
 
 
-@pytest.mark.e2e
 def test_index_opens_from_file_with_every_link_and_image(run):
     if webdriver.find_chromium() is None:
         pytest.skip(
