@@ -14,11 +14,13 @@ Stages (each writes its own run folder under --out, with report.md, summary.json
 - sae: a TopK SAE on every layer, the cross-layer statistics (which features pass, vanish or
   appear from one layer to the next) and the static feature browser (`sae.evolution`);
 - spiral: a short SPIRAL self-play run on the three games, evaluated against a random player
-  before and after training on the same games (`rl.selfplay.run`).
+  before and after training on the same games, and against the start model after training
+  (`rl.selfplay.run`).
 
 The root folder gets `index.html` (open it in any browser: headline figures, every plot, links
 to each stage's report and to the feature browser, the command, versions and time taken),
-`headline.png`, `report.md` and `summary.json`; the terminal ends with the headline table. A
+`headline.png`, `report.md` and `summary.json`; the terminal ends with the headline tables,
+each with a note on how to read it (what the figure is, how many games a win rate is over). A
 failed stage is shown as failed in the index and makes the exit status 1; the others still run.
 On several hosts every process runs this same command (`jaxlens.distributed.maybe_initialize`
 starts JAX's distributed runtime from the launcher's environment); process 0 writes the index.
@@ -64,7 +66,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", type=Path, default=jaxlens.BUILTIN_MODEL,
                    help="HF checkpoint directory (default: the built-in model)")  # fmt: skip
-    p.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="root run folder")
+    p.add_argument("--out", type=Path, default=Path("runs/quickstart"),
+                   help="root run folder (default: runs/quickstart)")  # fmt: skip
     p.add_argument("--stages", default=",".join(STAGES),
                    help=f"comma-separated subset of {','.join(STAGES)}")  # fmt: skip
     p.add_argument(
