@@ -35,8 +35,9 @@ class SourceError(ValueError):
     """SAEs that do not fit the model (count, width) or each other."""
 
 
-def load_model(model_dir: str | Path | None, work_dir: Path, *, seed: int = 0):
-    """`(model_dir, config, params)`; see the module docstring for the default."""
+def load_model(model_dir: str | Path | None, work_dir: Path, *, seed: int = 0, mesh=None):
+    """`(model_dir, config, params)`; see the module docstring for the default. With a mesh the
+    weights are loaded straight into their shards (the batches are put on the same mesh)."""
     if model_dir is None:
         model_dir = getattr(jaxlens, "BUILTIN_MODEL", None)
     if model_dir is None:
@@ -44,7 +45,7 @@ def load_model(model_dir: str | Path | None, work_dir: Path, *, seed: int = 0):
         params = jaxlens.init_params(jax.random.key(seed), config)
         model_dir = work_dir / "tiny_random_model"
         jaxlens.save_hf(model_dir, config, params)
-    config, params = jaxlens.load_hf(model_dir)
+    config, params = jaxlens.load_hf(model_dir, mesh=mesh)
     return Path(model_dir), config, params
 
 

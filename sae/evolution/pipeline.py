@@ -241,7 +241,7 @@ def _statistics(src, out: Path, cfg, sae_params, mesh, progress):
 def open_sources(model_dir, out: Path, cfg, text_file, saes, mesh, run_folder):
     """The model, its text, the token windows, the SAEs (trained or loaded) and the latent
     source of a run folder: `(model_dir, text, source, sae_configs, sae_params)`."""
-    model_dir, mconfig, params = model_source.load_model(model_dir, out, seed=cfg.seed)
+    model_dir, mconfig, params = model_source.load_model(model_dir, out, seed=cfg.seed, mesh=mesh)
     text = model_source.Text.for_model(model_dir, mconfig)
     corpus = out / "corpus.txt"
     if not corpus.exists():

@@ -105,3 +105,12 @@ def test_rerun_resumes_and_browser_rebuilds_with_prompts(result):
     _, _ = pipeline.rebuild_browser(out, prompts=["<b>my prompt</b>"], screenshot=False)
     data = (out / "browser" / "data.js").read_text()
     assert "\\u003cb\\u003emy prompt\\u003c/b\\u003e" in data and "<b>" not in data
+
+
+@pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 (simulated) devices")
+def test_run_on_a_mesh_matches_the_single_device_run(result, tmp_path):
+    model, _, head, _ = result
+    mesh = jaxlens.sharding.make_mesh(data=2, fsdp=2, tensor=2)  # weights loaded into shards
+    sharded = pipeline.run(model, tmp_path, config=CFG, mesh=mesh, progress=False, screenshot=False)
+    np.testing.assert_allclose(sharded["explained_variance"], head["explained_variance"], atol=0.02)
+    assert [r["pair"] for r in sharded["turnover"]] == [r["pair"] for r in head["turnover"]]
