@@ -71,8 +71,9 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def activation_source(args, key):
-    """The activation source, the layers it yields, and (model config, params, tokens)."""
+def activation_source(args, key, mesh=None):
+    """The activation source, the layers it yields, and (model config, params, tokens). With a
+    mesh the model's weights live in their shards, on the devices the SAEs train on."""
     if args.cached:
         source = sae.CachedActivations(args.cached, key=key)
         first = next(iter(source.iter_batches(1)))
@@ -80,9 +81,11 @@ def activation_source(args, key):
     if args.tiny:
         config = jaxlens.ModelConfig.tiny()
         params = jaxlens.init_params(jax.random.key(args.seed), config)
+        if mesh is not None:
+            params = jaxlens.sharding.shard_params(params, config, mesh)
         tokenizer = sae.byte_tokenizer(config.vocab_size)
     else:
-        config, params = jaxlens.load_hf(args.model)
+        config, params = jaxlens.load_hf(args.model, mesh=mesh)
         tokenizer = jaxlens.load_tokenizer(args.tokenizer or args.model)
     tokens = sae.load_tokens(
         args.data,
@@ -108,7 +111,8 @@ def activation_source(args, key):
 def main() -> None:
     args = parse_args()
     key = jax.random.key(args.seed)
-    source, layers, model = activation_source(args, jax.random.fold_in(key, 1))
+    mesh = jaxlens.sharding.parse_mesh(args.mesh)
+    source, layers, model = activation_source(args, jax.random.fold_in(key, 1), mesh)
     d_in = next(iter(source.iter_batches(1))).shape[-1]
     extra = {k: v for k, v in (("l1_coefficient", args.l1), ("l0_coefficient", args.l0)) if v}
     config = sae.SAEConfig(
@@ -151,7 +155,7 @@ def main() -> None:
         steps=args.steps,
         batch_size=args.batch_size,
         lr=args.lr,
-        mesh=jaxlens.sharding.parse_mesh(args.mesh),
+        mesh=mesh,
         options=options,
         checkpoint_dir=run / "checkpoints",
         callback=callback,
