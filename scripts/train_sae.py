@@ -80,9 +80,7 @@ def activation_source(args, key, mesh=None):
         return source, list(range(first.shape[0])) if first.ndim == 3 else [0], None
     if args.tiny:
         config = jaxlens.ModelConfig.tiny()
-        params = jaxlens.init_params(jax.random.key(args.seed), config)
-        if mesh is not None:
-            params = jaxlens.sharding.shard_params(params, config, mesh)
+        params = jaxlens.init_params(jax.random.key(args.seed), config, mesh=mesh)
         tokenizer = sae.byte_tokenizer(config.vocab_size)
     else:
         config, params = jaxlens.load_hf(args.model, mesh=mesh)
