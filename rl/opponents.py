@@ -19,7 +19,8 @@ Each opponent is a frozen dataclass (hashable, so a static argument of jit) call
   games where the Nash player wins ~0.5: it, not Nash, is the ceiling for exploiting random.
   `kuhn_match_outcome` gives a whole game's exact win / draw / loss probabilities for two
   tables, `kuhn_chips_per_round` a table's chips against another over both seats, and
-  `kuhn_exploitability` how much a best response wins against a table.
+  `kuhn_exploitability` how much a best response wins against a table; `kuhn_random_table()`
+  is the random player's table.
 - `HeuristicNegotiator()`: values sum to 20 per unit of either resource across the two players,
   so a trade moves the gain difference by 20 x (units received - units given): it accepts an
   offer it can pay for iff it receives more units than it gives, and otherwise proposes to
@@ -140,6 +141,11 @@ class KuhnNash(_KuhnTablePolicy):
             [[a, 0.0, 3 * a], [1 / 3, 0.0, 1.0], [0.0, 1 / 3, 1.0], [0.0, a + 1 / 3, 1.0]],
             np.float32,
         )
+
+
+def kuhn_random_table() -> np.ndarray:
+    """The uniformly random player as a Kuhn table: each of the two legal moves half the time."""
+    return np.full((4, 3), 0.5)
 
 
 def _showdown(mine: int, theirs: int) -> int:
@@ -292,7 +298,7 @@ class KuhnBestResponse(_KuhnTablePolicy):
     bets_add_chips: bool = True
 
     def aggressive(self) -> np.ndarray:
-        return kuhn_best_response(np.full((4, 3), 0.5), self.bets_add_chips)
+        return kuhn_best_response(kuhn_random_table(), self.bets_add_chips)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -133,7 +133,7 @@ def kuhn_strategy(
     if not isinstance(samples, int) or samples < 1:
         raise ro.RolloutError(f"kuhn_strategy samples={samples!r}: expected an int >= 1")
     env = envs.make("kuhn_poker")
-    table = np.full((4, 3), 0.5)
+    table = opponents.kuhn_random_table()  # a cell with no legal reply stays at random play
     illegal = np.zeros((4, 3))
     for node in _KUHN_PATHS:
         states = _kuhn_node_states(env, node)
@@ -156,7 +156,7 @@ def kuhn_strategy_report(table: np.ndarray, rounds: int = 5) -> dict[str, float]
     `chips_vs_nash` (its chips per round against those players), and `win_vs_random` /
     `win_vs_nash` (the probability of winning a `rounds`-round game, every round played with
     the table)."""
-    random = np.full((4, 3), 0.5)
+    random = opponents.kuhn_random_table()
     nash = opponents.KuhnNash().aggressive()
 
     def win(other: np.ndarray) -> float:
