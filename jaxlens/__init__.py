@@ -31,7 +31,7 @@ from jaxlens.model import (
     model_apply,
     param_shapes,
 )
-from jaxlens.params import count_params
+from jaxlens.params import count_params, param_shardings, shard_params
 
 __all__ = [
     "LAYER_SITES",
@@ -57,7 +57,9 @@ __all__ = [
     "model_apply",
     "next_token_loss",
     "param_shapes",
+    "param_shardings",
     "patch",
+    "shard_params",
     "splice",
     "steer",
     "target_logprobs",
@@ -65,7 +67,14 @@ __all__ = [
 ]
 
 from jaxlens import distributed, sharding  # noqa: E402
-from jaxlens.hf import apply_chat_template, left_pad, load_hf, load_tokenizer, save_hf  # noqa: E402  # noqa: E402
+from jaxlens.hf import (  # noqa: E402
+    apply_chat_template,
+    left_pad,
+    load_hf,
+    load_tokenizer,
+    save_hf,
+    stop_ids,
+)
 
 __all__ += [
     "apply_chat_template",
@@ -75,6 +84,7 @@ __all__ += [
     "load_tokenizer",
     "save_hf",
     "sharding",
+    "stop_ids",
 ]
 
 from jaxlens import prompts  # noqa: E402
@@ -84,5 +94,6 @@ from jaxlens.sampling import Sampling, SamplingError  # noqa: E402
 __all__ += ["GenerateOutput", "Sampling", "SamplingError", "generate", "prompts"]
 
 from jaxlens.builtin import BUILTIN_MODEL  # noqa: E402
+from jaxlens.loaded import LoadedModel, load_model  # noqa: E402
 
-__all__ += ["BUILTIN_MODEL"]
+__all__ += ["BUILTIN_MODEL", "LoadedModel", "load_model"]

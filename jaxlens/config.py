@@ -11,33 +11,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
-from jaxlens.dtypes import canonical_dtype
-
-ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen3", "gpt2")
-# What makes a GPT-2 block differ from a Llama one (shared by presets and the HF converter).
-GPT2_STRUCTURE = dict(
-    norm="layer",
-    activation="gelu_new",
-    gated_mlp=False,
-    positions="learned",
-    qkv_bias=True,
-    o_bias=True,
-    mlp_bias=True,
+from jaxlens.config_fields import (  # noqa: F401  (re-exported: the config's vocabulary)
+    ARCHITECTURES,
+    GPT2_STRUCTURE,
+    Llama3RopeScaling,
+    UnsupportedConfigError,
 )
-
-
-class UnsupportedConfigError(ValueError):
-    """A config field (or value) that changes the model's math and is not implemented."""
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Llama3RopeScaling:
-    """Llama 3.1's frequency-dependent rope rescaling (`rope_type: llama3`)."""
-
-    factor: float
-    low_freq_factor: float
-    high_freq_factor: float
-    original_max_position_embeddings: int
+from jaxlens.dtypes import canonical_dtype
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -265,8 +245,8 @@ class ModelConfig:
     def from_hf(cls, hf: dict[str, Any], *, dtype: Any = None) -> ModelConfig:
         """Builds a config from a HF `config.json` dict; refuses what it does not implement.
 
-        The converter lives in `jaxlens.hf.config` (imported here on first use, so neither
-        module imports the other at load time).
+        The converter lives in `jaxlens.hf.config`, imported on first use so that importing the
+        config does not load the HF boundary.
         """
         from jaxlens.hf.config import config_from_hf
 

@@ -31,6 +31,7 @@ from jaxlens.config import ModelConfig
 from jaxlens.dtypes import canonical_dtype
 from jaxlens.hooks import Chunk
 from jaxlens.layers import DecoderLayer, Dense, Embedding, Norm, Step, rope_tables
+from jaxlens.sharding import tree_shardings
 
 Array = jax.Array
 Params = dict[str, Any]
@@ -201,7 +202,7 @@ def init_params(
       config: the model; leaves are stored in `config.param_dtype`.
       dtype: overrides `config.param_dtype` (any spelling `jaxlens.canonical_dtype` takes);
         the params then fit `config.replace(param_dtype=dtype)`.
-      mesh: place each leaf in its `NamedSharding` (`jaxlens.sharding.param_shardings`) as it
+      mesh: place each leaf in its `NamedSharding` (`param_shardings`) as it
         is drawn; None: the default device.
       layout: `"fsdp"` or `"tensor"`, the rules of `jaxlens.sharding`.
     """
@@ -217,8 +218,6 @@ def init_params(
     if mesh is None:
         shardings = [jax.sharding.SingleDeviceSharding(jax.devices()[0])] * len(flat)
     else:
-        from jaxlens.sharding import param_shardings
-
         shardings = jax.tree.leaves(param_shardings(config, mesh, layout=layout))
     seed = _seed_words(key)
     leaves = []
@@ -227,3 +226,15 @@ def init_params(
         callback = _leaf_callback(path[-1].key, seed, i, spec, stacked)
         leaves.append(jax.make_array_from_callback(spec.shape, sharding, callback))
     return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def param_shardings(config: ModelConfig, mesh: Any, layout: str = "fsdp") -> dict[str, Any]:
+    """A `NamedSharding` per param leaf (same tree as the params), by `jaxlens.sharding`'s rules."""
+    return tree_shardings(logical_axes(config), param_shapes(config), mesh, layout)
+
+
+def shard_params(
+    params: dict[str, Any], config: ModelConfig, mesh: Any, layout: str = "fsdp"
+) -> dict[str, Any]:
+    """Moves (or reshards) params into their layout's shardings."""
+    return jax.device_put(params, param_shardings(config, mesh, layout))

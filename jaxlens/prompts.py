@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from jaxlens.hf.tokenizer import apply_chat_template, left_pad
+from jaxlens.hf.tokenizer import apply_chat_template, left_pad, tokenizer_pad_id
 
 
 class PromptError(ValueError):
@@ -38,16 +38,6 @@ def messages(
     """`[system?] + history + [user]` as chat-template messages."""
     out = [{"role": "system", "content": system}] if system is not None else []
     return out + [dict(m) for m in history] + [{"role": "user", "content": user}]
-
-
-def _pad_id(tokenizer: Any, pad_id: int | None) -> int:
-    if pad_id is not None:
-        return int(pad_id)
-    for name in ("pad_token_id", "eos_token_id"):
-        value = getattr(tokenizer, name, None)
-        if isinstance(value, int):
-            return value
-    return 0
 
 
 def pad_batch(
@@ -95,7 +85,12 @@ def chat_batch(
         apply_chat_template(tokenizer, conv, add_generation_prompt=add_generation_prompt)
         for conv in conversations
     ]
-    return pad_batch(ids, pad_id=_pad_id(tokenizer, pad_id), multiple_of=multiple_of, length=length)
+    return pad_batch(
+        ids,
+        pad_id=tokenizer_pad_id(tokenizer) if pad_id is None else int(pad_id),
+        multiple_of=multiple_of,
+        length=length,
+    )
 
 
 def decode(tokenizer: Any, output: Any, *, skip_special_tokens: bool = True) -> list[str]:

@@ -10,7 +10,9 @@ positions`); `RULES[layout]` maps each name to a mesh axis or to None (replicate
     fsdp      fsdp   -      -         -       -       -
     tensor    fsdp   tensor tensor    tensor  tensor  -
 
-An SAE's latent axis is `latents`, mapped to `tensor` (the SAE trainer uses the tensor layout).
+Other packages add their own logical names with `register_rule` (the SAE registers `latents ->
+tensor`); the core knows only the model's names. `tree_shardings` turns a tree of logical names
+and shapes into `NamedSharding`s (the model's own tree: `jaxlens.params.param_shardings`).
 
 `embed -> fsdp` stays in the tensor layout, so a `(fsdp, tensor)` mesh is 2-D sharding; on a mesh
 whose `fsdp` axis has size 1 it changes nothing. A mesh axis shards a dimension only if it divides
@@ -26,8 +28,6 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from jaxlens.config import ModelConfig
-
 MESH_AXES = ("data", "fsdp", "tensor")
 LAYOUTS = ("fsdp", "tensor")
 RULES: dict[str, dict[str, str | None]] = {
@@ -38,7 +38,6 @@ RULES: dict[str, dict[str, str | None]] = {
         "kv_heads": "tensor",
         "mlp": "tensor",
         "vocab": "tensor",
-        "latents": "tensor",
     },
 }
 BATCH_AXES = ("data", "fsdp")
@@ -112,25 +111,33 @@ def logical_to_spec(
     return PartitionSpec(*spec)
 
 
-def param_shardings(config: ModelConfig, mesh: Mesh, layout: str = "fsdp") -> dict[str, Any]:
-    """A `NamedSharding` per param leaf (same tree as the params)."""
-    from jaxlens.params import logical_axes, param_shapes
+def register_rule(name: str, axis: str | None, *, layout: str) -> None:
+    """Maps the logical axis `name` to the mesh `axis` (None: replicated) in `layout`.
 
-    names = logical_axes(config)
-    shapes = param_shapes(config)
+    For packages that shard arrays of their own (`sae` registers `latents -> tensor`).
+    Registering the same mapping again is a no-op; a conflicting one raises `MeshError`.
+    """
+    if layout not in RULES:
+        raise MeshError(f"layout={layout!r}: expected one of {LAYOUTS}")
+    if axis is not None and axis not in MESH_AXES:
+        raise MeshError(f"register_rule({name!r}): axis={axis!r}, expected one of {MESH_AXES}")
+    if RULES[layout].get(name, axis) != axis:
+        raise MeshError(
+            f"register_rule: {name!r} already maps to {RULES[layout][name]!r} in layout "
+            f"{layout!r}, not {axis!r}"
+        )
+    RULES[layout][name] = axis
+
+
+def tree_shardings(names: Any, shapes: Any, mesh: Mesh, layout: str = "fsdp") -> Any:
+    """A `NamedSharding` per leaf: `names` a tree of logical-name tuples, `shapes` the same tree
+    of arrays or `jax.ShapeDtypeStruct`s."""
     return jax.tree.map(
         lambda n, s: NamedSharding(mesh, logical_to_spec(n, s.shape, mesh, layout)),
         names,
         shapes,
         is_leaf=lambda x: isinstance(x, tuple),
     )
-
-
-def shard_params(
-    params: dict[str, Any], config: ModelConfig, mesh: Mesh, layout: str = "fsdp"
-) -> dict[str, Any]:
-    """Moves (or reshards) params into their layout's shardings."""
-    return jax.device_put(params, param_shardings(config, mesh, layout))
 
 
 def batch_sharding(mesh: Mesh, batch: int, ndim: int = 2) -> NamedSharding:

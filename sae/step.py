@@ -39,6 +39,8 @@ from sae.config import FitOptions, SAEConfig
 _COUNTER_CAP = 2**30
 
 LAYOUT = "tensor"  # the core's rules-table layout the SAE arrays are sharded by
+LATENT_AXIS = "tensor"  # the mesh axis an SAE's latents (d_sae) are split over
+jaxlens.sharding.register_rule("latents", LATENT_AXIS, layout=LAYOUT)
 # Logical axis names of each stacked SAE array (leading axis: one SAE per layer).
 LOGICAL_AXES = {
     "W_enc": ("layers", "embed", "latents"),
@@ -132,7 +134,7 @@ def mesh_sizes(mesh: Mesh) -> tuple[int, int]:
     tokens = 1
     for axis in BATCH_AXES:
         tokens *= mesh.shape[axis]
-    return tokens, mesh.shape[jaxlens.sharding.RULES[LAYOUT]["latents"]]
+    return tokens, mesh.shape[LATENT_AXIS]
 
 
 def init_state(

@@ -36,8 +36,8 @@ import traceback
 from pathlib import Path
 
 import jaxlens
-import jaxlens.run_index as run_index
 import jaxlens.runs
+from jaxlens.runs import index as run_index
 
 STAGES = ("personality", "sae", "spiral")
 TITLES = {

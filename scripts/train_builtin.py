@@ -1,6 +1,6 @@
 """Trains jaxlens's built-in model from a corpus this project generates, on a CPU, in under an hour.
 
-    python3 scripts/train_builtin.py                     # writes jaxlens/builtin_model/
+    python3 scripts/train_builtin.py                     # writes jaxlens/builtin/model/
     python3 scripts/train_builtin.py --quick --out /tmp/m  # a 2-minute smoke run
 
 The corpus has three generated parts, each from the package whose data it is:
@@ -10,8 +10,8 @@ generic instructions, forced-choice picks, all following a Big Five profile), ga
 random-legal to decent) and plain text (`sae.stories`). Conversations are rendered with the
 ChatML template of a byte-level BPE trained on the same corpus, packed whole into windows
 (`jaxlens.builtin.pack_windows`; each conversation attends only to itself) and learned by
-next-token prediction (`jaxlens.training.fit_lm`) on the chat replies (answers, moves, picks:
-the prompts are only read) and, at `--prose-weight`, the prose.
+next-token prediction (`jaxlens.builtin.training.fit_lm`) on the chat replies (answers, moves,
+picks: the prompts are only read) and, at `--prose-weight`, the prose.
 Everything is deterministic given `--seed`. The run folder (`runs/train_builtin/`) has the loss
 curve, held-out perplexity per corpus part and the report; the model directory gets the
 weights (bfloat16 safetensors), config, tokenizer and a model card.
@@ -43,9 +43,9 @@ import jaxlens.runs  # noqa: E402
 import rl.transcripts  # noqa: E402
 import sae.stories  # noqa: E402
 from jaxlens.builtin import builtin_config, model_card, pack_windows  # noqa: E402
+from jaxlens.builtin.training import fit_lm  # noqa: E402
 from jaxlens.hf import train_tokenizer  # noqa: E402
 from jaxlens.runs import RunFolder, progress  # noqa: E402
-from jaxlens.training import fit_lm  # noqa: E402
 
 STAGES_FILE = "training_stages.json"  # every run that led to these weights, oldest first
 

@@ -23,9 +23,9 @@ from PIL import Image
 
 import jaxlens
 import jaxlens.personality
-import jaxlens.run_index as run_index
 import jaxlens.runs
-from sae.evolution import webdriver
+from jaxlens.runs import index as run_index
+from jaxlens.runs import webdriver
 
 REPO = Path(__file__).resolve().parent.parent
 STAGES = ("personality", "sae", "spiral")

@@ -23,6 +23,7 @@ from jaxlens.hf.io import (
 from jaxlens.hf.keys import HANDLED, IGNORED
 from jaxlens.hf.tokenizer import (
     CHATML_TEMPLATE,
+    END_OF_TURN_TOKENS,
     SPECIAL_TOKENS,
     ChatTemplateError,
     TokenizerNotFoundError,
@@ -31,11 +32,14 @@ from jaxlens.hf.tokenizer import (
     check_vocab,
     left_pad,
     load_tokenizer,
+    stop_ids,
+    tokenizer_pad_id,
     train_tokenizer,
 )
 
 __all__ = [
     "CHATML_TEMPLATE",
+    "END_OF_TURN_TOKENS",
     "SPECIAL_TOKENS",
     "HANDLED",
     "IGNORED",
@@ -53,5 +57,7 @@ __all__ = [
     "load_hf",
     "load_tokenizer",
     "save_hf",
+    "stop_ids",
+    "tokenizer_pad_id",
     "train_tokenizer",
 ]

@@ -20,9 +20,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from jaxlens.config import GPT2_STRUCTURE, Llama3RopeScaling, ModelConfig, UnsupportedConfigError
+from jaxlens.config_fields import GPT2_STRUCTURE, Llama3RopeScaling, UnsupportedConfigError
 from jaxlens.dtypes import DtypeError, canonical_dtype
 from jaxlens.hf.keys import check_keys
+
+# A `jaxlens.ModelConfig` (`jaxlens.config` imports this module, so it is not imported back).
+ModelConfig = Any
 
 _LLAMA_FAMILY = ("llama", "mistral", "qwen2", "qwen3")
 _ARCHITECTURES = {

@@ -32,6 +32,7 @@ from jaxlens.config import ModelConfig
 from jaxlens.hf import safetensors as st
 from jaxlens.hf.names import Path_, TensorMap, hf_names, leaf_shape, tensor_maps
 from jaxlens.hf.safetensors import CorruptCheckpointError  # noqa: F401  (re-exported)
+from jaxlens.params import param_shardings
 
 Params = dict[str, Any]
 INDEX_FILE = "model.safetensors.index.json"
@@ -219,8 +220,6 @@ def load_hf(
         for name in hf_names(leaf, tmap, config):
             reader.check_shape(name, tmap.hf_shape)
     if mesh is not None:
-        from jaxlens.sharding import param_shardings
-
         shardings = param_shardings(config, mesh, layout=layout)
     dt = np.dtype(config.param_dtype)
     params: Params = {}

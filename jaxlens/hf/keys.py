@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from jaxlens.config import UnsupportedConfigError
+from jaxlens.config_fields import UnsupportedConfigError
 
 _SPECIAL = ("bos_token_id", "eos_token_id", "pad_token_id", "tie_word_embeddings")
 _LLAMA_COMMON = (

@@ -58,6 +58,53 @@ def load_tokenizer(path: str | os.PathLike, *, config: ModelConfig | None = None
     return tokenizer
 
 
+# Tokens that end an assistant turn in the chat templates we meet: ChatML and Qwen (`<|im_end|>`,
+# Qwen's eos `<|endoftext|>`), Llama 3 (`<|eot_id|>`, `<|eom_id|>` for tool calls, eos
+# `<|end_of_text|>`), Mistral and Llama 2 (`</s>`). Only those the tokenizer knows count.
+END_OF_TURN_TOKENS = (
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<|eot_id|>",
+    "<|eom_id|>",
+    "<|end_of_text|>",
+    "</s>",
+)
+
+
+def stop_ids(tokenizer: Any, config: ModelConfig | None = None) -> tuple[int, ...]:
+    """The ids that end a generated reply: every end-of-turn token of `END_OF_TURN_TOKENS` the
+    tokenizer has as a single special token, its eos, and the model config's eos ids (a Llama 3
+    `config.json` lists `<|eot_id|>` there). Raises `ChatTemplateError` when there is none."""
+    ids = []
+    unk = getattr(tokenizer, "unk_token_id", None)
+    vocab = tokenizer.get_vocab()
+    for name in END_OF_TURN_TOKENS:
+        i = vocab.get(name)
+        if isinstance(i, int) and i != unk:
+            ids.append(i)
+    eos = getattr(tokenizer, "eos_token_id", None)
+    if isinstance(eos, int):
+        ids.append(eos)
+    if config is not None:
+        ids.extend(int(i) for i in config.eos_token_ids)
+    if not ids:
+        raise ChatTemplateError(
+            f"tokenizer {getattr(tokenizer, 'name_or_path', '')!r} has no eos token and none of "
+            f"{END_OF_TURN_TOKENS}: expected one to end replies"
+        )
+    return tuple(sorted(set(ids)))
+
+
+def tokenizer_pad_id(tokenizer: Any) -> int:
+    """The id written into left padding: the tokenizer's pad, else its eos, else 0. Padded
+    columns are masked out, so the choice never changes a result, only what a dump shows."""
+    for name in ("pad_token_id", "eos_token_id"):
+        value = getattr(tokenizer, name, None)
+        if isinstance(value, int):
+            return value
+    return 0
+
+
 def apply_chat_template(
     tokenizer: Any, messages: Sequence[dict[str, str]], add_generation_prompt: bool = True
 ) -> list[int]:

@@ -176,7 +176,7 @@ def _shard_batch(batch: learner.Batch, mesh: Any) -> learner.Batch:
 
 def init_state(params: Any, cfg: SpiralConfig, *, model_config: Any, mesh: Any = None):
     if mesh is not None:
-        params = jaxlens.sharding.shard_params(params, model_config, mesh)
+        params = jaxlens.shard_params(params, model_config, mesh)
     lstate = learner.init_state(params, cfg.ppo)
     return TrainState(learner=lstate, key=jax.random.PRNGKey(cfg.seed), step=jnp.int32(0))
 

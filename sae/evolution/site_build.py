@@ -4,7 +4,7 @@ contexts of each kept latent as token strings, the site, and its screenshot.
 `prompt_rows` runs each prompt (the bundled `sae.evolution.texts.PROMPTS` plus the user's)
 through the model and the SAEs and keeps, per layer, the most active latents on its final token.
 `build_browser` writes `out/browser/` with `sae.evolution.browser` and, when chromium is
-installed, `out/browser.png` through `sae.evolution.webdriver`.
+installed, `out/browser.png` through `jaxlens.runs.webdriver`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from sae.evolution import browser, texts, webdriver
+from jaxlens.runs import webdriver
+from sae.evolution import browser, texts
 
 
 def prompt_rows(src, text, prompts, cfg) -> list[dict[str, Any]]:

@@ -89,7 +89,7 @@ def test_sharded_init_draws_the_same_values(tiny_params, mesh_axes, layout, monk
     data, fsdp, tensor = mesh_axes
     mesh = jaxlens.sharding.make_mesh(data=data, fsdp=fsdp, tensor=tensor)
     sharded = jaxlens.init_params(jax.random.key(3), config, mesh=mesh, layout=layout)
-    want = jaxlens.sharding.param_shardings(config, mesh, layout=layout)
+    want = jaxlens.param_shardings(config, mesh, layout=layout)
     for (path, x), s, ref in zip(
         jax.tree_util.tree_flatten_with_path(sharded)[0],
         jax.tree.leaves(want),

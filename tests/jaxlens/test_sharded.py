@@ -8,14 +8,13 @@ from jax.sharding import PartitionSpec as P
 from jaxlens import load_hf
 from jaxlens.config import ModelConfig
 from jaxlens.model import forward
+from jaxlens.params import param_shardings, shard_params
 from jaxlens.sharding import (
     MeshError,
     batch_sharding,
     logical_to_spec,
     make_mesh,
-    param_shardings,
     put_batch,
-    shard_params,
 )
 
 torch = pytest.importorskip("torch")

@@ -7,7 +7,7 @@ import pytest
 
 import jaxlens
 from jaxlens import next_token_loss, token_logprobs
-from jaxlens.training import TrainingError, fit_lm
+from jaxlens.builtin.training import TrainingError, fit_lm
 
 CONFIG = jaxlens.ModelConfig.tiny()
 
@@ -107,7 +107,7 @@ def test_fit_lm_rejects_bad_input(params):
 
 
 def test_masked_loss_is_the_weighted_mean_of_token_losses(params):
-    from jaxlens.training import masked_loss
+    from jaxlens.builtin.training import masked_loss
 
     tokens = np.random.RandomState(5).randint(3, CONFIG.vocab_size, (2, 8))
     weights = np.random.RandomState(6).uniform(0, 1, tokens.shape).astype(np.float32)

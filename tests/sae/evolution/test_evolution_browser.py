@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from _evolution_ref import sparse_latents
 
+from jaxlens.runs import webdriver
 from sae import evolution
-from sae.evolution import browser, webdriver
+from sae.evolution import browser
 
 pytestmark = pytest.mark.skipif(
     webdriver.find_chromium() is None,

@@ -14,7 +14,8 @@ from _evolution_ref import pearson
 
 import jaxlens
 import sae
-from sae.evolution import pipeline, store, webdriver
+from jaxlens.runs import webdriver
+from sae.evolution import pipeline, store
 
 CFG = pipeline.EvolutionConfig.quick(
     n_docs=20, seq_len=24, n_windows=16, expansion=2, k=4, sae_steps=8, sae_batch=64, batch=8,

@@ -31,6 +31,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from jaxlens.runs.folder import format_duration
+
 __all__ = [
     "IndexPageError",
     "Stage",
@@ -229,7 +231,7 @@ def _stage_html(root: Path, stage: Stage) -> str:
     present = folder.is_dir()
     parts = [f'<section id="{e(stage.name, quote=True)}"><h2>{e(stage.title)}</h2>']
     parts.append(f'<p class="status {e(stage.status, quote=True)}">{e(stage.status)} in '
-                 f"{e(_duration(stage.seconds))} &middot; folder "
+                 f"{e(format_duration(stage.seconds))} &middot; folder "
                  f"<code>{e(stage.folder)}/</code></p>")  # fmt: skip
     if stage.error:
         parts.append(f'<pre class="error">{e(stage.error)}</pre>')
@@ -250,10 +252,6 @@ def _stage_html(root: Path, stage: Stage) -> str:
                      f"<figcaption>{e(rel)}</figcaption></figure>")  # fmt: skip
     parts.append("</section>")
     return "\n".join(parts)
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 _CSS = """
@@ -303,7 +301,7 @@ def write_index(
             [
                 {
                     "started": started_text,
-                    "time taken": _duration(seconds),
+                    "time taken": format_duration(seconds),
                     **{k: v for k, v in versions.items()},
                 }
             ]  # fmt: skip

@@ -38,6 +38,7 @@ import numpy as np
 
 __all__ = [
     "RunFolder",
+    "format_duration",
     "jsonable",
     "markdown_table",
     "progress",
@@ -245,7 +246,7 @@ class RunFolder:
         lines = [f"# {title}", "", "```bash", self.command, "```", ""]
         lines += [
             f"Started {self.started.isoformat(timespec='seconds')}, "
-            f"ran {_format_duration(seconds)}.",
+            f"ran {format_duration(seconds)}.",
             "",
         ]
         if self._summary:
@@ -267,7 +268,8 @@ class RunFolder:
         return report
 
 
-def _format_duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
+    """`42.0 s`, `3.5 min` or `2.10 h`: the one way run reports and index pages show a time."""
     if seconds < 120:
         return f"{seconds:.1f} s"
     if seconds < 7200:

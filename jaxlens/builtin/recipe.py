@@ -1,15 +1,6 @@
-"""The built-in model: a small Llama trained by this project, shipped inside the package.
-
-`BUILTIN_MODEL` is the path of its Hugging Face directory (safetensors weights, `config.json`,
-tokenizer with a ChatML chat template, and a model card, `README.md`). Load it like any
-checkpoint: `jaxlens.load_hf(jaxlens.BUILTIN_MODEL)`, `jaxlens.load_tokenizer(...)`, or
-`transformers.AutoModelForCausalLM.from_pretrained(...)`. Every script's `--model` defaults to it.
-
-It is trained by `scripts/train_builtin.py` on a corpus the project generates (persona
-conversations from `jaxlens.personality`, game turns from `rl.transcripts`, plain text from
-`sae.stories`); this module holds the corpus-independent parts of that recipe: the model's
-shape (`builtin_config`), packing conversations into training windows without cutting any of
-them (`pack_windows`), and the model card (`model_card`).
+"""The built-in model's recipe, apart from its corpus: its shape (`builtin_config`), packing
+conversations into training windows without cutting any of them (`pack_windows`), and the
+model card (`model_card`). See `jaxlens.builtin` for the whole picture.
 """
 
 from __future__ import annotations
@@ -22,7 +13,7 @@ import numpy as np
 
 from jaxlens.config import ModelConfig
 
-BUILTIN_MODEL = Path(__file__).resolve().parent / "builtin_model"
+BUILTIN_MODEL = Path(__file__).resolve().parent / "model"
 
 
 class PackingError(ValueError):

@@ -1,0 +1,89 @@
+"""A checkpoint loaded for use: the one place every study and script gets its model from.
+
+`load_model(path, *, dtype=None, mesh=None)` reads a Hugging Face checkpoint directory into a
+`LoadedModel`: the frozen `config`, the `params` (placed straight into their shards when a mesh
+is given), the directory's `tokenizer` (checked against the vocabulary), and the `mesh`. What
+every caller used to work out for itself is derived here once, by one rule:
+
+- `stop_tokens`: the ids that end a reply (`generate(..., stop_tokens=model.stop_tokens)`)
+  by `jaxlens.hf.stop_ids`: ChatML/Qwen `<|im_end|>`,
+  Llama 3 `<|eot_id|>`, the tokenizer's eos and the config's eos ids);
+- `pad_id`: the id written into left padding (`jaxlens.hf.tokenizer_pad_id`);
+- `put(x)`: a host batch `[B, ...]` placed for the model (one device, or batch-sharded over the
+  mesh's `data` x `fsdp` axes).
+
+`params` are a field like any other, so a learner can carry its own copy
+(`dataclasses.replace(model, params=new)`) without reloading.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlens.config import ModelConfig
+from jaxlens.hf.io import CheckpointNotFoundError, load_hf
+from jaxlens.hf.tokenizer import load_tokenizer, stop_ids, tokenizer_pad_id
+from jaxlens.sharding import put_batch
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """A model ready to run: `config`, `params`, `tokenizer`, `mesh` (None: one device) and the
+    directory it came from (`path`, None for a model built in memory)."""
+
+    config: ModelConfig
+    params: Any
+    tokenizer: Any
+    mesh: Any = None
+    path: Path | None = None
+
+    @functools.cached_property
+    def stop_tokens(self) -> tuple[int, ...]:
+        """Ids that end a reply (see the module docstring)."""
+        return stop_ids(self.tokenizer, self.config)
+
+    @property
+    def pad_id(self) -> int:
+        """The id written into left padding."""
+        return tokenizer_pad_id(self.tokenizer)
+
+    def put(self, x: Any) -> jax.Array:
+        """A host batch `[B, ...]` on the model's device(s): batch-sharded on a mesh."""
+        if self.mesh is None:
+            return jnp.asarray(x)
+        return put_batch(np.asarray(x), self.mesh)
+
+
+def load_model(
+    path: str | os.PathLike,
+    *,
+    dtype: Any = None,
+    mesh: Any = None,
+    layout: str = "fsdp",
+) -> LoadedModel:
+    """A checkpoint directory (safetensors, `config.json`, tokenizer files) as a `LoadedModel`.
+
+    Args:
+      path: the directory (`jaxlens.BUILTIN_MODEL` for the built-in model).
+      dtype: compute dtype (any spelling `jaxlens.canonical_dtype` takes); default the
+        checkpoint's own.
+      mesh: a `jax.sharding.Mesh` (`jaxlens.sharding.make_mesh` / `parse_mesh`); the weights
+        load straight into their shards and `put` shards batches over it.
+      layout: `"fsdp"` or `"tensor"` (`jaxlens.sharding.RULES`).
+
+    Raises:
+      CheckpointNotFoundError: `path` is not a directory.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise CheckpointNotFoundError(f"model: no checkpoint directory at {root}")
+    config, params = load_hf(root, dtype=dtype, mesh=mesh, layout=layout)
+    return LoadedModel(config, params, load_tokenizer(root, config=config), mesh, root)
