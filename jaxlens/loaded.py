@@ -25,8 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
 from jaxlens.config import ModelConfig
 from jaxlens.hf.io import CheckpointNotFoundError, load_hf
@@ -56,10 +54,9 @@ class LoadedModel:
         return tokenizer_pad_id(self.tokenizer)
 
     def put(self, x: Any) -> jax.Array:
-        """A host batch `[B, ...]` on the model's device(s): batch-sharded on a mesh."""
-        if self.mesh is None:
-            return jnp.asarray(x)
-        return put_batch(np.asarray(x), self.mesh)
+        """A host batch `[B, ...]` on the model's device(s): batch-sharded on a mesh
+        (`jaxlens.sharding.put_batch`)."""
+        return put_batch(x, self.mesh)
 
 
 def load_model(

@@ -151,8 +151,11 @@ def batch_sharding(mesh: Mesh, batch: int, ndim: int = 2) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(tuple(axes) or None, *([None] * (ndim - 1))))
 
 
-def put_batch(x: np.ndarray, mesh: Mesh) -> jax.Array:
-    """A host array that every process holds whole, placed as a global batch-sharded array."""
+def put_batch(x: Any, mesh: Mesh | None) -> jax.Array:
+    """A host array `[B, ...]` that every process holds whole, on the device(s): with no mesh on
+    the default device; on a mesh as a global array with the batch over `data` x `fsdp`."""
     x = np.asarray(x)
+    if mesh is None:
+        return jax.device_put(x)
     sharding = batch_sharding(mesh, x.shape[0], x.ndim)
     return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
