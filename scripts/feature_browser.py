@@ -43,13 +43,11 @@ def main(argv=None) -> None:
         return
     if rest:
         raise SystemExit(f"with --run, unknown arguments: {rest}")
-    from sae.evolution import pipeline
+    import sae.evolution as evolution
+    from sae.evolution.texts import read_prompts
 
-    prompts = None
-    if args.prompts:
-        with open(args.prompts, encoding="utf-8") as f:
-            prompts = [line.rstrip("\n") for line in f if line.strip()]
-    index, shot = pipeline.rebuild_browser(
+    prompts = read_prompts(args.prompts) if args.prompts else None
+    index, shot = evolution.rebuild_browser(
         args.run, prompts=prompts, screenshot=not args.no_screenshot
     )
     print(f"browser: {index}")

@@ -139,13 +139,13 @@ def run_personality(model: Path, out: Path, args, mesh):
 
 
 def run_sae(model: Path, out: Path, args, mesh):
-    from sae.evolution import pipeline
+    import sae.evolution as evolution
 
     if args.preset == "paper":
-        cfg = pipeline.EvolutionConfig.full()
+        cfg = evolution.EvolutionConfig.full()
     else:
-        cfg = pipeline.EvolutionConfig.quick(**SAE_SIZES[args.preset])
-    head = pipeline.run(model, out, quick=args.preset != "paper", mesh=mesh, config=cfg)
+        cfg = evolution.EvolutionConfig.quick(**SAE_SIZES[args.preset])
+    head = evolution.run_study(model, out, quick=args.preset != "paper", mesh=mesh, config=cfg)
     ev = [{"layer": i, "explained variance": v} for i, v in enumerate(head["explained_variance"])]
     turnover = [
         {"pair": r["pair"], "passed": r["passed@0.95"], "vanished": 1.0 - r["passed@0.95"],

@@ -1,6 +1,6 @@
 r"""How SAE features evolve across layers: SAEs on every layer, statistics, lineage, graph, browser.
 
-    # the built-in model (or, without one, a tiny random Llama), small SAEs trained here:
+    # the built-in model, small SAEs trained here:
     python3 scripts/sae_evolution.py --out runs/evolution
     # GPT-2 small with the gpt2-small-res-jb SAELens folders (one per layer, in order):
     python3 scripts/sae_evolution.py --model path/to/gpt2 --text pile_sample.txt --full \
@@ -23,7 +23,8 @@ import json
 
 import jaxlens
 import jaxlens.runs
-from sae.evolution import pipeline
+import sae.evolution as evolution
+from sae.evolution.texts import read_prompts
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -50,15 +51,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    preset = pipeline.EvolutionConfig.full if args.full else pipeline.EvolutionConfig.quick
+    preset = evolution.EvolutionConfig.full if args.full else evolution.EvolutionConfig.quick
     overrides = {"threshold": args.threshold, "sparse_cap": args.sparse_cap}
     if args.block is not None:
         overrides["block"] = args.block
-    prompts = None
-    if args.prompts:
-        with open(args.prompts, encoding="utf-8") as f:
-            prompts = [line.rstrip("\n") for line in f if line.strip()]
-    head = pipeline.run(
+    prompts = read_prompts(args.prompts) if args.prompts else None
+    head = evolution.run_study(
         args.model, args.out, quick=not args.full, saes=args.saes,
         mesh=jaxlens.sharding.parse_mesh(args.mesh),
         text_file=args.text, prompts=prompts, config=preset(**overrides),

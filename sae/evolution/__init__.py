@@ -14,14 +14,18 @@ From SAEs on every layer of a model (trained with `sae.fit` or loaded from SAELe
   JSON;
 - `sae.evolution.store`: the passes' on-disk state (atomic writes, resume, reading back);
 - `sae.evolution.browser`: the static feature browser site; `site_build` fills it from a model's
-  analysis; `webdriver` drives headless chromium (screenshots, tests);
-- `sae.evolution.model_source`: model, text, per-layer SAEs and the latent source;
-- `sae.evolution.pipeline`: `run(model_dir, out_dir, ...)`, everything from a model.
+  analysis (its screenshot through `jaxlens.runs.webdriver`'s headless chromium);
+- `sae.evolution.model_source`: the model (`jaxlens.load_model`), its text, per-layer SAEs and
+  the latent source;
+- `sae.evolution.pipeline`: the study's entry point, `run_study(model_dir, out_dir, *, ...)`
+  (exported here with its `EvolutionConfig`), everything from a model into a run folder, and
+  `rebuild_browser`.
 """
 
 from sae.evolution.dense import layer_pair_stats
 from sae.evolution.graph import communities, feature_graph, node_link, save_node_link
 from sae.evolution.lineage import and_or, and_or_top, classify, classify_top, turnover
+from sae.evolution.pipeline import EvolutionConfig, rebuild_browser, run_study
 from sae.evolution.stats import MEASURES, TOKEN_MEASURES, MeasureError
 from sae.evolution.stream import (
     LatentSummary,
@@ -35,6 +39,7 @@ from sae.evolution.stream import (
 __all__ = [
     "MEASURES",
     "TOKEN_MEASURES",
+    "EvolutionConfig",
     "LatentSummary",
     "MeasureError",
     "Neighbours",
@@ -50,6 +55,8 @@ __all__ = [
     "layer_pair_stats",
     "node_link",
     "pair_pass",
+    "rebuild_browser",
+    "run_study",
     "save_node_link",
     "turnover",
 ]

@@ -1,12 +1,12 @@
 """From a model to latents: the model, its text, per-layer SAEs and the batch sources.
 
-- `load_model(model_dir)`: `jaxlens.load_hf`; with no directory, the built-in model
-  (`jaxlens.BUILTIN_MODEL`) when the package ships one, otherwise a tiny random Llama written
-  with `jaxlens.save_hf` (a smoke-test stand-in whose latents mean little).
-- `Text`: encode/decode through the model's HF tokenizer, or bytes (id = 3 + byte) when the
-  directory has none.
-- `corpus_text`: `sae.stories` documents (the built-in model's corpus), else templated
-  sentences (`sae.evolution.texts.corpus`).
+- `open_model(model_dir, mesh=...)`: `jaxlens.load_model` of the directory (default
+  `jaxlens.BUILTIN_MODEL`); a missing directory raises `jaxlens.hf.CheckpointNotFoundError`
+  naming it. A checkpoint without tokenizer files (e.g. a random model written by
+  `jaxlens.save_hf`) still loads, with `tokenizer=None`.
+- `Text`: encode/decode through the model's HF tokenizer, or bytes (id = 3 + byte) when it has
+  none.
+- `corpus_text`: `sae.stories` documents (the built-in model's plain-text corpus).
 - `train_saes`: one TopK SAE per layer at `resid_pre`, all layers from one model forward per
   batch (`sae.ModelActivations` over every layer, `sae.fit` on the `[L, B, D]` stream);
   `load_saes` reads SAELens folders instead (e.g. `gpt2-small-res-jb`'s per-layer folders).
@@ -28,25 +28,29 @@ import numpy as np
 
 import jaxlens
 import sae
-from sae.evolution import texts
+from jaxlens.hf import TokenizerNotFoundError
+from sae import stories
 
 
 class SourceError(ValueError):
     """SAEs that do not fit the model (count, width) or each other."""
 
 
-def load_model(model_dir: str | Path | None, work_dir: Path, *, seed: int = 0, mesh=None):
-    """`(model_dir, config, params)`; see the module docstring for the default. With a mesh the
-    weights are loaded straight into their shards (the batches are put on the same mesh)."""
-    if model_dir is None:
-        model_dir = getattr(jaxlens, "BUILTIN_MODEL", None)
-    if model_dir is None:
-        config = jaxlens.ModelConfig.tiny(vocab_size=259, n_layers=4, max_seq_len=128)
-        params = jaxlens.init_params(jax.random.key(seed), config)
-        model_dir = work_dir / "tiny_random_model"
-        jaxlens.save_hf(model_dir, config, params)
-    config, params = jaxlens.load_hf(model_dir, mesh=mesh)
-    return Path(model_dir), config, params
+def open_model(model_dir: str | Path | None = None, *, mesh: Any = None) -> jaxlens.LoadedModel:
+    """The analysed model: `jaxlens.load_model(model_dir or jaxlens.BUILTIN_MODEL, mesh=mesh)`
+    (with a mesh the weights load straight into their shards and `put` shards batches over it).
+
+    Raises:
+      CheckpointNotFoundError: `model_dir` is not a directory (the message names it).
+    """
+    root = Path(jaxlens.BUILTIN_MODEL if model_dir is None else model_dir)
+    try:
+        return jaxlens.load_model(root, mesh=mesh)
+    except TokenizerNotFoundError:
+        # A bare checkpoint (weights and config.json only): its text is bytes (`Text`). Only
+        # such a directory pays for reading the weights a second time.
+        config, params = jaxlens.load_hf(root, mesh=mesh)
+        return jaxlens.LoadedModel(config, params, None, mesh, root)
 
 
 @dataclasses.dataclass
@@ -57,10 +61,10 @@ class Text:
     bos: int | None
 
     @classmethod
-    def for_model(cls, model_dir: Path, config: Any) -> Text:
-        try:
-            tok = jaxlens.load_tokenizer(model_dir)
-        except (OSError, ValueError):
+    def for_model(cls, model: jaxlens.LoadedModel) -> Text:
+        """The model's tokenizer (bytes when it has none); BOS from it, else from the config."""
+        tok, config = model.tokenizer, model.config
+        if tok is None:
             return cls(None, config.bos_token_id)
         bos = tok.bos_token_id if tok.bos_token_id is not None else config.bos_token_id
         return cls(tok, bos)
@@ -80,18 +84,13 @@ class Text:
 
 
 def corpus_text(n_docs: int, *, seed: int = 0) -> str:
-    """Documents separated by blank lines (the `.txt` layout `sae.load_tokens` reads)."""
-    try:
-        import sae.stories
-
-        return "\n\n".join(sae.stories.stories(seed=seed, n=n_docs)) + "\n"
-    except (ImportError, AttributeError):
-        return texts.corpus(5 * n_docs, seed=seed).replace("\n", "\n\n")
+    """`sae.stories` documents separated by blank lines (the `.txt` layout `sae.load_tokens`
+    reads)."""
+    return "\n\n".join(stories.stories(seed=seed, n=n_docs)) + "\n"
 
 
 def train_saes(
-    params,
-    config,
+    model: jaxlens.LoadedModel,
     tokens,
     *,
     expansion: int,
@@ -99,13 +98,14 @@ def train_saes(
     steps: int,
     batch_size: int,
     seed: int = 0,
-    mesh=None,
     callback=None,
 ) -> tuple[list[Any], list[Any]]:
-    """One TopK SAE per layer from one shared forward per batch; `(configs, params list)`."""
+    """One TopK SAE per layer from one shared forward per batch; `(configs, params list)`.
+    On the model's mesh: tokens over `data` x `fsdp`, latents over `tensor` (`sae.fit`)."""
+    config = model.config
     layers = tuple(range(config.n_layers))
     source = sae.ModelActivations(
-        params,
+        model.params,
         config,
         tokens,
         site="resid_pre",
@@ -123,7 +123,7 @@ def train_saes(
         key=jax.random.key(seed),
         steps=steps,
         batch_size=batch_size,
-        mesh=mesh,  # tokens on data x fsdp, latents on tensor
+        mesh=model.mesh,
         callback=callback,
     )
     return [cfg] * len(layers), list(out)
@@ -150,15 +150,15 @@ class LayerSource:
     """Latents of every layer for a fixed set of token windows (module docstring)."""
 
     def __init__(
-        self, params, config, tokens, sae_configs, sae_params, *, batch: int = 16, mesh=None
+        self, model: jaxlens.LoadedModel, tokens, sae_configs, sae_params, *, batch: int = 16
     ):
-        self.params, self.config = params, config
+        self.model, config = model, model.config
         self.tokens = np.asarray(tokens)
         n = (len(self.tokens) // batch) * batch
         if n == 0:
             raise SourceError(f"{len(self.tokens)} windows are fewer than one batch of {batch}")
         self.tokens = self.tokens[:n]
-        self.batch, self.mesh = batch, mesh
+        self.batch = batch
         self.sae_configs, self.sae_params = sae_configs, sae_params
         self.positions = self.tokens.shape[1] - 1  # position 0 (BOS) is left out
         capture = jaxlens.Capture(sites=("resid_pre",), layers=tuple(range(config.n_layers)))
@@ -174,10 +174,8 @@ class LayerSource:
         return len(self.tokens) * self.positions
 
     def residuals(self, tok: np.ndarray) -> jax.Array:
-        tok = jnp.asarray(tok)
-        if self.mesh is not None:
-            tok = jaxlens.sharding.put_batch(np.asarray(tok), self.mesh)
-        return self._resid(self.params, tok)
+        """`resid_pre` of every layer `[L, b * (T-1), D]` for windows `tok [b, T]`."""
+        return self._resid(self.model.params, self.model.put(tok))
 
     def encode(self, x: jax.Array) -> jax.Array:
         return jnp.stack(
@@ -209,13 +207,12 @@ class LayerSource:
 
     def final_token_latents(self, window: np.ndarray) -> np.ndarray:
         """`[L, N]` latents at the last position of one window."""
+        config = self.model.config
         x = jaxlens.forward(
-            self.params,
+            self.model.params,
             jnp.asarray(window)[None],
-            config=self.config,
-            capture=jaxlens.Capture(
-                sites=("resid_pre",), layers=tuple(range(self.config.n_layers))
-            ),
+            config=config,
+            capture=jaxlens.Capture(sites=("resid_pre",), layers=tuple(range(config.n_layers))),
         )
         last = x.captures["resid_pre"][:, 0, -1]  # [L, D]
         return np.asarray(self.encode(last[:, None]))[:, 0]

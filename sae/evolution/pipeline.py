@@ -1,4 +1,4 @@
-"""`run`: the whole cross-layer analysis of one model, into a run folder.
+"""`run_study`: the whole cross-layer analysis of one model, into a run folder.
 
     model -> SAEs on every layer (trained, or SAELens folders) -> first pass (maxima, contexts)
     -> pairwise pass (all measures, all adjacent pairs, blocked, resumable) -> lineage
@@ -9,7 +9,7 @@ The run folder (`jaxlens.runs.RunFolder`) holds `config.json`, `metrics.jsonl`, 
 `and_or.json`, `unrepresented.json`, `sae_metrics.json`, `graph.json` (node-link),
 `communities.json`, `stats/` (neighbour lists, resumable state), `saes/` (SAELens folders of
 trained SAEs), `browser/` (open `browser/index.html`), `browser.png`, the figures and
-`report.md`. `run` returns the headline figures: SAE explained variance per layer and the
+`report.md`. `run_study` returns the headline figures: SAE explained variance per layer and the
 turnover per layer pair.
 """
 
@@ -19,10 +19,11 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
+import jaxlens
 import jaxlens.runs
 import sae
 from sae.evolution import (
@@ -159,24 +160,22 @@ def _ev_figure(ev: list[float]):
     return fig
 
 
-def _saes(out: Path, cfg, saes, params, mconfig, tokens, mesh, run_folder):
+def _saes(out: Path, cfg, saes, model, tokens, run_folder):
     """SAELens folders if given; else trained ones (reused from `out/saes/` when complete)."""
     if saes:
-        return model_source.load_saes(list(saes), mconfig)
-    folders = [out / "saes" / f"layer{i}" for i in range(mconfig.n_layers)]
+        return model_source.load_saes(list(saes), model.config)
+    folders = [out / "saes" / f"layer{i}" for i in range(model.config.n_layers)]
     if all((f / "cfg.json").exists() for f in folders):
-        return model_source.load_saes(folders, mconfig)
+        return model_source.load_saes(folders, model.config)
     log = None if run_folder is None else lambda step, s: run_folder.log({"sae_step": step, **s})
     sae_cfgs, sae_params = model_source.train_saes(
-        params,
-        mconfig,
+        model,
         tokens,
         expansion=cfg.expansion,
         k=cfg.k,
         steps=cfg.sae_steps,
         batch_size=cfg.sae_batch,
         seed=cfg.seed,
-        mesh=mesh,
         callback=log,
     )
     for folder, c, p in zip(folders, sae_cfgs, sae_params, strict=True):
@@ -238,11 +237,31 @@ def _statistics(src, out: Path, cfg, sae_params, mesh, progress):
     return summary, nb
 
 
-def open_sources(model_dir, out: Path, cfg, text_file, saes, mesh, run_folder):
-    """The model, its text, the token windows, the SAEs (trained or loaded) and the latent
-    source of a run folder: `(model_dir, text, source, sae_configs, sae_params)`."""
-    model_dir, mconfig, params = model_source.load_model(model_dir, out, seed=cfg.seed, mesh=mesh)
-    text = model_source.Text.for_model(model_dir, mconfig)
+class Sources(NamedTuple):
+    """What an analysis reads: the model, its text, the per-layer SAEs and the latent source."""
+
+    model: jaxlens.LoadedModel
+    text: model_source.Text
+    latents: model_source.LayerSource
+    sae_configs: list[Any]
+    sae_params: list[Any]
+
+
+def open_sources(
+    model_dir: str | Path | None,
+    out: Path,
+    cfg: EvolutionConfig,
+    *,
+    text_file: str | Path | None = None,
+    saes: list[str | Path] | None = None,
+    mesh: Any = None,
+    run_folder: jaxlens.runs.RunFolder | None = None,
+) -> Sources:
+    """The model (`model_source.open_model`), its text, the token windows (`out/corpus.txt`,
+    written once), the SAEs (loaded, or trained and saved under `out/saes/`) and the latent
+    source of a run folder."""
+    model = model_source.open_model(model_dir, mesh=mesh)
+    text = model_source.Text.for_model(model)
     corpus = out / "corpus.txt"
     if not corpus.exists():
         corpus.write_text(
@@ -256,11 +275,9 @@ def open_sources(model_dir, out: Path, cfg, text_file, saes, mesh, run_folder):
     )[: cfg.n_windows]
     batch = min(cfg.batch, len(tokens))
     train_tokens = tokens[held_out_windows(len(tokens), batch) :]
-    sae_cfgs, sae_params = _saes(out, cfg, saes, params, mconfig, train_tokens, mesh, run_folder)
-    src = model_source.LayerSource(
-        params, mconfig, tokens, sae_cfgs, sae_params, batch=batch, mesh=mesh
-    )
-    return model_dir, text, src, sae_cfgs, sae_params
+    sae_cfgs, sae_params = _saes(out, cfg, saes, model, train_tokens, run_folder)
+    src = model_source.LayerSource(model, tokens, sae_cfgs, sae_params, batch=batch)
+    return Sources(model, text, src, sae_cfgs, sae_params)
 
 
 def _lineage(src, nb, summary, sae_params, run_folder) -> tuple[list[dict], list[dict]]:
@@ -295,44 +312,9 @@ def _lineage(src, nb, summary, sae_params, run_folder) -> tuple[list[dict], list
     return table, unrep
 
 
-def run(
-    model_dir: str | Path | None,
-    out_dir: str | Path,
-    *,
-    quick: bool = True,
-    mesh=None,
-    saes: list[str | Path] | None = None,
-    text_file: str | Path | None = None,
-    prompts: list[str] | None = None,
-    config: EvolutionConfig | None = None,
-    screenshot: bool = True,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """The whole analysis (module docstring); returns `{"explained_variance": [L],
-    "turnover": [rows], "run_dir", "browser"}`. Rerunning into the same `out_dir` reuses the
-    trained SAEs, the first pass and the finished pairwise blocks."""
-    cfg = config or (EvolutionConfig.quick() if quick else EvolutionConfig.full())
-    out = Path(out_dir)
-    run_folder = jaxlens.runs.RunFolder(
-        out,
-        config={
-            "config": cfg,
-            "model_dir": model_dir,
-            "saes": saes,
-            "quick": quick,
-            "text_file": text_file,
-        },
-        command=sys.argv,
-        resume=True,
-    )
-    model_dir, text, src, sae_cfgs, sae_params = open_sources(
-        model_dir, out, cfg, text_file, saes, mesh, run_folder
-    )
-    sae_rows = _sae_rows(src, sae_cfgs, sae_params)
-    run_folder.save_json("sae_metrics.json", sae_rows)
-    summary, nb = _statistics(src, out, cfg, sae_params, mesh, progress)
-    table, unrep = _lineage(src, nb, summary, sae_params, run_folder)
-
+def _graph(out: Path, cfg: EvolutionConfig, summary, nb, run_folder):
+    """The feature graph (`graph.json`) and its communities under every method
+    (`communities.json`)."""
     g = graph.feature_graph(
         nb.row_values[cfg.edge_measure],
         nb.row_index[cfg.edge_measure],
@@ -345,25 +327,21 @@ def run(
     run_folder.save_json(
         "communities.json", {m: [[*n, c] for n, c in cm.items()] for m, cm in comms.items()}
     )
-    index, shot = site_build.build_browser(
-        out,
-        src,
-        text,
-        summary,
-        nb,
-        comms,
-        prompts,
-        cfg,
-        title=f"SAE features across layers: {model_dir.name}",
-        screenshot=screenshot,
-    )
+    return g, comms
 
+
+def _title(model: jaxlens.LoadedModel) -> str:
+    return f"SAE features across layers: {model.path.name}"
+
+
+def _report(run_folder, sae_rows, table, unrep, summary, g, comms, shot) -> None:
+    """Figures, `summary.json` and `report.md` of a finished analysis."""
     ev = [r["explained_variance"] for r in sae_rows]
     run_folder.figure("explained_variance", _ev_figure(ev))
     run_folder.figure("turnover_sankey", lineage.sankey_figure(table))
     run_folder.summary(
         {
-            "layers": len(sae_params),
+            "layers": len(sae_rows),
             "d_sae": int(summary.max.shape[1]),
             "tokens": summary.n_tokens,
             "graph_nodes": g.number_of_nodes(),
@@ -382,23 +360,73 @@ def run(
         + ("\n\n![browser](browser.png)" if shot else ""),
     )
     run_folder.write_report("SAE features across layers")
+
+
+def run_study(
+    model_dir: str | Path | None,
+    out_dir: str | Path,
+    *,
+    quick: bool = True,
+    mesh: Any = None,
+    saes: list[str | Path] | None = None,
+    text_file: str | Path | None = None,
+    prompts: list[str] | None = None,
+    config: EvolutionConfig | None = None,
+    screenshot: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """The whole analysis (module docstring) of `model_dir` (None: `jaxlens.BUILTIN_MODEL`);
+    returns `{"explained_variance": [L], "turnover": [rows], "run_dir", "browser"}`. Rerunning
+    into the same `out_dir` reuses the trained SAEs, the first pass and the finished pairwise
+    blocks."""
+    cfg = config or (EvolutionConfig.quick() if quick else EvolutionConfig.full())
+    out = Path(out_dir)
+    run_folder = jaxlens.runs.RunFolder(
+        out,
+        config={
+            "config": cfg,
+            "model_dir": model_dir,
+            "saes": saes,
+            "quick": quick,
+            "text_file": text_file,
+        },
+        command=sys.argv,
+        resume=True,
+    )
+    found = open_sources(
+        model_dir, out, cfg, text_file=text_file, saes=saes, mesh=mesh, run_folder=run_folder
+    )
+    sae_rows = _sae_rows(found.latents, found.sae_configs, found.sae_params)
+    run_folder.save_json("sae_metrics.json", sae_rows)
+    summary, nb = _statistics(found.latents, out, cfg, found.sae_params, mesh, progress)
+    table, unrep = _lineage(found.latents, nb, summary, found.sae_params, run_folder)
+    g, comms = _graph(out, cfg, summary, nb, run_folder)
+    index, shot = site_build.build_browser(
+        out,
+        found.latents,
+        found.text,
+        summary,
+        nb,
+        comms,
+        prompts,
+        cfg,
+        title=_title(found.model),
+        screenshot=screenshot,
+    )
+    _report(run_folder, sae_rows, table, unrep, summary, g, comms, shot)
+    ev = [r["explained_variance"] for r in sae_rows]
     return {"explained_variance": ev, "turnover": table, "run_dir": str(out), "browser": str(index)}
 
 
 def rebuild_browser(
     run_dir: str | Path, *, prompts: list[str] | None = None, screenshot: bool = True
 ) -> tuple[Path, Path | None]:
-    """Rebuild `run_dir/browser/` from a finished `run` (e.g. with more prompts)."""
+    """Rebuild `run_dir/browser/` from a finished `run_study` (e.g. with more prompts)."""
     out = Path(run_dir)
     saved = json.loads((out / "config.json").read_text())["config"]
     fields = {f.name for f in dataclasses.fields(EvolutionConfig)}
     cfg = EvolutionConfig(**{k: v for k, v in saved["config"].items() if k in fields})
-    model_dir = saved.get("model_dir")
-    if model_dir is None and (out / "tiny_random_model").exists():
-        model_dir = out / "tiny_random_model"
-    model_dir, text, src, _, _ = open_sources(
-        model_dir, out, cfg, None, saved.get("saes"), None, None
-    )
+    found = open_sources(saved.get("model_dir"), out, cfg, saes=saved.get("saes"))
     summary = store.load_summary(out / "stats" / "first_pass.npz")
     nb = store.load_neighbours(out / "stats")
     comms = {
@@ -407,13 +435,13 @@ def rebuild_browser(
     }
     return site_build.build_browser(
         out,
-        src,
-        text,
+        found.latents,
+        found.text,
         summary,
         nb,
         comms,
         prompts,
         cfg,
-        title=f"SAE features across layers: {Path(model_dir).name}",
+        title=_title(found.model),
         screenshot=screenshot,
     )

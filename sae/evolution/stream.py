@@ -14,11 +14,11 @@ model forward plus the SAE encoders, or arrays). Two passes read it:
    optionally, dense `[P, block, N]` arrays on disk. Memory is O(P * block * N), not O(P * N^2);
    the price is one read of the source per block.
 
-Sharding: with a mesh, a batch is placed tokens over `data`/`fsdp` (`jaxlens.sharding`'s batch
-axes) and latents over the axis the core's rules table gives the MLP width in the `tensor`
-layout (SAE latents are a model's widest hidden axis); the `[P, block, N]` sums keep the
-later-side latents on that axis, so each device holds `1/tensor` of them and XLA reduces the
-token axis across `data`.
+Sharding: with a mesh, a batch is placed (`put_latents`) tokens over `data`/`fsdp`
+(`jaxlens.sharding`'s batch axes) and latents over the mesh axis of the `latents` rule that
+`sae.step` registers in the core's rules table (`tensor`, as SAE training shards them); the
+`[P, block, N]` sums keep the later-side latents on that axis, so each device holds `1/tensor`
+of them and XLA reduces the token axis across `data`.
 
 Resume: with `out_dir`, the first pass's results and, after every block, the neighbour lists so
 far are written atomically; calling `pair_pass` again with the same options continues after the
@@ -39,6 +39,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+import jaxlens
+import jaxlens.runs
+from sae import step
 from sae.evolution import stats, store
 from sae.evolution.store import LatentSummary, Neighbours, PassError
 
@@ -86,21 +89,20 @@ class PassOptions:
 
 
 def latent_axis(mesh: Mesh, n: int) -> str | None:
-    """The mesh axis SAE latents go on (the MLP width's axis under the `tensor` layout)."""
-    import jaxlens
-
-    return jaxlens.sharding.logical_to_spec(("mlp",), (n,), mesh, "tensor")[0]
+    """The mesh axis SAE latents go on: the `latents` rule `sae.step` registers (None when the
+    axis does not divide `n`)."""
+    return jaxlens.sharding.logical_to_spec(("latents",), (n,), mesh, step.LAYOUT)[0]
 
 
 def acts_sharding(mesh: Mesh, shape: tuple[int, int, int]) -> NamedSharding:
     """`[L, T, N]`: tokens over the batch axes, latents over `latent_axis`."""
-    import jaxlens
-
     tokens = jaxlens.sharding.batch_sharding(mesh, shape[1], 1).spec[0]
     return NamedSharding(mesh, PartitionSpec(None, tokens, latent_axis(mesh, shape[2])))
 
 
-def _put(x: Any, mesh: Mesh | None) -> jax.Array:
+def put_latents(x: Any, mesh: Mesh | None) -> jax.Array:
+    """Latents `[L, T, N]` on the device(s): tokens on axis 1, so not `put_batch`'s layout;
+    on a mesh as `acts_sharding`. A global array (multi-host) is taken as it is."""
     if mesh is None:
         return jnp.asarray(x)
     if isinstance(x, jax.Array) and x.is_fully_addressable is False:
@@ -156,7 +158,7 @@ def first_pass(
     carry, shape, n_tokens = None, None, 0
     for acts in _progress(source(), progress, "maxima"):
         shape = _check_batch(acts, shape)
-        acts = _put(acts, mesh)
+        acts = put_latents(acts, mesh)
         if carry is None:
             L, _, N = shape
             carry = {
@@ -234,6 +236,122 @@ def _merge_cols(run_v, run_i, new_v, new_i, k):
     return np.take_along_axis(v, order, -1), np.take_along_axis(i, order, -1)
 
 
+@dataclasses.dataclass
+class _Collected:
+    """The neighbour lists gathered block by block (resumed from saved state), and the dense
+    blocks when they are kept."""
+
+    measures: tuple[str, ...]
+    k: int
+    rows: dict[str, list[np.ndarray]]  # measure -> [values, index], blocks concatenated
+    cols: dict[str, tuple[Any, Any]]  # measure -> running (values, index), None before a block
+    dense: dict[str, list[np.ndarray]]
+
+    @classmethod
+    def resume(cls, state: dict[str, np.ndarray], measures: tuple[str, ...], k: int) -> _Collected:
+        rows = {
+            m: [state[f"row_values/{m}"], state[f"row_index/{m}"]]
+            for m in measures
+            if f"row_values/{m}" in state
+        }
+        cols = {m: (state.get(f"col_values/{m}"), state.get(f"col_index/{m}")) for m in measures}
+        return cls(measures, k, rows, cols, {m: [] for m in measures})
+
+    def add(self, name: str, top_r, top_c, keep: slice, lo: int) -> None:
+        """One block's top-k of measure `name`; rows from `keep` on, later indices + `lo`."""
+        rv, ri = (np.asarray(x)[:, keep] for x in top_r)
+        if name in self.rows:
+            self.rows[name] = [
+                np.concatenate([self.rows[name][0], rv], 1),
+                np.concatenate([self.rows[name][1], ri], 1),
+            ]
+        else:
+            self.rows[name] = [rv, ri]
+        cv, ci = (np.asarray(x)[..., keep] for x in top_c)
+        self.cols[name] = _merge_cols(*self.cols[name], cv, ci + lo, self.k)
+
+    def state(self, blocks_done: int) -> dict[str, np.ndarray]:
+        """What `store.write_atomic` keeps for a resume after `blocks_done` blocks."""
+        arrays = {"blocks_done": np.int64(blocks_done)}
+        for name in self.measures:
+            arrays[f"row_values/{name}"], arrays[f"row_index/{name}"] = self.rows[name]
+            arrays[f"col_values/{name}"], arrays[f"col_index/{name}"] = self.cols[name]
+        return arrays
+
+    def neighbours(self) -> Neighbours:
+        return Neighbours(
+            row_values={m: self.rows[m][0] for m in self.measures},
+            row_index={m: self.rows[m][1] for m in self.measures},
+            col_values={m: self.cols[m][0] for m in self.measures},
+            col_index={m: self.cols[m][1] for m in self.measures},
+        )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _Blocks:
+    """The block layout of one pairwise pass, its jitted functions (`_block_fns`) and where it
+    runs."""
+
+    n_layers: int
+    n: int
+    width: int
+    k: int
+    starts: list[int]
+    accumulate: Callable
+    finish: Callable
+    mesh: Mesh | None
+    progress: bool
+
+    @classmethod
+    def plan(cls, options: PassOptions, n_layers: int, n: int, mesh, progress) -> _Blocks:
+        width, k = min(options.block or n, n), min(options.top_k, n)
+        accumulate, finish = _block_fns(
+            mesh, n_layers, n, width, options.measures, k, options.sparse_cap
+        )
+        return cls(
+            n_layers=n_layers,
+            n=n,
+            width=width,
+            k=k,
+            starts=list(range(0, n, width)),
+            accumulate=accumulate,
+            finish=finish,
+            mesh=mesh,
+            progress=progress,
+        )
+
+    def span(self, j: int) -> tuple[int, slice]:
+        """Block j's first latent, and the rows it adds: the last block overlaps the one
+        before, so it starts earlier and keeps only its rows from `starts[j]` on."""
+        start = min(self.starts[j], self.n - self.width)
+        return start, slice(self.starts[j] - start, None)
+
+    def sums(self, source: Source, j: int, start: int, thr, n_tokens: int):
+        """The pair statistics' sums of block j over one read of the source."""
+        m = stats.zeros(self.n_layers - 1, self.width, self.n)
+        shardings = _moment_shardings(self.mesh, self.n)
+        m = m if shardings is None else jax.device_put(m, shardings)
+        desc = f"pairs {j + 1}/{len(self.starts)}"
+        for acts in _progress(source(), self.progress, desc):
+            _check_batch(acts, (self.n_layers, 0, self.n))
+            m = self.accumulate(m, put_latents(acts, self.mesh), jnp.int32(start), thr)
+        if int(m.n) != n_tokens:
+            raise PassError(
+                f"block {j}: the source gave {int(m.n)} tokens, the first pass {n_tokens}"
+            )
+        return m
+
+
+def _resume_state(out_dir, options: PassOptions, shape, n_tokens: int):
+    """`(out_dir as a Path or None, blocks done, saved arrays)` of a resumable pass."""
+    if out_dir is None:
+        return None, 0, {}
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done, state = store.load_resume(out_dir, store.state_key(options, shape, n_tokens))
+    return out_dir, done, state
+
+
 def pair_pass(
     source: Source,
     summary: LatentSummary,
@@ -263,89 +381,44 @@ def pair_pass(
     L, N = summary.max.shape
     if "decoder_cosine" in options.measures and decoders is None:
         raise stats.MeasureError("decoder_cosine needs decoders [L, N, D]")
-    width = min(options.block or N, N)
-    k = min(options.top_k, N)
-    starts = list(range(0, N, width))
-    accumulate, finish = _block_fns(mesh, L, N, width, options.measures, k, options.sparse_cap)
-    shardings = _moment_shardings(mesh, N)
+    blocks = _Blocks.plan(options, L, N, mesh, progress)
     thr = jnp.asarray(thresholds(summary, options.threshold))
     dec = jnp.zeros((L, N, 1)) if decoders is None else jnp.asarray(decoders, jnp.float32)
-
-    done, state = 0, {}
-    if out_dir is not None:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        done, state = store.load_resume(out_dir, store.state_key(options, (L, N), summary.n_tokens))
-    rows = {
-        m: [state[f"row_values/{m}"], state[f"row_index/{m}"]]
-        for m in options.measures
-        if f"row_values/{m}" in state
-    }
-    cols = {
-        m: (state.get(f"col_values/{m}"), state.get(f"col_index/{m}")) for m in options.measures
-    }
-    dense: dict[str, list[np.ndarray]] = {m: [] for m in options.measures}
-
-    for j in range(done, len(starts)):
-        lo = starts[j]
-        start = min(lo, N - width)  # the last block overlaps the one before; keep rows >= lo
-        keep = slice(lo - start, None)
-        m = stats.zeros(L - 1, width, N)
-        m = m if shardings is None else jax.device_put(m, shardings)
-        for acts in _progress(source(), progress, f"pairs {j + 1}/{len(starts)}"):
-            _check_batch(acts, (L, 0, N))
-            m = accumulate(m, _put(acts, mesh), jnp.int32(start), thr)
-        if int(m.n) != summary.n_tokens:
-            raise PassError(
-                f"block {j}: the source gave {int(m.n)} tokens, the first pass {summary.n_tokens}"
-            )
-        with_dense = keep_dense or (options.dense and out_dir is not None)
-        out, top_r, top_c = finish(m, jnp.int32(start), dec, with_dense)
+    out_dir, done, state = _resume_state(out_dir, options, (L, N), summary.n_tokens)
+    got = _Collected.resume(state, options.measures, blocks.k)
+    with_dense = keep_dense or (options.dense and out_dir is not None)
+    for j in range(done, len(blocks.starts)):
+        start, keep = blocks.span(j)
+        m = blocks.sums(source, j, start, thr, summary.n_tokens)
+        out, top_r, top_c = blocks.finish(m, jnp.int32(start), dec, with_dense)
         for name in options.measures:
-            rv, ri = (np.asarray(x)[:, keep] for x in top_r[name])
-            if name in rows:
-                rows[name] = [
-                    np.concatenate([rows[name][0], rv], 1),
-                    np.concatenate([rows[name][1], ri], 1),
-                ]
-            else:
-                rows[name] = [rv, ri]
-            cv, ci = (np.asarray(x)[..., keep] for x in top_c[name])
-            cols[name] = _merge_cols(*cols[name], cv, ci + lo, k)
-            if not with_dense:
-                continue
-            block = np.asarray(out[name])[:, keep]
-            if keep_dense:
-                dense[name].append(block)
-            if options.dense and out_dir is not None:
-                (out_dir / "dense").mkdir(exist_ok=True)
-                np.save(out_dir / "dense" / f"{name}_block{j:04d}.npy", block)
+            got.add(name, top_r[name], top_c[name], keep, blocks.starts[j])
+            if with_dense:
+                _keep_dense(
+                    got, name, np.asarray(out[name])[:, keep], j, keep_dense, options, out_dir
+                )
         if out_dir is not None:
-            arrays = {"blocks_done": np.int64(j + 1)}
-            for name in options.measures:
-                arrays[f"row_values/{name}"], arrays[f"row_index/{name}"] = rows[name]
-                arrays[f"col_values/{name}"], arrays[f"col_index/{name}"] = cols[name]
-            store.write_atomic(out_dir / "neighbours.npz", arrays)
-
-    result = Neighbours(
-        row_values={m: rows[m][0] for m in options.measures},
-        row_index={m: rows[m][1] for m in options.measures},
-        col_values={m: cols[m][0] for m in options.measures},
-        col_index={m: cols[m][1] for m in options.measures},
-    )
+            store.write_atomic(out_dir / "neighbours.npz", got.state(j + 1))
     if not keep_dense:
-        return result, None
+        return got.neighbours(), None
     if done:
         raise PassError("keep_dense needs a pass that ran every block (not a resumed one)")
-    return result, {m: np.concatenate(v, axis=1) for m, v in dense.items()}
+    return got.neighbours(), {m: np.concatenate(v, axis=1) for m, v in got.dense.items()}
+
+
+def _keep_dense(got: _Collected, name, block, j, keep_dense, options, out_dir) -> None:
+    """Block j's dense measure: returned (`keep_dense`) and/or saved under `out_dir/dense/`."""
+    if keep_dense:
+        got.dense[name].append(block)
+    if options.dense and out_dir is not None:
+        (out_dir / "dense").mkdir(exist_ok=True)
+        np.save(out_dir / "dense" / f"{name}_block{j:04d}.npy", block)
 
 
 def _progress(batches: Iterable[Any], show: bool, desc: str) -> Iterable[Any]:
     if not show:
         yield from batches
         return
-    import jaxlens.runs
-
     bar = jaxlens.runs.progress(desc=desc, unit="tok")
     for acts in batches:
         yield acts

@@ -1,15 +1,14 @@
-"""Text for the analysis when none is given: the browser's bundled prompts and a small corpus.
+"""The feature browser's bundled prompts.
 
-`PROMPTS` is the feature browser's bundled prompt set (the user adds more with `--prompts FILE`,
-one prompt per line). `corpus(n_sentences, seed)` writes simple templated English sentences
-(people, places, objects, numbers, quotes, a little code) so that a model without a training text
-of its own still shows recurring, nameable contexts; a model's own text (`--text FILE`) is
-better whenever there is one.
+`PROMPTS` is the prompt set every browser shows (the user adds more with `--prompts FILE`, one
+prompt per line, read by `read_prompts`): stories, facts, counting, quotes and a little code, so
+that recurring, nameable contexts appear in any model's latents. The analysis's corpus, when no
+`--text` is given, is `sae.stories` (`sae.evolution.model_source.corpus_text`).
 """
 
 from __future__ import annotations
 
-import numpy as np
+import os
 
 PROMPTS = (
     "Once upon a time, a little girl named Lily found a shiny red",
@@ -26,40 +25,8 @@ PROMPTS = (
     "The weather today is cold and",
 )
 
-_NAMES = ("Lily", "Tom", "Anna", "Ben", "Mia", "Sam", "Zoe", "Max")
-_PLACES = ("the park", "the forest", "the sea", "the town", "the garden", "the school")
-_THINGS = ("ball", "kite", "book", "cake", "flower", "boat", "hat", "box")
-_COLOURS = ("red", "blue", "green", "yellow", "shiny", "big", "little")
-_FEELINGS = ("happy", "sad", "scared", "excited", "tired", "proud")
-_TEMPLATES = (
-    "{n} went to {p} with a {c} {t}.",
-    "{n} was {f} because the {t} was {c}.",
-    'One day {n} said, "I want to find my {t} in {p}."',
-    "{n} and {m} played with a {c} {t} all day.",
-    "The {t} fell into {p}, and {n} felt {f}.",
-    "There were {k} {t}s in {p}, and {n} counted them: {seq}.",
-    "def {t}_count(x):\n    return x + {k}",
-)
 
-
-def corpus(n_sentences: int = 2000, *, seed: int = 0) -> str:
-    """`n_sentences` templated sentences, one paragraph of about five per line."""
-    rng = np.random.default_rng(seed)
-    pick = lambda xs: xs[int(rng.integers(len(xs)))]  # noqa: E731
-    sentences = []
-    for _ in range(n_sentences):
-        k = int(rng.integers(2, 9))
-        sentences.append(
-            pick(_TEMPLATES).format(
-                n=pick(_NAMES),
-                m=pick(_NAMES),
-                p=pick(_PLACES),
-                t=pick(_THINGS),
-                c=pick(_COLOURS),
-                f=pick(_FEELINGS),
-                k=k,
-                seq=", ".join(str(i) for i in range(1, k + 1)),
-            )
-        )
-    lines = [" ".join(sentences[i : i + 5]) for i in range(0, len(sentences), 5)]
-    return "\n".join(lines) + "\n"
+def read_prompts(path: str | os.PathLike) -> list[str]:
+    """A prompts file: one prompt per line, blank lines skipped."""
+    with open(path, encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f if line.strip()]

@@ -1,11 +1,13 @@
-"""`pipeline.run` end to end on a tiny random Llama (its own folder, so the test does not depend
-on the built-in model's weights): SAEs on every layer from one forward per
-batch, the statistics (checked against numpy on the very latents the source yields), lineage,
-graph, browser and run folder; a rerun resumes; `rebuild_browser` adds prompts."""
+"""`sae.evolution.run_study` end to end on a tiny random Llama (its own folder, without
+tokenizer files, so the test does not depend on the built-in model's weights and its text is
+bytes): SAEs on every layer from one forward per batch, the statistics (checked against numpy on
+the very latents the source yields), lineage, graph, browser and run folder; a rerun resumes;
+`rebuild_browser` adds prompts; a missing model directory is named in the error."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -15,9 +17,9 @@ from _evolution_ref import pearson
 import jaxlens
 import sae
 from jaxlens.runs import webdriver
-from sae.evolution import pipeline, store
+from sae.evolution import EvolutionConfig, model_source, pipeline, rebuild_browser, run_study, store
 
-CFG = pipeline.EvolutionConfig.quick(
+CFG = EvolutionConfig.quick(
     n_docs=20, seq_len=24, n_windows=16, expansion=2, k=4, sae_steps=8, sae_batch=64, batch=8,
     top_k=4, top_contexts=3, browser_latents=4,
 )  # fmt: skip
@@ -30,15 +32,15 @@ def result(tmp_path_factory):
     jaxlens.save_hf(model, config, jaxlens.init_params(jax.random.key(0), config))
     out = tmp_path_factory.mktemp("evolution")
     trained_on = []  # the token windows the SAEs were trained on (the real trainer still runs)
-    real = pipeline.model_source.train_saes
+    real = model_source.train_saes
 
-    def spy(params, config, tokens, **kw):
+    def spy(loaded, tokens, **kw):
         trained_on.append(np.asarray(tokens))
-        return real(params, config, tokens, **kw)
+        return real(loaded, tokens, **kw)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(pipeline.model_source, "train_saes", spy)
-        head = pipeline.run(model, out, config=CFG, progress=False)
+        mp.setattr(model_source, "train_saes", spy)
+        head = run_study(model, out, config=CFG, progress=False)
     return model, out, head, trained_on
 
 
@@ -72,7 +74,7 @@ def test_headline_and_run_folder(result):
 
 def test_neighbours_match_numpy_on_the_source_latents(result):
     model, out, _, _ = result
-    _, _, src, _, _ = pipeline.open_sources(model, out, CFG, None, None, None, None)
+    src = pipeline.open_sources(model, out, CFG).latents
     lat = np.concatenate([np.asarray(x) for x in src()], axis=1)  # [L, T, N]
     nb = store.load_neighbours(out / "stats")
     summary = store.load_summary(out / "stats" / "first_pass.npz")
@@ -86,7 +88,7 @@ def test_neighbours_match_numpy_on_the_source_latents(result):
 
 def test_sae_metrics_are_on_windows_the_saes_never_saw(result):
     model, out, head, trained_on = result
-    _, _, src, cfgs, params = pipeline.open_sources(model, out, CFG, None, None, None, None)
+    _, _, src, cfgs, params = pipeline.open_sources(model, out, CFG)
     held = pipeline.held_out_windows(len(src.tokens), src.batch)
     assert held == 4  # 16 windows, forward batches of 8: a quarter
     (train,) = trained_on
@@ -101,9 +103,9 @@ def test_sae_metrics_are_on_windows_the_saes_never_saw(result):
 
 def test_rerun_resumes_and_browser_rebuilds_with_prompts(result):
     model, out, head, _ = result
-    again = pipeline.run(model, out, config=CFG, progress=False, screenshot=False)
+    again = run_study(model, out, config=CFG, progress=False, screenshot=False)
     assert again["turnover"] == head["turnover"]
-    _, _ = pipeline.rebuild_browser(out, prompts=["<b>my prompt</b>"], screenshot=False)
+    _, _ = rebuild_browser(out, prompts=["<b>my prompt</b>"], screenshot=False)
     data = (out / "browser" / "data.js").read_text()
     assert "\\u003cb\\u003emy prompt\\u003c/b\\u003e" in data and "<b>" not in data
 
@@ -112,6 +114,19 @@ def test_rerun_resumes_and_browser_rebuilds_with_prompts(result):
 def test_run_on_a_mesh_matches_the_single_device_run(result, tmp_path):
     model, _, head, _ = result
     mesh = jaxlens.sharding.make_mesh(data=2, fsdp=2, tensor=2)  # weights loaded into shards
-    sharded = pipeline.run(model, tmp_path, config=CFG, mesh=mesh, progress=False, screenshot=False)
+    sharded = run_study(model, tmp_path, config=CFG, mesh=mesh, progress=False, screenshot=False)
     np.testing.assert_allclose(sharded["explained_variance"], head["explained_variance"], atol=0.02)
     assert [r["pair"] for r in sharded["turnover"]] == [r["pair"] for r in head["turnover"]]
+
+
+def test_a_model_without_tokenizer_files_reads_bytes(result):
+    model, _, _, _ = result
+    text = model_source.Text.for_model(model_source.open_model(model))
+    assert text.tokenizer is None and text.encode("Ab") == [3 + 65, 3 + 98]
+
+
+def test_the_default_model_is_the_builtin_one_and_a_missing_one_is_named(tmp_path):
+    assert model_source.open_model().path == Path(jaxlens.BUILTIN_MODEL)
+    missing = tmp_path / "no_such_model"
+    with pytest.raises(FileNotFoundError, match="no_such_model"):
+        run_study(missing, tmp_path / "out", config=CFG, progress=False, screenshot=False)
