@@ -15,6 +15,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from jaxlens.builtin.rng import pick
+
 NAMES = (
     "Ada", "Bruno", "Chen", "Dara", "Elena", "Farid", "Greta", "Hugo", "Ines", "Jonas",
     "Kemal", "Lena", "Mateo", "Nora", "Omar", "Petra", "Quinn", "Rosa", "Sami", "Tove",
@@ -84,45 +86,41 @@ def _a(word: str) -> str:
     return ("an " if word[0] in "aeiou" else "a ") + word
 
 
-def _pick(rng: np.random.Generator, options):
-    return options[int(rng.integers(len(options)))]
-
-
 def _narrative(rng: np.random.Generator) -> str:
-    places, things, verbs, details = TOPICS[_pick(rng, tuple(TOPICS))]
-    name, place = _pick(rng, NAMES), _pick(rng, places)
-    a, b = _pick(rng, things), _pick(rng, things)
+    places, things, verbs, details = TOPICS[pick(rng, tuple(TOPICS))]
+    name, place = pick(rng, NAMES), pick(rng, places)
+    a, b = pick(rng, things), pick(rng, things)
     hour = int(rng.integers(5, 12))
     lines = [
         f"At {hour} o'clock {name} went to {place}.",
-        f"{name} {_pick(rng, verbs)} the {_pick(rng, COLOURS)} {a} and then the {b}.",
-        _pick(rng, details),
-        f"By evening {name} felt {_pick(rng, FEELINGS)}.",
+        f"{name} {pick(rng, verbs)} the {pick(rng, COLOURS)} {a} and then the {b}.",
+        pick(rng, details),
+        f"By evening {name} felt {pick(rng, FEELINGS)}.",
     ]
     return " ".join(lines[: 2 + int(rng.integers(3))])
 
 
 def _dialogue(rng: np.random.Generator) -> str:
-    places, things, _, details = TOPICS[_pick(rng, tuple(TOPICS))]
+    places, things, _, details = TOPICS[pick(rng, tuple(TOPICS))]
     a, b = rng.choice(len(NAMES), 2, replace=False)
-    thing = _pick(rng, things)
+    thing = pick(rng, things)
     n = int(rng.integers(2, 9))
     return (
         f'"Have you seen my {thing}?" {NAMES[a]} asked. '
-        f'"It was in {_pick(rng, places)} this morning," said {NAMES[b]}. '
-        f'"I counted {n} of them there." {_pick(rng, details)}'
+        f'"It was in {pick(rng, places)} this morning," said {NAMES[b]}. '
+        f'"I counted {n} of them there." {pick(rng, details)}'
     )
 
 
 def _log_entry(rng: np.random.Generator) -> str:
-    places, things, verbs, _ = TOPICS[_pick(rng, tuple(TOPICS))]
-    day = _pick(rng, WEEKDAYS)
+    places, things, verbs, _ = TOPICS[pick(rng, tuple(TOPICS))]
+    day = pick(rng, WEEKDAYS)
     parts = [f"Log, {day} {int(rng.integers(1, 29))}:"]
     for _ in range(int(rng.integers(2, 5))):
         parts.append(
             f"{int(rng.integers(6, 23)):02d}:{int(rng.integers(0, 60)):02d} "
-            f"{_pick(rng, verbs)} {int(rng.integers(1, 40))} {_pick(rng, things)}s at "
-            f"{_pick(rng, places)}."
+            f"{pick(rng, verbs)} {int(rng.integers(1, 40))} {pick(rng, things)}s at "
+            f"{pick(rng, places)}."
         )
     return " ".join(parts)
 
@@ -131,19 +129,19 @@ def _recipe(rng: np.random.Generator) -> str:
     _, things, verbs, _ = TOPICS["kitchen"]
     steps = rng.choice(len(verbs), 3, replace=False)
     body = " ".join(
-        f"{i + 1}. {verbs[s].capitalize()} the {_pick(rng, things)}." for i, s in enumerate(steps)
+        f"{i + 1}. {verbs[s].capitalize()} the {pick(rng, things)}." for i, s in enumerate(steps)
     )
-    return f"How to make {_pick(rng, COLOURS)} {_pick(rng, things)} soup. {body} Serve it hot."
+    return f"How to make {pick(rng, COLOURS)} {pick(rng, things)} soup. {body} Serve it hot."
 
 
 def _description(rng: np.random.Generator) -> str:
-    topic = _pick(rng, tuple(TOPICS))
+    topic = pick(rng, tuple(TOPICS))
     places, things, _, details = TOPICS[topic]
     count = int(rng.integers(2, 12))
     return (
-        f"{_pick(rng, places).capitalize()} is quiet on {_pick(rng, WEEKDAYS)}s. "
-        f"There are {count} {_pick(rng, things)}s, {_a(_pick(rng, COLOURS))} door and "
-        f"{_a('old ' + _pick(rng, things))}. {_pick(rng, details)}"
+        f"{pick(rng, places).capitalize()} is quiet on {pick(rng, WEEKDAYS)}s. "
+        f"There are {count} {pick(rng, things)}s, {_a(pick(rng, COLOURS))} door and "
+        f"{_a('old ' + pick(rng, things))}. {pick(rng, details)}"
     )
 
 
@@ -164,5 +162,5 @@ def stories(*, seed: int, n: int) -> Iterator[str]:
     rng = np.random.default_rng(seed)
     kinds = tuple(KINDS.values())
     for _ in range(n):
-        doc = [_pick(rng, kinds)(rng) for _ in range(int(rng.integers(1, 3)))]
+        doc = [pick(rng, kinds)(rng) for _ in range(int(rng.integers(1, 3)))]
         yield " ".join(doc)
