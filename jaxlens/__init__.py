@@ -21,17 +21,17 @@ from jaxlens.hooks import (
 from jaxlens.inputs import InputError
 from jaxlens.layers import KVCache
 from jaxlens.logprobs import next_token_loss, target_logprobs, token_logprobs
-from jaxlens.model import (
-    ForwardOutput,
+from jaxlens.model import ForwardOutput, forward, model_apply
+from jaxlens.params import (
     ParamsError,
     check_params,
-    forward,
+    count_params,
     init_params,
     logical_axes,
-    model_apply,
     param_shapes,
+    param_shardings,
+    shard_params,
 )
-from jaxlens.params import count_params, param_shardings, shard_params
 
 __all__ = [
     "LAYER_SITES",

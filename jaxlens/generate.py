@@ -46,32 +46,29 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 from flax import struct
+from jaxtyping import Array, Float, Int
 
 from jaxlens.config import ModelConfig
 from jaxlens.decode_layout import pack_kernels, unpack_kernels
 from jaxlens.hooks import Capture, Interventions
+from jaxlens.inputs import check_generation, check_specs, check_tokens
 from jaxlens.layers import KVCache
-from jaxlens.model import (
-    apply_model,
-    attention_mask,
-    check_params,
-    positions_from_mask,
-    unstack_layers,
-)
+from jaxlens.model import apply_model, attention_mask, positions_from_mask, unstack_layers
+from jaxlens.params import check_params
 from jaxlens.sampling import Sampling, SamplingError, sample_token
 
-Array = jax.Array
 Params = dict[str, Any]
 
 
 class GenerateOutput(NamedTuple):
-    """`tokens [B, N]` int32 new tokens (pad after a stop); `lengths [B]` tokens generated,
-    stop token included; `logprobs [B, N]` fp32 model log-probabilities (0 after a stop);
-    `captures` site -> `[L, B, (N|P,) D]` (`final`: `[B, (N|P,) D]`) over generated tokens."""
+    """`tokens [B, new]` int32 new tokens (pad after a stop, `new = max_new_tokens`);
+    `lengths [B]` tokens generated, stop token included; `logprobs [B, new]` fp32 model
+    log-probabilities (0 after a stop); `captures` site -> `[L, B, (new|P,) D]` (`final`:
+    `[B, (new|P,) D]`) over generated tokens (`P` given positions)."""
 
-    tokens: Array
-    lengths: Array
-    logprobs: Array
+    tokens: Int[Array, "B new"]
+    lengths: Int[Array, " B"]
+    logprobs: Float[Array, "B new"]
     captures: dict[str, Array]
 
 
@@ -252,6 +249,45 @@ def _prefill(
     return out.logits[:, -1], cache
 
 
+def _decode_layout(params: Params, cache: Any, *, unroll: bool, transpose: bool):
+    """`(params, cache, weights)` as the decode loop reads them: per-layer copies when
+    `unroll`, kernels packed transposed when also `transpose` (`weights(params)` reads them
+    back as views inside the loop: `jaxlens.decode_layout.unpack_kernels`)."""
+    if unroll:
+        params, cache = unstack_layers(params, cache)
+    if unroll and transpose:
+        return pack_kernels(params), cache, unpack_kernels
+    return params, cache, lambda p: p
+
+
+def _initial_state(
+    params: Params,
+    prompts: Array,
+    cache: Any,
+    prompt: _Prompt,
+    capture: Capture | None,
+    n: int,
+    pad_id: int,
+    step_kw: dict[str, Any],
+) -> _Decode:
+    """The decode loop's carry before the first token: empty outputs, zeroed capture buffers
+    (shaped by tracing one decode step, at no cost)."""
+    b = prompts.shape[0]
+    shapes = jax.eval_shape(
+        lambda: _decode_step(params, prompts[:, 0], cache, jnp.int32(0), prompt, **step_kw)
+    )[0].captures
+    return _Decode(
+        step=jnp.int32(0),
+        cache=cache,
+        tokens=jnp.full((b, n + 1), pad_id, jnp.int32),
+        logprobs=jnp.zeros((b, n + 1), jnp.float32),
+        lengths=jnp.zeros(b, jnp.int32),
+        done=jnp.zeros(b, bool),
+        captures=_capture_init(capture, shapes, n),
+        weight=jnp.zeros(b, jnp.float32),
+    )
+
+
 @jax.jit(
     static_argnames=(
         "config",
@@ -279,7 +315,7 @@ def _generate(
     unroll: bool,
     transpose: bool,
 ) -> GenerateOutput:
-    b, t = prompts.shape
+    t = prompts.shape[1]
     n = max_new_tokens
     prompt = _Prompt(
         keys=jnp.pad(prompt_mask, ((0, 0), (0, n))),
@@ -290,24 +326,8 @@ def _generate(
     emit = dict(n=n, sampling=sampling, stop_tokens=stop_tokens, pad_id=pad_id)
     step_kw = dict(config=config, capture=_step_capture(capture), interventions=interventions)
     logits, cache = _prefill(params, prompts, prompt_mask, prompt, n, config, interventions)
-    if unroll:
-        params, cache = unstack_layers(params, cache)
-    if unroll and transpose:
-        params = pack_kernels(params)  # read back as views inside the loop: `unpack_kernels`
-    weights = unpack_kernels if unroll and transpose else lambda p: p
-    shapes = jax.eval_shape(
-        lambda: _decode_step(weights(params), prompts[:, 0], cache, jnp.int32(0), prompt, **step_kw)
-    )[0].captures
-    state = _Decode(
-        step=jnp.int32(0),
-        cache=cache,
-        tokens=jnp.full((b, n + 1), pad_id, jnp.int32),
-        logprobs=jnp.zeros((b, n + 1), jnp.float32),
-        lengths=jnp.zeros(b, jnp.int32),
-        done=jnp.zeros(b, bool),
-        captures=_capture_init(capture, shapes, n),
-        weight=jnp.zeros(b, jnp.float32),
-    )
+    params, cache, weights = _decode_layout(params, cache, unroll=unroll, transpose=transpose)
+    state = _initial_state(weights(params), prompts, cache, prompt, capture, n, pad_id, step_kw)
     state = _emit(state, logits, key_first, **emit).replace(step=jnp.int32(1))
     last_step = n if capture is not None else n - 1  # capturing feeds the last token too
 
@@ -381,17 +401,10 @@ def generate(
     Returns:
       `GenerateOutput(tokens [B, N], lengths [B], logprobs [B, N], captures)`.
     """
-    from jaxlens.inputs import check_generation, check_specs, check_tokens
-
-    if not isinstance(config, ModelConfig):
-        raise TypeError(f"config={config!r}: expected a jaxlens.ModelConfig")
-    if not isinstance(sampling, Sampling):
-        raise SamplingError(f"sampling={sampling!r}: expected a jaxlens.Sampling")
-    check_params(params, config)
-    tokens, mask = check_tokens(prompts, attention_mask, config, name="prompts")
-    stop_tokens = check_generation(mask, config, max_new_tokens, stop_tokens)
-    check_specs(None, interventions, config, tuple(tokens.shape))
-    _check_generation_capture(capture, config, tokens.shape[0], max_new_tokens)
+    tokens, mask, stop_tokens = _checked(
+        params, prompts, attention_mask, config, sampling, max_new_tokens, stop_tokens,
+        interventions, capture,
+    )  # fmt: skip
     pad_id = config.pad_token_id if config.pad_token_id is not None else 0
     return _generate(
         params,
@@ -410,10 +423,18 @@ def generate(
     )
 
 
-def _check_generation_capture(capture: Capture | None, config: ModelConfig, b: int, n: int):
-    """Capture spans and positions during `generate` index the N generated tokens."""
-    from jaxlens.inputs import check_specs
-
-    if capture is None:
-        return
-    check_specs(capture, None, config, (b, n))
+def _checked(params, prompts, attention_mask, config, sampling, n, stop_tokens, interventions,
+             capture):  # fmt: skip
+    """`generate`'s inputs validated: `(tokens, mask, stop_tokens)`, or a clear error. Capture
+    spans and positions during `generate` index the N generated tokens."""
+    if not isinstance(config, ModelConfig):
+        raise TypeError(f"config={config!r}: expected a jaxlens.ModelConfig")
+    if not isinstance(sampling, Sampling):
+        raise SamplingError(f"sampling={sampling!r}: expected a jaxlens.Sampling")
+    check_params(params, config)
+    tokens, mask = check_tokens(prompts, attention_mask, config, name="prompts")
+    stop_tokens = check_generation(mask, config, n, stop_tokens)
+    check_specs(None, interventions, config, tuple(tokens.shape))
+    if capture is not None:
+        check_specs(capture, None, config, (tokens.shape[0], n))
+    return tokens, mask, stop_tokens

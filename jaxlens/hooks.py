@@ -26,14 +26,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+from jaxtyping import Array, Float, Shaped
 
 LAYER_SITES = ("resid_pre", "attn_out", "resid_mid", "mlp_out", "resid_post")
 FINAL_SITE = "final"
 SITES = LAYER_SITES + (FINAL_SITE,)
 REDUCTIONS = ("none", "last", "mean", "positions")
 POSITION_MODES = ("all", "last", "mask")
-
-Array = jax.Array
 
 
 class HookSpecError(ValueError):
@@ -115,7 +114,9 @@ class Capture:
         return layers
 
 
-def reduce_positions(x: Array, capture: Capture, token_mask: Array) -> Array:
+def reduce_positions(
+    x: Float[Array, "B T D"], capture: Capture, token_mask: Shaped[Array, "B T"]
+) -> Float[Array, "B *P D"]:
     """Reduces `x [B, T, D]` over positions as `capture.reduce` asks."""
     if capture.reduce == "none":
         return x

@@ -14,12 +14,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+from jaxtyping import Array, Bool, Float, Int
 
 from jaxlens.config import ModelConfig
 from jaxlens.dtypes import canonical_dtype
 from jaxlens.hooks import Chunk
-
-Array = jax.Array
 
 
 def _dtype(value: Any) -> jnp.dtype:
@@ -77,14 +76,18 @@ def rope_inv_freq(config: ModelConfig) -> np.ndarray:
     return np.where(medium, smoothed, scaled).astype(np.float32)
 
 
-def rope_tables(config: ModelConfig, positions: Array, dtype: jnp.dtype) -> tuple[Array, Array]:
+def rope_tables(
+    config: ModelConfig, positions: Int[Array, "B T"], dtype: jnp.dtype
+) -> tuple[Float[Array, "B T E"], Float[Array, "B T E"]]:
     """`sin, cos [B, T, E]` for integer `positions [B, T]` (HF's half-split layout)."""
     freqs = positions.astype(jnp.float32)[..., None] * jnp.asarray(rope_inv_freq(config))
     emb = jnp.concatenate([freqs, freqs], axis=-1)
     return jnp.sin(emb).astype(dtype), jnp.cos(emb).astype(dtype)
 
 
-def apply_rope(x: Array, sin: Array, cos: Array) -> Array:
+def apply_rope(
+    x: Float[Array, "B T H E"], sin: Float[Array, "B T E"], cos: Float[Array, "B T E"]
+) -> Float[Array, "B T H E"]:
     """Rotates `x [B, T, N, E]` by the tables `[B, T, E]`."""
     half = x.shape[-1] // 2
     rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
@@ -191,7 +194,13 @@ def cache_read(cache: KVCache, layer: Any, dtype: Any) -> tuple[Array, Array]:
     )
 
 
-def attend_cached(q: Array, k: Array, v: Array, mask: Array, scale: float) -> Array:
+def attend_cached(
+    q: Float[Array, "B T H E"],
+    k: Float[Array, "B K S E"],
+    v: Float[Array, "B K S E"],
+    mask: Bool[Array, "B 1 T S"],
+    scale: float,
+) -> Float[Array, "B T H E"]:
     """Softmax attention of `q [B, T, H, E]` over a cache `k, v [B, K, S, E]` (fp32 softmax).
 
     Query head `h` reads kv head `h // G` (`H = K * G`), as HF's `repeat_kv`; `mask

@@ -13,18 +13,22 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float, Int, Shaped
 
 from jaxlens.config import ModelConfig
-from jaxlens.model import Params, model_apply
-
-Array = jax.Array
+from jaxlens.model import model_apply
+from jaxlens.params import Params
 
 
 def _mask(tokens: Array, attention_mask: Array | None) -> Array:
     return jnp.ones(tokens.shape, bool) if attention_mask is None else attention_mask.astype(bool)
 
 
-def target_logprobs(logits: Array, tokens: Array, attention_mask: Array | None = None) -> Array:
+def target_logprobs(
+    logits: Float[Array, "B T V"],
+    tokens: Int[Array, "B T"],
+    attention_mask: Shaped[Array, "B T"] | None = None,
+) -> Float[Array, "B T-1"]:
     """`[B, T-1]` fp32: log-probability of `tokens[:, 1:]` under `logits [B, T, V]`.
 
     Positions whose target token is padding hold 0.
@@ -37,14 +41,14 @@ def target_logprobs(logits: Array, tokens: Array, attention_mask: Array | None =
 
 def token_logprobs(
     params: Params,
-    tokens: Array,
+    tokens: Int[Array, "B T"],
     *,
     config: ModelConfig,
-    attention_mask: Array | None = None,
+    attention_mask: Shaped[Array, "B T"] | None = None,
     interventions: Any = None,
     last: int | None = None,
-    segments: Array | None = None,
-) -> Array:
+    segments: Int[Array, "B T"] | None = None,
+) -> Float[Array, "B T-1"]:
     """`[B, T-1]`: log-probability of each token given the ones before it (fp32).
 
     Positions whose token is padding hold 0. `last` (static, 1..T-1): only the last `last`
@@ -73,12 +77,12 @@ def token_logprobs(
 
 def next_token_loss(
     params: Params,
-    tokens: Array,
+    tokens: Int[Array, "B T"],
     *,
     config: ModelConfig,
-    attention_mask: Array | None = None,
+    attention_mask: Shaped[Array, "B T"] | None = None,
     interventions: Any = None,
-) -> Array:
+) -> Float[Array, ""]:
     """Mean cross-entropy (nats/token) of next-token prediction over the real targets."""
     mask = _mask(tokens, attention_mask)
     logp = token_logprobs(
@@ -87,7 +91,9 @@ def next_token_loss(
     return mean_target_nll(logp, mask)
 
 
-def mean_target_nll(logp: Array, attention_mask: Array) -> Array:
+def mean_target_nll(
+    logp: Float[Array, "B T-1"], attention_mask: Shaped[Array, "B T"]
+) -> Float[Array, ""]:
     """Mean of `-logp [B, T-1]` over targets whose token and predecessor are both real."""
     mask = attention_mask.astype(bool)
     targets = mask[:, 1:] & mask[:, :-1]

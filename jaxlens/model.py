@@ -32,27 +32,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+from jaxtyping import Array, Bool, Float, Int, Shaped
 
 from jaxlens.config import ModelConfig
 from jaxlens.hooks import FINAL_SITE, Capture, Chunk, Interventions, apply_edits, reduce_positions
+from jaxlens.inputs import check_specs, check_tokens
 from jaxlens.layers import DecoderLayer, Embedding, KVCache, Norm, Step, rope_tables
-from jaxlens.params import (  # noqa: F401  (param_shapes etc. are re-exported for older callers)
-    Params,
-    ParamsError,
-    check_params,
-    init_params,
-    logical_axes,
-    param_shapes,
-)
-
-Array = jax.Array
-
+from jaxlens.params import Params, check_params
 
 # --------------------------------------------------------------------------------------------
 # The scan over layers
 
 
-def attention_mask(config: ModelConfig, query_index: Array, key_valid: Array) -> Array:
+def attention_mask(
+    config: ModelConfig, query_index: Int[Array, " T"], key_valid: Shaped[Array, "B S"]
+) -> Bool[Array, "B 1 T S"]:
     """`[B, 1, T, S]`: key `s` is visible to query `t` if real, not later, inside the window.
 
     `query_index [T]` are the queries' columns in the key sequence; `key_valid [B, S]` marks
@@ -75,7 +69,7 @@ class _Carry:
 class ForwardOutput(NamedTuple):
     """`logits [B, T, V]` fp32; `captures`: site -> `[L, B, (T,) D]` (`final`: `[B, (T,) D]`)."""
 
-    logits: Array
+    logits: Float[Array, "B T V"]
     captures: dict[str, Array]
 
 
@@ -201,12 +195,12 @@ def unstack_layers(params: Params, cache: KVCache | None = None):
 
 def apply_model(
     params: Params,
-    tokens: Array,
+    tokens: Int[Array, "B T"],
     *,
     config: ModelConfig,
-    positions: Array,
-    mask: Array,
-    token_mask: Array,
+    positions: Int[Array, "B T"],
+    mask: Bool[Array, "B 1 T S"],
+    token_mask: Shaped[Array, "B T"],
     is_prompt: bool = True,
     cache: KVCache | tuple[KVCache, ...] | None = None,
     cache_index: Array | None = None,
@@ -229,24 +223,12 @@ def apply_model(
         only the response tokens: their count + 1).
     """
     c = config
-    dt = jnp.dtype(c.dtype)
-    x = (
-        Embedding(c, c.vocab_size, ("vocab", "embed"))
-        .apply({"params": params["embed"]}, tokens)
-        .astype(dt)
-    )
     step = Step(
         chunk=Chunk(token_mask=token_mask.astype(bool), is_prompt=is_prompt),
         mask=mask,
         cache_index=cache_index,
     )
-    if c.positions == "learned":
-        x = x + Embedding(c, c.max_seq_len, ("positions", "embed")).apply(
-            {"params": params["pos_embed"]}, positions
-        ).astype(dt)
-    else:
-        sin, cos = rope_tables(c, positions, dt)
-        step = step.replace(sin=sin, cos=cos)
+    x, step = _embed(params, tokens, positions, step, c)
     carry = _run_layers(
         params["layers"], x, step, cache, config=c, capture=capture, interventions=interventions
     )
@@ -256,21 +238,40 @@ def apply_model(
         captures[FINAL_SITE] = reduce_positions(x, capture, step.chunk.token_mask)
     if logits_last is not None:
         x = x[:, -logits_last:]
-    if c.tie_embeddings:
+    return ForwardOutput(logits=unembed(params, x, c), captures=captures), carry.cache
+
+
+def _embed(
+    params: Params, tokens: Int[Array, "B T"], positions: Int[Array, "B T"], step: Step,
+    c: ModelConfig,
+) -> tuple[Float[Array, "B T D"], Step]:  # fmt: skip
+    """Token (+ learned position) embeddings; with rope, the step carries its sin/cos tables."""
+    dt = jnp.dtype(c.dtype)
+    x = Embedding(c, c.vocab_size, ("vocab", "embed")).apply({"params": params["embed"]}, tokens)
+    x = x.astype(dt)
+    if c.positions == "learned":
+        table = Embedding(c, c.max_seq_len, ("positions", "embed"))
+        return x + table.apply({"params": params["pos_embed"]}, positions).astype(dt), step
+    sin, cos = rope_tables(c, positions, dt)
+    return x, step.replace(sin=sin, cos=cos)
+
+
+def unembed(params: Params, x: Float[Array, "B T D"], config: ModelConfig) -> Float[Array, "B T V"]:
+    """fp32 logits of final-normed residuals (the tied embedding or the `lm_head`)."""
+    dt = jnp.dtype(config.dtype)
+    if config.tie_embeddings:
         table = params["embed"]["embedding"]
-        logits = jnp.einsum("BTD,VD->BTV", x, table.astype(dt), preferred_element_type=jnp.float32)
-    else:
-        kernel = params["lm_head"]["kernel"]
-        logits = jnp.einsum("BTD,DV->BTV", x, kernel.astype(dt), preferred_element_type=jnp.float32)
-    return ForwardOutput(logits=logits, captures=captures), carry.cache
+        return jnp.einsum("BTD,VD->BTV", x, table.astype(dt), preferred_element_type=jnp.float32)
+    kernel = params["lm_head"]["kernel"]
+    return jnp.einsum("BTD,DV->BTV", x, kernel.astype(dt), preferred_element_type=jnp.float32)
 
 
-def positions_from_mask(token_mask: Array) -> Array:
+def positions_from_mask(token_mask: Shaped[Array, "B T"]) -> Int[Array, "B T"]:
     """Position ids under left padding: a padded row equals the unpadded one."""
     return jnp.maximum(jnp.cumsum(token_mask.astype(jnp.int32), axis=1) - 1, 0)
 
 
-def segment_positions(segments: Array) -> Array:
+def segment_positions(segments: Int[Array, "B T"]) -> Int[Array, "B T"]:
     """Position ids that restart at 0 where the document id changes along each row."""
     index = jnp.arange(segments.shape[1])
     starts = jnp.concatenate(
@@ -281,15 +282,15 @@ def segment_positions(segments: Array) -> Array:
 
 def model_apply(
     params: Params,
-    tokens: Array,
+    tokens: Int[Array, "B T"],
     *,
     config: ModelConfig,
-    attention_mask: Array | None = None,
-    positions: Array | None = None,
+    attention_mask: Shaped[Array, "B T"] | None = None,
+    positions: Int[Array, "B T"] | None = None,
     interventions: Interventions | None = None,
     capture: Capture | None = None,
     logits_last: int | None = None,
-    segments: Array | None = None,
+    segments: Int[Array, "B T"] | None = None,
 ) -> ForwardOutput:
     """The model on a whole left-padded sequence: un-jitted, unvalidated, differentiable.
 
@@ -337,7 +338,9 @@ def model_apply(
 _jitted_model_apply = jax.jit(model_apply, static_argnames=("config",))
 
 
-def attention_mask_for(config: ModelConfig, token_mask: Array, t: int) -> Array:
+def attention_mask_for(
+    config: ModelConfig, token_mask: Shaped[Array, "B T"], t: int
+) -> Bool[Array, "B 1 T T"]:
     """Causal + padding (+ sliding window) mask `[B, 1, T, T]` for a whole sequence."""
     return attention_mask(config, jnp.arange(t), token_mask)
 
@@ -356,8 +359,6 @@ def forward(
     Positions follow `attention_mask` (left padding), so a padded row equals its unpadded
     version. Returns `ForwardOutput(logits [B, T, V] fp32, captures)`.
     """
-    from jaxlens.inputs import check_specs, check_tokens
-
     if not isinstance(config, ModelConfig):
         raise TypeError(f"config={config!r}: expected a jaxlens.ModelConfig")
     check_params(params, config)

@@ -68,7 +68,7 @@ def worker_ours(args) -> dict:
     import numpy as np
 
     from jaxlens import ModelConfig, forward
-    from jaxlens.model import param_shapes
+    from jaxlens.params import param_shapes
 
     base = _bench.rss_bytes()
     config = ModelConfig(
@@ -125,7 +125,7 @@ def worker_compile(args) -> dict:
     import jax.numpy as jnp
 
     from jaxlens import ModelConfig, forward
-    from jaxlens.model import param_shapes
+    from jaxlens.params import param_shapes
 
     def compile_time(depth: int) -> float:
         config = ModelConfig(arch="llama", **{**CONFIGS["125m"], "n_layers": depth},

@@ -19,7 +19,7 @@ import optax
 
 from jaxlens.config import ModelConfig
 from jaxlens.logprobs import next_token_loss, token_logprobs
-from jaxlens.model import Params, check_params
+from jaxlens.params import Params, check_params
 
 Array = jax.Array
 

@@ -32,7 +32,7 @@ from jaxlens.config import ModelConfig
 from jaxlens.hf import safetensors as st
 from jaxlens.hf.names import Path_, TensorMap, hf_names, leaf_shape, tensor_maps
 from jaxlens.hf.safetensors import CorruptCheckpointError  # noqa: F401  (re-exported)
-from jaxlens.params import param_shardings
+from jaxlens.params import check_params, param_shardings
 
 Params = dict[str, Any]
 INDEX_FILE = "model.safetensors.index.json"
@@ -292,8 +292,6 @@ def save_hf(
     One HF tensor is materialized on the host at a time. With params spread over several
     processes every process must call this (leaves are gathered) and only process 0 writes.
     """
-    from jaxlens.model import check_params
-
     check_params(params, config)
     by_name: dict[str, list[tuple[Path_, TensorMap]]] = {}
     for leaf_path, tmap in tensor_maps(config).items():

@@ -29,7 +29,7 @@ from jaxlens.hf.io import (
     save_hf,
 )
 from jaxlens.hf.names import leaf_shape, tensor_maps
-from jaxlens.model import param_shapes
+from jaxlens.params import param_shapes
 
 torch = pytest.importorskip("torch")
 from _hf_models import VARIANTS, hf_config, make_hf_checkpoint, make_hf_model  # noqa: E402

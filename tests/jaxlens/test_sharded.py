@@ -106,7 +106,7 @@ def test_shard_params_equals_sharded_load(hf_run):
 
 
 def test_param_shardings_cover_every_leaf():
-    from jaxlens.model import param_shapes
+    from jaxlens.params import param_shapes
 
     config = ModelConfig.tiny("gpt2")  # d_model 40 divides by 8, vocab 101 does not
     shardings = param_shardings(config, make_mesh(data=1, fsdp=8))
