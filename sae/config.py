@@ -95,6 +95,11 @@ class SAEConfig:
             object.__setattr__(self, "dtype", jaxlens.canonical_dtype(self.dtype, name="dtype"))
         except ValueError as err:
             raise SAEConfigError(str(err)) from None
+        self._check_shape()
+        self._check_loss_knobs()
+
+    def _check_shape(self) -> None:
+        """Sizes, architecture and `k`."""
         _check(isinstance(self.d_in, int) and self.d_in > 0, "d_in", "a positive int", self.d_in)
         _check(
             isinstance(self.d_sae, int) and self.d_sae > 0, "d_sae", "a positive int", self.d_sae
@@ -115,6 +120,9 @@ class SAEConfig:
             )
         else:
             _check(self.k is None, "k", f"None for architecture {self.architecture!r}", self.k)
+
+    def _check_loss_knobs(self) -> None:
+        """The losses' coefficients, AuxK, dead latents, BatchTopK and the decoder-bias init."""
         for name in ("l1_coefficient", "l0_coefficient", "aux_k_coefficient"):
             value = getattr(self, name)
             _check(value >= 0, name, "a float >= 0", value)

@@ -224,34 +224,14 @@ def fit(
     init_key, data_key = jax.random.split(key)
     data_key = jax.random.fold_in(data_key, options.seed_offset)
     tx, train = _compiled_step(config, float(lr), steps, options, mesh)
-
-    manager = ocp = None
-    start = 0
-    if checkpoint_dir is not None:
-        ocp, manager = _checkpointer(checkpoint_dir, options.checkpoint_every)
-        if manager.latest_step() is not None:
-            start = int(manager.latest_step())
-
-    # The init sample: the first batches of the stream (from step 0, before any rewind).
-    n_init = max(1, -(-options.init_sample_size // batch_size))
-    init_iter, _ = _batches(activations, batch_size, data_key, 0)
-    raw = list(itertools.islice(init_iter, n_init))
-    if not raw:
-        raise FitInputError("activations yielded no batch")
-    single = np.ndim(raw[0]) == 2  # [B, D] batches: one SAE, a dict comes back
-    first = [_as_layers(b, config, "a batch") for b in raw]
+    ocp, manager, start = _open_checkpoints(checkpoint_dir, options.checkpoint_every)
+    first, init_iter, single = _init_sample(activations, config, options, batch_size, data_key)
     state = _initial_state(np.concatenate(first, axis=1), config, options, init_key, tx)
     if mesh is not None:
         state = jax.device_put(state, step.state_shardings(state, mesh))
     if start > 0:
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-        state = manager.restore(start, args=ocp.args.StandardRestore(abstract))
-        batches, _ = _batches(activations, batch_size, data_key, start)
-    elif hasattr(activations, "shape") or hasattr(activations, "iter_batches"):
-        batches, _ = _batches(activations, batch_size, data_key, 0)
-    else:
-        batches = itertools.chain(first, init_iter)  # a one-shot iterator: reuse what we read
-
+        state = manager.restore(start, args=ocp.args.StandardRestore(_abstract(ocp, state)))
+    batches = _batches_from(activations, start, first, init_iter, batch_size, data_key)
     run = _Run(
         train=train,
         mesh=mesh,
@@ -264,12 +244,48 @@ def fit(
         ocp=ocp,
         callback=callback,
     )
-    try:
-        state = _loop(run, state, batches, start)
-    finally:  # a run stopped by an exception still leaves its last checkpoint complete
-        if manager is not None:
-            manager.wait_until_finished()
-            manager.close()
+    return _raw_params(_loop_to_end(run, state, batches, start), single)
+
+
+def _open_checkpoints(checkpoint_dir: str | os.PathLike | None, every: int):
+    """`(orbax module, manager, step to resume from)`; `(None, None, 0)` without a directory."""
+    if checkpoint_dir is None:
+        return None, None, 0
+    ocp, manager = _checkpointer(checkpoint_dir, every)
+    latest = manager.latest_step()
+    return ocp, manager, 0 if latest is None else int(latest)
+
+
+def _init_sample(activations, config, options, batch_size: int, data_key):
+    """The first batches of the stream (from step 0, before any rewind) that set the scales and
+    `b_dec`, each `[L, B, D]`; the iterator they came from (a one-shot iterator continues
+    there); and whether the batches are `[B, D]` (one SAE: `fit` returns a dict)."""
+    n_init = max(1, -(-options.init_sample_size // batch_size))
+    init_iter, _ = _batches(activations, batch_size, data_key, 0)
+    raw = list(itertools.islice(init_iter, n_init))
+    if not raw:
+        raise FitInputError("activations yielded no batch")
+    single = np.ndim(raw[0]) == 2
+    return [_as_layers(b, config, "a batch") for b in raw], init_iter, single
+
+
+def _batches_from(activations, start: int, first, init_iter, batch_size: int, data_key):
+    """The batches of steps `start...`: an array or a source rewinds (replays) to `start`; a
+    one-shot iterator goes on after the init sample, which step 0 reuses."""
+    if start > 0:
+        return _batches(activations, batch_size, data_key, start)[0]
+    if hasattr(activations, "shape") or hasattr(activations, "iter_batches"):
+        return _batches(activations, batch_size, data_key, 0)[0]
+    return itertools.chain(first, init_iter)
+
+
+def _abstract(ocp, state: step.TrainState):
+    """Shapes, dtypes and shardings of `state`: what orbax restores a checkpoint into."""
+    return jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+
+
+def _raw_params(state: step.TrainState, single: bool) -> model.Params | list[model.Params]:
+    """The trained SAEs unstacked, their scale folded back (raw activation space)."""
     out = [
         fold_scale(jax.tree.map(lambda a, i=i: a[i], state.params), state.scale[i])
         for i in range(state.scale.shape[0])
@@ -306,6 +322,17 @@ def _next_batch(run: _Run, batches: Iterator, s: int, n_layers: int) -> jax.Arra
     if run.mesh is None:
         return batch
     return jax.device_put(batch, step.batch_sharding(run.mesh))
+
+
+def _loop_to_end(run: _Run, state: step.TrainState, batches: Iterator, start: int):
+    """`_loop`, then the checkpoints closed, also when a step raised (so a stopped run still
+    leaves its last checkpoint complete)."""
+    try:
+        return _loop(run, state, batches, start)
+    finally:
+        if run.manager is not None:
+            run.manager.wait_until_finished()
+            run.manager.close()
 
 
 def _loop(run: _Run, state: step.TrainState, batches: Iterator, start: int) -> step.TrainState:
