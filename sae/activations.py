@@ -12,7 +12,8 @@ A source has `iter_batches(batch_size, start_step=0)`, an iterator of `float32` 
   captures one site at one or several layers in one forward; tokens go through a shuffle
   buffer (`buffer_tokens`) that mixes many sequences before batches leave it, so a batch never
   comes from a handful of documents. Resuming replays the stream (deterministic, model forward
-  included) up to `start_step`.
+  included) up to `start_step`. `ModelActivations.from_file(model, path, ...)` reads the token
+  windows of a dataset file for a `jaxlens.LoadedModel` (its tokenizer, BOS, EOS and vocab).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from typing import Any
 
 import jax
 import numpy as np
+
+from sae.tokens import load_tokens
 
 
 class ActivationSourceError(ValueError):
@@ -223,6 +226,25 @@ class ModelActivations:
             return out.captures[site][:, :, skip_positions:]  # [L, b, T', D]
 
         self._forward = jax.jit(run)
+
+    @classmethod
+    def from_file(
+        cls, model: Any, path: str | os.PathLike, *, seq_len: int, **kwargs: Any
+    ) -> ModelActivations:
+        """Activations of `model` (a `jaxlens.LoadedModel`) over the windows of a token dataset
+        (`sae.load_tokens`: `.txt`, `.jsonl` or `.npy`), encoded with the model's tokenizer and
+        checked against its vocabulary, BOS first and EOS between documents as its config
+        says. `kwargs` go to the constructor (`site`, `layers`, `buffer_tokens`, `key`, ...)."""
+        config = model.config
+        tokens = load_tokens(
+            path,
+            seq_len=seq_len,
+            tokenizer=model.tokenizer,
+            bos_token_id=config.bos_token_id,
+            eos_token_id=config.eos_token_ids[0] if config.eos_token_ids else None,
+            vocab_size=config.vocab_size,
+        )
+        return cls(model.params, config, tokens, **kwargs)
 
     def _chunks(self) -> Iterator[np.ndarray]:
         """Activations `[L, b * T', D]` of successive forwards, windows in seeded order."""

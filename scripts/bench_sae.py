@@ -240,6 +240,31 @@ def saelens_available() -> bool:
     return subprocess.run([sys.executable, "-c", probe], capture_output=True).returncode == 0
 
 
+def choose_peers(args) -> list[str]:
+    """Plain PyTorch always; SAELens unless `--no-saelens` or it is not installed."""
+    peers = ["torch"]
+    if not args.no_saelens:
+        if saelens_available():
+            peers.append("saelens")
+        else:
+            print("sae-lens not installed (bash .ci/peers/sae.sh): SAELens peer skipped")
+    return peers
+
+
+def results(speeds, bounds, peers) -> list[_bench.Result]:
+    """Per architecture: ours against the fastest peer, and against the matmul bound."""
+    out = []
+    for arch, speed in speeds.items():
+        best = max(peers, key=speed.get)
+        out.append(
+            _bench.Result(f"sae_train_{arch}_vs_{best}", speed["ours"], speed[best], "tokens/s")
+        )
+        out.append(
+            _bench.Result(f"sae_train_{arch}_vs_bound", speed["ours"], bounds[arch], "tokens/s")
+        )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -260,12 +285,7 @@ def main() -> None:
     args.archs = args.archs or (["topk", "relu"] if args.quick else list(ARCHS))
     args.rounds = args.rounds or (1 if args.quick else 2)
     run = _bench.open_run("bench_sae", args)
-    peers = ["torch"]
-    if not args.no_saelens:
-        if saelens_available():
-            peers.append("saelens")
-        else:
-            print("sae-lens not installed (bash .ci/peers/sae.sh): SAELens peer skipped")
+    peers = choose_peers(args)
     load_before = os.getloadavg()
     print(
         f"sizes: d_in={args.d_in} d_sae={args.d_in * args.expansion} k={args.k} "
@@ -290,17 +310,8 @@ def main() -> None:
             print(line, flush=True)
     load_after = os.getloadavg()
     print(f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after", flush=True)
-    results = []
-    for arch, speed in speeds.items():
-        best = max(peers, key=speed.get)
-        results.append(
-            _bench.Result(f"sae_train_{arch}_vs_{best}", speed["ours"], speed[best], "tokens/s")
-        )
-        results.append(
-            _bench.Result(f"sae_train_{arch}_vs_bound", speed["ours"], bounds[arch], "tokens/s")
-        )
     extra = {"speeds": speeds, "bounds": bounds, "load_average": [load_before, load_after]}
-    _bench.finish(run, results, "SAE training throughput", extra)
+    _bench.finish(run, results(speeds, bounds, peers), "SAE training throughput", extra)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import jax
 
@@ -71,49 +72,46 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def open_model(args, mesh) -> jaxlens.LoadedModel:
+    """`--tiny`: `jaxlens.ModelConfig.tiny()` with random weights, bytes as text; `--model`:
+    the checkpoint with its own tokenizer or `--tokenizer`'s. With a mesh the weights live in
+    their shards, on the devices the SAEs train on."""
+    if args.tiny:
+        config = jaxlens.ModelConfig.tiny()
+        params = jaxlens.init_params(jax.random.key(args.seed), config, mesh=mesh)
+        return jaxlens.LoadedModel(config, params, sae.byte_tokenizer(config.vocab_size), mesh)
+    if args.tokenizer is None:
+        return jaxlens.load_model(args.model, mesh=mesh)
+    config, params = jaxlens.load_hf(args.model, mesh=mesh)
+    tokenizer = jaxlens.load_tokenizer(args.tokenizer, config=config)
+    return jaxlens.LoadedModel(config, params, tokenizer, mesh, Path(args.model))
+
+
 def activation_source(args, key, mesh=None):
-    """The activation source, the layers it yields, and (model config, params, tokens). With a
-    mesh the model's weights live in their shards, on the devices the SAEs train on."""
+    """The activation source, the layers it yields, and (model config, params, tokens) for the
+    spliced evaluation (None for cached activations)."""
     if args.cached:
         source = sae.CachedActivations(args.cached, key=key)
         first = next(iter(source.iter_batches(1)))
         return source, list(range(first.shape[0])) if first.ndim == 3 else [0], None
-    if args.tiny:
-        config = jaxlens.ModelConfig.tiny()
-        params = jaxlens.init_params(jax.random.key(args.seed), config, mesh=mesh)
-        tokenizer = sae.byte_tokenizer(config.vocab_size)
-    else:
-        config, params = jaxlens.load_hf(args.model, mesh=mesh)
-        tokenizer = jaxlens.load_tokenizer(args.tokenizer or args.model)
-    tokens = sae.load_tokens(
+    model = open_model(args, mesh)
+    layers = "all" if args.layers == ["all"] else args.layers
+    source = sae.ModelActivations.from_file(
+        model,
         args.data,
         seq_len=args.seq_len,
-        tokenizer=tokenizer,
-        bos_token_id=config.bos_token_id,
-        eos_token_id=config.eos_token_ids[0] if config.eos_token_ids else None,
-        vocab_size=config.vocab_size,
-    )
-    layers = "all" if args.layers == ["all"] else args.layers
-    source = sae.ModelActivations(
-        params,
-        config,
-        tokens,
         site=args.site,
-        layers=layers if layers == "all" or len(layers) > 1 else layers[0],
+        layers=layers if layers == "all" or len(layers) > 1 else layers[0],  # one: [B, D]
         buffer_tokens=args.buffer_tokens,
         key=key,
     )
-    return source, list(source.layers), (config, params, tokens)
+    return source, list(source.layers), (model.config, model.params, source.tokens)
 
 
-def main() -> None:
-    args = parse_args()
-    key = jax.random.key(args.seed)
-    mesh = jaxlens.sharding.parse_mesh(args.mesh)
-    source, layers, model = activation_source(args, jax.random.fold_in(key, 1), mesh)
-    d_in = next(iter(source.iter_batches(1))).shape[-1]
+def sae_config(args, d_in: int) -> sae.SAEConfig:
+    """The `SAEConfig` the flags ask for (`--l1` / `--l0` only when given)."""
     extra = {k: v for k, v in (("l1_coefficient", args.l1), ("l0_coefficient", args.l0)) if v}
-    config = sae.SAEConfig(
+    return sae.SAEConfig(
         d_in=d_in,
         d_sae=d_in * args.expansion,
         architecture=args.arch,
@@ -121,6 +119,27 @@ def main() -> None:
         dtype=args.dtype,
         **extra,
     )
+
+
+def progress_callback(run: jaxlens.runs.RunFolder, bar, history: list[dict]):
+    """`sae.fit`'s callback: a row in `metrics.jsonl` and `history`, and the progress bar."""
+
+    def callback(step: int, stats: dict) -> None:
+        row = {"step": step, "time_s": round(run.elapsed(), 2), **stats}
+        history.append(row)
+        run.log(row)
+        bar.update(step - bar.n)
+        bar.set_postfix(l0=f"{stats['l0'][0]:.1f}", fvu=f"{stats['fvu'][0]:.3f}")
+
+    return callback
+
+
+def main() -> None:
+    args = parse_args()
+    key = jax.random.key(args.seed)
+    mesh = jaxlens.sharding.parse_mesh(args.mesh)
+    source, layers, model = activation_source(args, jax.random.fold_in(key, 1), mesh)
+    config = sae_config(args, next(iter(source.iter_batches(1))).shape[-1])
     options = sae.FitOptions(
         lr_warmup_steps=args.warmup,
         sparsity_warmup_steps=args.sparsity_warmup,
@@ -138,14 +157,6 @@ def main() -> None:
         desc=f"{args.arch} SAEs x{len(layers)}", unit="step", total=args.steps
     )
     jaxlens.runs.resume_progress(bar, sae.resumed_step(run / "checkpoints"))
-
-    def callback(step: int, stats: dict) -> None:
-        row = {"step": step, "time_s": round(run.elapsed(), 2), **stats}
-        history.append(row)
-        run.log(row)
-        bar.update(step - bar.n)
-        bar.set_postfix(l0=f"{stats['l0'][0]:.1f}", fvu=f"{stats['fvu'][0]:.3f}")
-
     trained = sae.fit(
         source,
         config,
@@ -156,7 +167,7 @@ def main() -> None:
         mesh=mesh,
         options=options,
         checkpoint_dir=run / "checkpoints",
-        callback=callback,
+        callback=progress_callback(run, bar, history),
     )
     bar.close()
     trained = trained if isinstance(trained, list) else [trained]
@@ -165,12 +176,8 @@ def main() -> None:
         trained, config, eval_batch, layers=layers, model=model, site=args.site
     )
     for layer, params in zip(layers, trained, strict=True):
-        sae.save_saelens(
-            run / f"sae_layer{layer}",
-            config,
-            params,
-            metadata={"hook_name": f"{args.site}.{layer}", "context_size": args.seq_len},
-        )
+        metadata = {"hook_name": f"{args.site}.{layer}", "context_size": args.seq_len}
+        sae.save_saelens(run / f"sae_layer{layer}", config, params, metadata=metadata)
     run.summary(rows)
     if history:
         run.figure("training", sae.training_figure(history, layers))

@@ -131,6 +131,19 @@ def test_model_source_streams_shuffled_captures(tiny_model):
         sae.ModelActivations(params, config, tokens, layers=(0, 7))
 
 
+def test_from_file_reads_windows_as_the_loaded_model_says(tiny_model):
+    config, params, tokens = tiny_model
+    model = jaxlens.LoadedModel(config, params, byte_tokens)
+    src = sae.ModelActivations.from_file(model, TEXT, seq_len=17, layers=(1,), key=0)
+    assert (config.bos_token_id, config.eos_token_ids[:1]) == (1, (2,))  # as `tokens` were cut
+    np.testing.assert_array_equal(src.tokens, tokens)
+    assert src.layers == (1,) and src.params is params
+    with pytest.raises(ValueError, match="outside"):  # checked against the model's vocabulary
+        sae.ModelActivations.from_file(
+            jaxlens.LoadedModel(config, params, lambda t: [VOCAB] * len(t)), TEXT, seq_len=17
+        )
+
+
 def test_fit_every_layer_from_one_forward(tiny_model):
     config, params, tokens = tiny_model
     src = sae.ModelActivations(
