@@ -20,10 +20,16 @@ Modules, one job each:
 - `sae.step`: the jitted, mesh-sharded train step over L stacked SAEs.
 - `sae.train`: `fit` (init from data, loop, logging, orbax checkpoints and resume),
   `resumed_step`.
-- `sae.activations`, `sae.tokens`: activation sources (arrays, cached shards, a live model).
+- `sae.activations`, `sae.tokens`: activation sources (arrays, cached shards, a live model;
+  `ModelActivations.from_file(jaxlens.load_model(path), data, ...)` reads a token dataset with
+  the model's own tokenizer).
 - `sae.metrics`: L0, FVU, dead latents, densities, CE loss recovered and KL when spliced.
 - `sae.report`: a run's per-layer table (`evaluate_layers`) and figures.
 - `sae.saelens_io`: `save_saelens`, `load_saelens`.
+- `sae.stories`: the plain-text documents of the built-in model's corpus (also the SAE
+  analysis's default text).
+- `sae.evolution`: how SAE features evolve across layers; its entry point is
+  `sae.evolution.run_study(model_dir, out_dir, ...)`.
 """
 
 from sae.activations import (

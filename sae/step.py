@@ -51,7 +51,7 @@ LOGICAL_AXES = {
     "log_threshold": ("layers", "latents"),
     "since_fired": ("layers", "latents"),
 }
-BATCH_AXES = ("data", "fsdp")  # the tokens of a batch [L, B, D]
+BATCH_AXES = jaxlens.sharding.BATCH_AXES  # the tokens of a batch [L, B, D], as any model batch
 
 
 @flax.struct.dataclass
@@ -125,7 +125,8 @@ def state_shardings(state: TrainState, mesh: Mesh) -> TrainState:
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
-    """Sharding of a batch `[L, B, D]`: tokens on `data` x `fsdp`."""
+    """Sharding of a stacked batch `[L, B, D]` (one slice per SAE): the tokens, axis 1, on
+    `data` x `fsdp`. A model batch `[B, ...]` goes through `jaxlens.sharding.put_batch`."""
     return NamedSharding(mesh, P(None, BATCH_AXES, None))
 
 
