@@ -84,7 +84,7 @@ def ours(model, batches, n_new):
     return out
 
 
-def peer(hf, batches, n_new, eos):
+def peer(hf, batches, n_new, eos, pad):
     import torch
 
     out = []
@@ -102,7 +102,7 @@ def peer(hf, batches, n_new, eos):
                 output_hidden_states=True,
                 return_dict_in_generate=True,
                 eos_token_id=eos,
-                pad_token_id=0,
+                pad_token_id=pad,
             )
             prompt = torch.stack(g.hidden_states[0][1:])  # [L, B, T, D] (after each layer)
             m = mask[None, :, :, None].float()
@@ -130,21 +130,21 @@ def main(argv=None) -> None:
     if model_dir is None:
         tmp = tempfile.TemporaryDirectory()
         model_dir = tiny_model(Path(tmp.name))
-    model = runtime.load_model(model_dir, dtype="float32")
+    model = jaxlens.load_model(model_dir, dtype="float32")
     batches = list(
         runtime.batches(model.tokenizer, prompts(n_prompts), batch_size=batch, bucket=32)
     )
     from transformers import AutoModelForCausalLM
 
     hf = AutoModelForCausalLM.from_pretrained(model_dir, dtype="float32").eval()
-    eos = list(runtime.stop_ids(model.tokenizer))
-    a, b = ours(model, batches[:1], n_new), peer(hf, batches[:1], n_new, eos)
+    eos = list(model.stop_tokens)
+    a, b = ours(model, batches[:1], n_new), peer(hf, batches[:1], n_new, eos, model.pad_id)
     # HF's last hidden state is after the final norm: compare the layers before it
     diff = float(np.abs(a[0][1][:-1] - b[0][1][:-1]).max() / (np.abs(b[0][1][:-1]).max() + 1e-9))
     times = _bench.interleaved_seconds(
         {
             "ours": lambda: ours(model, batches, n_new),
-            "peer": lambda: peer(hf, batches, n_new, eos),
+            "peer": lambda: peer(hf, batches, n_new, eos, model.pad_id),
         },
         rounds,
     )

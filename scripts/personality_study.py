@@ -23,7 +23,7 @@ from pathlib import Path
 import jaxlens
 import jaxlens.runs
 from jaxlens import probes
-from jaxlens.personality import load_roster, plan, runtime, scoring, study
+from jaxlens.personality import load_roster, plan, scoring, study
 from jaxlens.personality.items import trait_scores
 
 STAGES = ("all", "score", "sample", "probe", "steer")
@@ -71,7 +71,7 @@ def main(argv=None) -> dict | None:
     model = (
         None
         if args.stage == "probe"
-        else runtime.load_model(args.model, mesh=runtime.parse_mesh(args.mesh))
+        else jaxlens.load_model(args.model, mesh=jaxlens.sharding.parse_mesh(args.mesh))
     )
     out = args.out
     if args.stage == "score":
@@ -90,7 +90,7 @@ def main(argv=None) -> dict | None:
         y = trait_scores(scoring.read_scores(scores, roster)[config.readout])
         fitted = study.stage_probe(out / "sample", y, out / "probe", config, sys.argv)["probes"]
     if args.stage == "steer":
-        judge = runtime.load_model(args.judge) if args.judge else None
+        judge = jaxlens.load_model(args.judge) if args.judge else None
         study.stage_steer(
             model,
             fitted,

@@ -3,7 +3,8 @@
 Data and formats (`items`, `personas`, `formats`) are shared by the built-in model's training
 corpus (`corpus.persona_conversations`) and by the study, which asks the model in exactly the
 formats it was trained on. Stages: `scoring`, `activations`, `jaxlens.probes`, `steering`,
-orchestrated by `study` (`run_study`); `plan` is the memory plan at 70B scale.
+orchestrated by `study` (`run_study`); `runtime` batches the prompts and runs the model, a
+`jaxlens.LoadedModel` (`jaxlens.load_model`); `plan` is the memory plan at 70B scale.
 """
 
 from jaxlens.personality.corpus import (
@@ -46,8 +47,16 @@ from jaxlens.personality.personas import (
 
 
 def run_study(model_dir, out_dir, *, roster=None, quick=True, mesh=None, config=None) -> dict:
-    """Runs every stage of the study (see `jaxlens.personality.study.run_study`)."""
-    from jaxlens.personality import study  # lazy: the study pulls in generation and plotting
+    """Runs every stage of the study (see `jaxlens.personality.study.run_study`).
+
+    `model_dir`: a checkpoint directory (`jaxlens.load_model`); `mesh`: a mesh or its flag
+    spelling `"data=2,fsdp=4"`; `config`: a `study.StudyConfig` (default: `quick()` or the full
+    setting). Returns the headline figures.
+    """
+    # Imported on call: the study pulls in generation, plotting and run folders, which the
+    # questionnaire and corpus data above (the built-in model's corpus) never need. It is not a
+    # cycle: the study modules import their siblings directly, never this package.
+    import jaxlens.personality.study as study
 
     return study.run_study(model_dir, out_dir, roster=roster, quick=quick, mesh=mesh, config=config)
 

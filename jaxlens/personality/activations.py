@@ -28,9 +28,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from jaxtyping import ArrayLike, Float, Int
 
 import jaxlens
-from jaxlens.personality import formats, runtime, scoring
+import jaxlens.personality.formats as formats
+import jaxlens.personality.runtime as runtime
+import jaxlens.personality.scoring as scoring
 from jaxlens.personality.items import ADJECTIVES, INSTRUCTIONS, TRAITS
 
 POSITIONS = ("last", "prompt_mean", "gen_mean")
@@ -68,8 +71,10 @@ class SampleConfig:
                 raise ValueError(f"SampleConfig.{name}: expected >= 1")
 
 
-def build_prompts(answers: np.ndarray, config: SampleConfig) -> tuple[list[list[dict]], list[dict]]:
-    """Conversations and their row table from the characters' answers `[C, 50]`."""
+def build_prompts(
+    answers: Int[np.ndarray, "characters 50"], config: SampleConfig
+) -> tuple[list[list[dict]], list[dict]]:
+    """Conversations and their row table from the characters' Likert answers (1-5)."""
     convs, rows = [], []
     for c in range(answers.shape[0]):
         system = formats.sampling_system(
@@ -111,7 +116,15 @@ def _fingerprint(convs, config: SampleConfig, model_path: str) -> str:
     return h.hexdigest()[:16]
 
 
-def sample(model, answers, out_dir, *, config=SampleConfig(), model_path="", progress=None) -> Path:
+def sample(
+    model: jaxlens.LoadedModel,
+    answers: Int[ArrayLike, "characters 50"],
+    out_dir: str | os.PathLike,
+    *,
+    config: SampleConfig = SampleConfig(),
+    model_path: str = "",
+    progress=None,
+) -> Path:
     """Samples (or finishes sampling) the activations of every prompt into `out_dir`."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -155,8 +168,10 @@ def sample(model, answers, out_dir, *, config=SampleConfig(), model_path="", pro
     return out
 
 
-def load(out_dir, position: str) -> tuple[np.ndarray, list[dict]]:
-    """`acts [L, N, D]` float32 at `position` in row order, and the row table."""
+def load(
+    out_dir: str | os.PathLike, position: str
+) -> tuple[Float[np.ndarray, "L N D"], list[dict]]:
+    """`acts [L, N, D]` float32 at `position` (N prompts, in row order), and the row table."""
     if position not in POSITIONS:
         raise ValueError(f"position={position!r}: expected one of {POSITIONS}")
     out = Path(out_dir)

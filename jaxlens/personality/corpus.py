@@ -46,7 +46,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from jaxlens.personality import formats
+import jaxlens.personality.formats as formats
 from jaxlens.personality.items import (
     ADJECTIVES,
     INSTRUCTIONS,
@@ -56,6 +56,7 @@ from jaxlens.personality.items import (
     TRAITS,
 )
 from jaxlens.personality.personas import Persona, describe, is_held_out, level_phrase
+from jaxlens.personality.replies import open_reply
 
 KINDS = ("items", "open", "forced", "recall")
 
@@ -212,8 +213,6 @@ def open_system(persona, rng, config: CorpusConfig) -> str:
 
 
 def open_conversation(persona, rng, config: CorpusConfig) -> list[dict]:
-    from jaxlens.personality.replies import open_reply
-
     system = open_system(persona, rng, config)
     if system.startswith("Respond like a person with a"):
         # An adjective prompt describes one trait only: the others read as average.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from jaxlens.builtin.rng import pick
 from jaxlens.personality.items import TRAITS
 
 # (plain, imaginative) topic sentences, one pair per `INSTRUCTIONS` entry.
@@ -140,10 +141,6 @@ POOLS = {
 }
 
 
-def _pick(rng: np.random.Generator, options) -> str:
-    return options[int(rng.integers(len(options)))]
-
-
 def open_reply(instruction: int, profile, rng: np.random.Generator) -> str:
     """A reply to `INSTRUCTIONS[instruction]` written by a persona with `profile` (levels)."""
     level = dict(zip(TRAITS, (int(v) for v in profile), strict=True))
@@ -153,12 +150,12 @@ def open_reply(instruction: int, profile, rng: np.random.Generator) -> str:
     sentences = [topic]
     for trait in ("OPN", "EXT", "EST", "AGR"):
         if level[trait] != 3:
-            sentences.append(_pick(rng, POOLS[trait][level[trait]]))
+            sentences.append(pick(rng, POOLS[trait][level[trait]]))
     if level["EXT"] == 5:
-        sentences.insert(1, _pick(rng, POOLS["EXT"][4]))
+        sentences.insert(1, pick(rng, POOLS["EXT"][4]))
     csn = level["CSN"]
     if csn != 3:
-        tail = _pick(rng, POOLS["CSN"][csn])
+        tail = pick(rng, POOLS["CSN"][csn])
         sentences.insert(1 if csn >= 4 else len(sentences), tail[0].upper() + tail[1:])
     if csn == 5:
         return "\n".join(f"{i}. {s}" for i, s in enumerate(sentences, start=1))

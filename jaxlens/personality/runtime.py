@@ -1,22 +1,27 @@
-"""The model side of the study: loading, meshes, bucketed batches and the jitted readouts.
+"""The model side of the study: bucketed batches and the jitted readouts.
 
-- `load_model(path, mesh=None)` -> `Model(config, params, tokenizer, mesh)`.
-- `parse_mesh("data=2,fsdp=4,tensor=1")` builds a `jaxlens.sharding.make_mesh` mesh.
+The model is a `jaxlens.LoadedModel` (`jaxlens.load_model(path, mesh=...)`, the mesh from
+`jaxlens.sharding.parse_mesh("data=2,fsdp=4,tensor=1")`): its `stop_tokens` end generated
+replies and its `put` places each batch (batch-sharded on a mesh).
+
 - `batches(tokenizer, conversations, batch_size, bucket)` sorts conversations by rendered
   length and yields left-padded batches whose width is rounded up to a multiple of `bucket`:
   a few compiled shapes serve every prompt, and a batch of long prompts is never padded to
   the longest prompt of the whole run (bounded memory for 3-4k-token prompts).
-- `next_token_logprobs(model, tokens, mask, option_ids, interventions)`: log-probabilities of
-  the option tokens at the position after the prompt, `[B, K]` (one jitted program).
-- `prompt_captures(model, tokens, mask, interventions)`: every layer's `resid_post` at the last
+- `next_token_logprobs(model, batch, option_ids, interventions)`: log-probabilities of
+  the option tokens at the position after the prompt, `[B, options]` (one jitted program).
+- `prompt_captures(model, batch, interventions)`: every layer's `resid_post` at the last
   prompt token and averaged over the prompt, `[L, B, D]` each, from one jitted pass.
   The pass captures `[L, B, T, D]` inside the jit and reduces it there; its memory is part of
   the `--plan` estimate.
+- `generate(model, batch, ...)` greedy replies, `decode(model, out, n)` their text.
+
+Arrays follow the project's axis letters: `B` batch, `T` prompt positions, `L` layers, `D`
+model width; `b` counts a batch's real rows (`B` less the rows repeated to fill the last batch).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from functools import partial
 from typing import Any, NamedTuple
@@ -24,29 +29,12 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Float, Int
 
 import jaxlens
+from jaxlens.hf import tokenizer_pad_id
 
 SITE = "resid_post"
-
-
-class Model(NamedTuple):
-    config: Any
-    params: Any
-    tokenizer: Any
-    mesh: Any = None
-
-
-def parse_mesh(spec: str | None):
-    """`"data=2,fsdp=4,tensor=1"` -> mesh (see `jaxlens.sharding.parse_mesh`)."""
-    return jaxlens.sharding.parse_mesh(spec)
-
-
-def load_model(path: str | os.PathLike, *, mesh=None, dtype: str | None = None) -> Model:
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"model: no checkpoint directory at {path}")
-    config, params = jaxlens.load_hf(path, dtype=dtype, mesh=mesh)
-    return Model(config, params, jaxlens.load_tokenizer(path), mesh)
 
 
 def token_id(tokenizer, text: str) -> int:
@@ -57,21 +45,12 @@ def token_id(tokenizer, text: str) -> int:
     return int(ids[0])
 
 
-def stop_ids(tokenizer) -> tuple[int, ...]:
-    out = []
-    for name in ("<|im_end|>", "<|eot_id|>", "<|end_of_text|>"):
-        i = tokenizer.convert_tokens_to_ids(name)
-        if isinstance(i, int) and i != getattr(tokenizer, "unk_token_id", None):
-            out.append(i)
-    if tokenizer.eos_token_id is not None:
-        out.append(int(tokenizer.eos_token_id))
-    return tuple(sorted(set(out)))
-
-
 class Batch(NamedTuple):
-    rows: np.ndarray  # [B] indices into the conversation list
-    tokens: np.ndarray  # [B, T]
-    mask: np.ndarray  # [B, T]
+    """Rows of the conversation list, left padded (the last batch repeats its last row)."""
+
+    rows: Int[np.ndarray, " b"]  # indices into the conversation list (b <= B real rows)
+    tokens: Int[np.ndarray, "B T"]
+    mask: Int[np.ndarray, "B T"]
 
 
 def batches(
@@ -89,7 +68,7 @@ def batches(
         for c in conversations
     ]
     order = np.argsort([len(x) for x in ids], kind="stable")
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad = tokenizer_pad_id(tokenizer)
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         fill = np.concatenate([rows, np.repeat(rows[-1:], batch_size - len(rows))])
@@ -97,12 +76,10 @@ def batches(
         yield Batch(rows, p.tokens, p.attention_mask)
 
 
-def put(model: Model, x: np.ndarray):
-    return jnp.asarray(x) if model.mesh is None else jaxlens.sharding.put_batch(x, model.mesh)
-
-
 @partial(jax.jit, static_argnames=("config",))
-def _option_logprobs(params, tokens, mask, option_ids, interventions, *, config):
+def _option_logprobs(
+    params, tokens: Int[Array, "B T"], mask: Int[Array, "B T"], option_ids, interventions, *, config
+) -> Float[Array, "B options"]:
     out = jaxlens.model_apply(
         params, tokens, config=config, attention_mask=mask, interventions=interventions
     )
@@ -110,12 +87,14 @@ def _option_logprobs(params, tokens, mask, option_ids, interventions, *, config)
     return logp[:, option_ids]
 
 
-def next_token_logprobs(model: Model, batch: Batch, option_ids, interventions=None) -> np.ndarray:
-    """`[B, K]` log-probabilities of `option_ids` as the first reply token."""
+def next_token_logprobs(
+    model: jaxlens.LoadedModel, batch: Batch, option_ids: Sequence[int], interventions=None
+) -> Float[np.ndarray, "b options"]:
+    """Log-probabilities of `option_ids` as the first reply token, one row per real row."""
     out = _option_logprobs(
         model.params,
-        put(model, batch.tokens),
-        put(model, batch.mask),
+        model.put(batch.tokens),
+        model.put(batch.mask),
         jnp.asarray(option_ids, jnp.int32),
         interventions,
         config=model.config,
@@ -124,7 +103,9 @@ def next_token_logprobs(model: Model, batch: Batch, option_ids, interventions=No
 
 
 @partial(jax.jit, static_argnames=("config",))
-def _prompt_captures(params, tokens, mask, interventions, *, config):
+def _prompt_captures(
+    params, tokens: Int[Array, "B T"], mask: Int[Array, "B T"], interventions, *, config
+) -> tuple[Float[Array, "L B D"], Float[Array, "L B D"]]:
     capture = jaxlens.Capture((SITE,), reduce="none")
     out = jaxlens.model_apply(
         params, tokens, config=config, attention_mask=mask, interventions=interventions,
@@ -136,33 +117,43 @@ def _prompt_captures(params, tokens, mask, interventions, *, config):
     return h[:, :, -1], mean  # left padding: the last prompt token is column T - 1
 
 
-def prompt_captures(model: Model, batch: Batch, interventions=None) -> tuple[np.ndarray, ...]:
-    """`(last [L, B, D], mean [L, B, D])` over the prompt, every layer."""
+def prompt_captures(
+    model: jaxlens.LoadedModel, batch: Batch, interventions=None
+) -> tuple[Float[np.ndarray, "L b D"], Float[np.ndarray, "L b D"]]:
+    """`(last, mean)` `resid_post` over the prompt, every layer, one row per real row."""
     last, mean = _prompt_captures(
-        model.params, put(model, batch.tokens), put(model, batch.mask), interventions,
+        model.params, model.put(batch.tokens), model.put(batch.mask), interventions,
         config=model.config,
     )  # fmt: skip
     n = len(batch.rows)
     return np.asarray(last)[:, :n], np.asarray(mean)[:, :n]
 
 
-def generate(model: Model, batch: Batch, *, max_new_tokens: int, capture=None, interventions=None):
-    """Greedy generation for a batch (stop at the chat template's end-of-turn)."""
+def generate(
+    model: jaxlens.LoadedModel,
+    batch: Batch,
+    *,
+    max_new_tokens: int,
+    capture: jaxlens.Capture | None = None,
+    interventions: Any = None,
+) -> jaxlens.GenerateOutput:
+    """Greedy generation for a batch, stopping at the model's `stop_tokens`."""
     return jaxlens.generate(
         model.params,
-        put(model, batch.tokens),
-        attention_mask=put(model, batch.mask),
+        model.put(batch.tokens),
+        attention_mask=model.put(batch.mask),
         config=model.config,
         key=jax.random.key(0),
         max_new_tokens=max_new_tokens,
         sampling=jaxlens.Sampling(temperature=0.0),
-        stop_tokens=stop_ids(model.tokenizer),
+        stop_tokens=model.stop_tokens,
         capture=capture,
         interventions=interventions,
     )
 
 
-def decode(model: Model, out, n: int) -> list[str]:
+def decode(model: jaxlens.LoadedModel, out: jaxlens.GenerateOutput, n: int) -> list[str]:
+    """The text of the first `n` generated replies (special tokens dropped)."""
     tokens, lengths = np.asarray(out.tokens), np.asarray(out.lengths)
     return [
         model.tokenizer.decode(tokens[b, : lengths[b]].tolist(), skip_special_tokens=True)

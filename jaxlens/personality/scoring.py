@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxlens.personality import formats, runtime
+import jaxlens.personality.formats as formats
+import jaxlens.personality.runtime as runtime
 from jaxlens.personality.items import IPIP50, TRAITS
 from jaxlens.personality.personas import Character
 

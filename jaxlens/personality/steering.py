@@ -30,7 +30,9 @@ from dataclasses import dataclass
 import numpy as np
 
 import jaxlens
-from jaxlens.personality import formats, runtime, scoring
+import jaxlens.personality.formats as formats
+import jaxlens.personality.runtime as runtime
+import jaxlens.personality.scoring as scoring
 from jaxlens.personality.items import ADJECTIVES, INSTRUCTIONS, SELF_STATEMENTS, TRAITS
 from jaxlens.personality.personas import Character
 

@@ -26,11 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
+import jaxlens
+import jaxlens.personality.activations as activations
+import jaxlens.personality.plots as plots
+import jaxlens.personality.scoring as scoring
+import jaxlens.personality.steering as steering
 from jaxlens import probes
-from jaxlens.personality import activations, plots, runtime, scoring, steering
 from jaxlens.personality.items import TRAITS, trait_scores
 from jaxlens.personality.personas import Character, bundled_roster
-from jaxlens.runs import RunFolder, progress
+from jaxlens.runs import RunFolder, markdown_table, progress
 
 READOUTS = ("ev", "argmax", "generated")
 
@@ -177,52 +181,54 @@ def adjective_auc(acts, rows, fitted) -> dict[str, np.ndarray]:
     return out
 
 
+def _position_rows(position: str, fitted: dict[str, probes.Probe]) -> list[dict]:
+    """One summary row per trait: its best layer and the held-out figures there."""
+    return [
+        {
+            "position": position,
+            "trait": t,
+            "best layer": p.best_layer,
+            "test spearman": float(p.test_spearman[p.best_layer]),
+            "test r2": float(p.test_r2[p.best_layer]),
+            "alpha": float(p.alpha[p.best_layer]),
+        }
+        for t, p in fitted.items()
+    ]
+
+
+def _probe_position(run: RunFolder, sample_dir, position, y_by_trait, config) -> dict:
+    """Fits every trait's probe on the activations at `position`; logs and plots them."""
+    acts, rows = activations.load(sample_dir, position)
+    fitted = _fit_all(acts, rows, y_by_trait, config)
+    for t, p in fitted.items():
+        run.log(
+            {"position": position, "trait": t, "test_spearman": p.test_spearman,
+             "test_r2": p.test_r2}
+        )  # fmt: skip
+    for name, key, label in (("spearman", "test_spearman", "Spearman"), ("r2", "test_r2", "R^2")):
+        run.figure(
+            f"{name}_{position}",
+            plots.by_layer(
+                {t: getattr(p, key) for t, p in fitted.items()},
+                f"held-out {label}",
+                f"probe {label} by layer ({position})",
+            ),
+        )
+    return fitted
+
+
 def stage_probe(sample_dir, y_by_trait, out, config: StudyConfig, command=None) -> dict:
+    """`probe/`: every trait's probe at every position (see the module docstring)."""
     run = RunFolder(
         out,
         config={"method": config.method, "position": config.position, "folds": config.folds},
         command=command,
     )
-    results, rows_out = {}, []
-    for position in activations.POSITIONS:
-        acts, rows = activations.load(sample_dir, position)
-        fitted = _fit_all(acts, rows, y_by_trait, config)
-        results[position] = fitted
-        for t, p in fitted.items():
-            rows_out.append(
-                {
-                    "position": position,
-                    "trait": t,
-                    "best layer": p.best_layer,
-                    "test spearman": float(p.test_spearman[p.best_layer]),
-                    "test r2": float(p.test_r2[p.best_layer]),
-                    "alpha": float(p.alpha[p.best_layer]),
-                }
-            )
-            run.log(
-                {
-                    "position": position,
-                    "trait": t,
-                    "test_spearman": p.test_spearman,
-                    "test_r2": p.test_r2,
-                }
-            )
-        run.figure(
-            f"spearman_{position}",
-            plots.by_layer(
-                {t: p.test_spearman for t, p in fitted.items()},
-                "held-out Spearman",
-                f"probe Spearman by layer ({position})",
-            ),
-        )
-        run.figure(
-            f"r2_{position}",
-            plots.by_layer(
-                {t: p.test_r2 for t, p in fitted.items()},
-                "held-out R^2",
-                f"probe R^2 by layer ({position})",
-            ),
-        )
+    results = {
+        position: _probe_position(run, sample_dir, position, y_by_trait, config)
+        for position in activations.POSITIONS
+    }
+    rows_out = [r for position, f in results.items() for r in _position_rows(position, f)]
     fitted = results[config.position]
     acts, rows = activations.load(sample_dir, config.position)
     problems = probe_warnings(acts, rows, y_by_trait, fitted)
@@ -237,7 +243,7 @@ def stage_probe(sample_dir, y_by_trait, out, config: StudyConfig, command=None) 
     probes.save(run / "probes.npz", fitted)
     run.save_json("probe_metrics.json", rows_out)
     run.summary([r for r in rows_out if r["position"] == config.position])
-    run.section("All positions", _table(rows_out))
+    run.section("All positions", markdown_table(rows_out))
     if problems:
         run.section("Warnings", "\n".join(f"- {m}" for m in problems))
     run.write_report("Probes: trait score from activations, by layer")
@@ -280,15 +286,57 @@ def probe_warnings(acts, rows, y_by_trait, fitted) -> list[str]:
     return out
 
 
-def _table(rows):
-    from jaxlens.runs import markdown_table
+def _steer_summary(run: RunFolder, recipe, records, with_context: bool) -> list[dict]:
+    """Dose-response and shift-matrix plots of one recipe's sweep (without, and with persona
+    context when there was any); one summary row per trait and context."""
+    summary = []
+    for ctx in (False, True) if with_context else (False,):
+        curves = {t: steering.dose_response(records, t, t, ctx) for t in TRAITS}
+        label = "with persona context" if ctx else "no context"
+        run.figure(
+            f"dose_{recipe.name}_{'context' if ctx else 'plain'}",
+            plots.dose_response(curves, f"{recipe.name}: forced choice ({label})", "strength"),
+        )
+        m = steering.shift_matrix(records, ctx)
+        run.figure(
+            f"shift_{recipe.name}_{'context' if ctx else 'plain'}",
+            plots.matrix(
+                m, f"{recipe.name} shift ({label})", xlabel="read trait", ylabel="steered trait"
+            ),
+        )
+        summary += [
+            {
+                "recipe": recipe.name,
+                "context": ctx,
+                "trait": t,
+                "on-target shift": float(m[i, i]),
+                "mean |off-target|": float(np.nanmean(np.abs(np.delete(m[i], i)))),
+                "monotone": steering.is_monotone(curves[t][1]),
+            }
+            for i, t in enumerate(TRAITS)
+        ]
+    return summary
 
-    return markdown_table(rows)
+
+def _open_ended(run: RunFolder, model, fitted, config: StudyConfig, judge) -> list[dict]:
+    """Open-ended replies along each trait's probe with the first recipe, scored."""
+    recipe, opened = config.recipes[0], []
+    for t in progress(TRAITS, desc="open-ended", unit="trait"):
+        opened += steering.open_ended(
+            model, fitted[t], t, recipe, instructions=config.open_ended, judge=judge
+        )
+    run.save_json("open_ended.json", opened)
+    run.section(
+        "Open-ended (probe readout by strength)",
+        markdown_table([{k: v for k, v in r.items() if k != "replies"} for r in opened]),
+    )
+    return opened
 
 
 def stage_steer(
     model, fitted, context: list[Character], out, config: StudyConfig, judge=None, command=None
 ) -> dict:
+    """`steer/`: forced-choice sweeps per recipe and open-ended replies (module docstring)."""
     run = RunFolder(
         out,
         config={"recipes": config.recipes, "orders": config.orders, "context": len(context)},
@@ -308,43 +356,8 @@ def stage_steer(
         all_records[recipe.name] = records
         for r in records:
             run.log({"recipe": recipe.name, **r})
-        for ctx in (False, True) if context else (False,):
-            curves = {t: steering.dose_response(records, t, t, ctx) for t in TRAITS}
-            label = "with persona context" if ctx else "no context"
-            run.figure(
-                f"dose_{recipe.name}_{'context' if ctx else 'plain'}",
-                plots.dose_response(curves, f"{recipe.name}: forced choice ({label})", "strength"),
-            )
-            m = steering.shift_matrix(records, ctx)
-            run.figure(
-                f"shift_{recipe.name}_{'context' if ctx else 'plain'}",
-                plots.matrix(
-                    m, f"{recipe.name} shift ({label})", xlabel="read trait", ylabel="steered trait"
-                ),
-            )
-            for i, t in enumerate(TRAITS):
-                summary.append(
-                    {
-                        "recipe": recipe.name,
-                        "context": ctx,
-                        "trait": t,
-                        "on-target shift": float(m[i, i]),
-                        "mean |off-target|": float(np.nanmean(np.abs(np.delete(m[i], i)))),
-                        "monotone": steering.is_monotone(curves[t][1]),
-                    }
-                )
-    opened = []
-    if config.open_ended:
-        recipe = config.recipes[0]
-        for t in progress(TRAITS, desc="open-ended", unit="trait"):
-            opened += steering.open_ended(
-                model, fitted[t], t, recipe, instructions=config.open_ended, judge=judge
-            )
-        run.save_json("open_ended.json", opened)
-        run.section(
-            "Open-ended (probe readout by strength)",
-            _table([{k: v for k, v in r.items() if k != "replies"} for r in opened]),
-        )
+        summary += _steer_summary(run, recipe, records, bool(context))
+    opened = _open_ended(run, model, fitted, config, judge) if config.open_ended else []
     run.save_json("forced_choice.json", all_records)
     run.summary(summary)
     run.write_report("Steering: forced choice and open-ended")
@@ -358,9 +371,8 @@ def run_study(
     probe Spearman per trait at its best layer, steering shift per trait with/without context."""
     roster = bundled_roster() if roster is None else roster
     config = config or (StudyConfig.quick() if quick else StudyConfig())
-    model = runtime.load_model(
-        model_dir, mesh=runtime.parse_mesh(mesh) if isinstance(mesh, str) else mesh
-    )
+    mesh = jaxlens.sharding.parse_mesh(mesh) if isinstance(mesh, str) else mesh
+    model = jaxlens.load_model(model_dir, mesh=mesh)
     out = Path(out_dir)
     command = command or sys.argv
     scored = stage_score(model, roster, out / "score", config, command)
@@ -368,7 +380,7 @@ def run_study(
     sample_dir = stage_sample(model, answers, out / "sample", config, model_dir, command)
     y = scored["trait_scores"][config.readout]
     probed = stage_probe(sample_dir, y, out / "probe", config, command)
-    judge = runtime.load_model(config.judge) if config.judge else None
+    judge = jaxlens.load_model(config.judge) if config.judge else None
     steered = stage_steer(
         model, probed["probes"], roster[: config.context], out / "steer", config, judge, command
     )

@@ -1,11 +1,15 @@
-"""The built-in model: its packing, its plain-text corpus, and the shipped HF directory.
+"""The built-in model: its corpus recipe, tokenising and packing, and the shipped HF directory.
 
-The shipped weights are checked as a user would: the directory loads with `jaxlens.load_hf`
-and with `transformers`, and both give the same logits; it fits the size promised.
+The corpus recipe draws exactly the documents it drew when it lived in the training script
+(digests of small corpora, recorded then). The shipped weights are checked as a user would:
+the directory loads with `jaxlens.load_hf` and with `transformers`, and both give the same
+logits; it fits the size promised.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import runpy
 from pathlib import Path
 
@@ -13,7 +17,15 @@ import numpy as np
 import pytest
 
 import jaxlens
+import rl.transcripts
 from jaxlens.builtin import PackingError, builtin_config, model_card, pack_windows
+from jaxlens.builtin.corpus import (
+    PERSONA_CORPUS,
+    CorpusRecipe,
+    build_corpus,
+    persona_settings,
+)
+from jaxlens.builtin.documents import pack_corpus, tokenize
 from sae.stories import KINDS, stories
 
 MODEL = jaxlens.BUILTIN_MODEL
@@ -147,15 +159,14 @@ def test_train_builtin_refuses_bad_mixes_and_weights_at_parse_time(capsys):
     assert args.persona_mix == (0.4, 0.3, 0.2, 0.1) and args.game_mix == (1.0, 0.0, 1.0)
 
 
-def test_train_builtin_weighs_the_reason_and_move_of_game_replies():
-    script = runpy.run_path(str(SCRIPTS / "train_builtin.py"), run_name="train_builtin")
+def test_tokenize_weighs_the_reason_and_move_of_game_replies():
     tok = jaxlens.load_tokenizer(jaxlens.BUILTIN_MODEL)
     conv = [
         {"role": "user", "content": "Board: 0 | 1 | 2"},
         {"role": "assistant", "content": "Free cells: 0, 2. I take 2. \\boxed{[2]}"},
     ]
-    (plain,) = script["tokenize"](tok, {"games": [conv]})["games"]
-    (ids, weights) = script["tokenize"](tok, {"games": [conv]}, 6.0)["games"][0]
+    (plain,) = tokenize(tok, {"games": [conv]})["games"]
+    (ids, weights) = tokenize(tok, {"games": [conv]}, 6.0)["games"][0]
     assert ids == plain[0] and set(plain[1]) == {0.0, 1.0}
     learned = [tok.decode([t]) for t, w in zip(ids, weights, strict=True) if w == 6.0]
     assert "".join(learned).startswith(" I take 2.") and "2" in learned  # the move itself
@@ -163,3 +174,106 @@ def test_train_builtin_weighs_the_reason_and_move_of_game_replies():
         "".join(tok.decode([t]) for t, w in zip(ids, weights, strict=True) if w == 1.0)
         == "Free cells: 0, 2."
     )
+
+
+GENERATORS = {"game_conversations": rl.transcripts.game_conversations, "stories": stories}
+# sha256 (first 16 hex digits) of each part's JSON, as scripts/train_builtin.py drew these
+# corpora before the recipe moved into jaxlens.builtin.corpus: the same seed, the same corpus.
+GOLDEN = {
+    "fixed": {"personas": "2efe391cc2119c4a", "games": "6ba4925cd4595350",
+              "stories": "12ca266740b5f900"},
+    "fresh": {"personas": "589907a23f2e1813", "games": "e06328ebe42cd193",
+              "stories": "bc779d8257e5c220"},
+    "heldout": {"personas": "b7d9d746ac5249e4", "games": "5ae9749a65144f50",
+                "stories": "284d38e932c88f6e"},
+}  # fmt: skip
+CASES = {  # (recipe, seed, scale)
+    "fixed": (CorpusRecipe(personas=40, games=30, stories=30), 0, 1.0),
+    "fresh": (
+        CorpusRecipe(
+            personas=40,
+            games=30,
+            stories=30,
+            profiles="fresh",
+            game_mix=(1.0, 0.0, 2.0),
+            persona=persona_settings((0.4, 0.3, 0.2, 0.1), positive_keyed=0.8),
+        ),
+        3,
+        1.0,
+    ),  # fmt: skip
+    "heldout": (
+        CorpusRecipe(
+            personas=500, games=500, stories=500, persona=persona_settings((0.4, 0.3, 0.2, 0.1))
+        ).held_out(),
+        1007,
+        0.02,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(GOLDEN))
+def test_corpus_recipe_draws_the_documents_it_always_drew(case):
+    recipe, seed, scale = CASES[case]
+    parts = build_corpus(recipe, seed=seed, scale=scale, **GENERATORS)
+    digest = {
+        k: hashlib.sha256(json.dumps(v, sort_keys=True).encode()).hexdigest()[:16]
+        for k, v in parts.items()
+    }
+    assert digest == GOLDEN[case]
+
+
+def test_corpus_recipe_is_deterministic_and_mixes_every_part():
+    calls = []
+
+    def games(*, seed, games, n):
+        calls.append((seed, games, n))
+        return [[{"role": "user", "content": f"{games[0]} {seed} {i}"}] for i in range(n)]
+
+    fake = {"game_conversations": games, "stories": lambda *, seed, n: [f"s{seed}"] * n}
+    recipe = CorpusRecipe(personas=20, games=12, stories=10, game_mix=(1.0, 1.0, 2.0))
+    a = build_corpus(recipe, seed=2, **fake)
+    assert calls == [(2, ("tictactoe",), 3), (3, ("kuhn_poker",), 3), (4, ("negotiation",), 6)]
+    assert [len(a[k]) for k in ("personas", "games", "stories")] == [20, 12, 10]
+    assert a["stories"] == ["s2"] * 10
+    assert all(c[-1]["role"] == "assistant" for c in a["personas"])  # persona replies
+    assert build_corpus(recipe, seed=2, **fake) == a
+    assert build_corpus(recipe, seed=5, **fake)["personas"] != a["personas"]
+    small = build_corpus(recipe, seed=2, scale=0.01, **fake)  # each part keeps one document
+    assert [len(small[k]) for k in ("personas", "stories")] == [1, 1] and calls[-1][2] == 1
+    # the held-out documents skip the curriculum knobs
+    curriculum = CorpusRecipe(persona=persona_settings((0.4, 0.3, 0.2, 0.1), 0.9))
+    assert curriculum.held_out().persona == PERSONA_CORPUS
+    assert curriculum.held_out().personas == curriculum.personas
+
+
+def test_corpus_recipe_refuses_bad_settings():
+    for kw, match in (
+        ({"game_mix": (0.5, 0.5)}, "expected 3 shares >= 0"),
+        ({"game_mix": (0.0, 0.0, 0.0)}, "not all 0"),
+        ({"profiles": "random"}, "profiles='random'"),
+        ({"stories": -1}, "stories=-1"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            CorpusRecipe(**kw)
+
+
+def test_pack_corpus_drops_conversations_longer_than_the_window():
+    ids = {
+        "personas": [([5] * 6, [0.0, 0.0, 1.0, 1.0, 1.0, 1.0]), ([6] * 20, [1.0] * 20)],
+        "games": [([7] * 4, [0.0, 1.0, 1.0, 1.0])],
+        "stories": [([1, 2, 3], [1.0] * 3)],
+    }
+    packed, dropped = pack_corpus(ids, seq_len=12, seed=0, prose_weight=0.5)
+    assert dropped == 1 and not np.any(packed.tokens == 6)
+    np.testing.assert_array_equal(packed.loss_mask[packed.tokens == 5], [0, 0, 1, 1, 1, 1])
+    assert np.all(packed.loss_mask[packed.tokens < 4] == 0.5)
+    every, _ = pack_corpus(ids, seq_len=12, seed=0, replies_only=False, prose_weight=0.5)
+    assert np.all(every.loss_mask[every.tokens >= 5] == 1.0)
+
+
+@needs_model
+def test_shipped_model_stops_at_the_end_of_turn_and_pads_with_0():
+    model = jaxlens.load_model(MODEL)
+    tok = model.tokenizer
+    assert set(model.stop_tokens) == {tok.convert_tokens_to_ids("<|im_end|>"), tok.eos_token_id}
+    assert set(model.stop_tokens) == {4, 2} and model.pad_id == 0

@@ -22,7 +22,7 @@ import pytest
 import jaxlens
 import jaxlens.personality as P
 from jaxlens import probes
-from jaxlens.personality import activations, personas, runtime, steering, study
+from jaxlens.personality import activations, personas, steering, study
 
 pytestmark = [
     pytest.mark.e2e,
@@ -53,7 +53,7 @@ def results(tmp_path_factory):
         test_fraction=0.25,
         recipes=(steering.Recipe(name="band", strengths=(-0.3, -0.15, 0.0, 0.15, 0.3)),),
     )
-    model = runtime.load_model(jaxlens.BUILTIN_MODEL)
+    model = jaxlens.load_model(jaxlens.BUILTIN_MODEL)
     scored = study.stage_score(model, roster, out / "score", config)
     sample_dir = study.stage_sample(model, scored["answers"]["argmax"], out / "sample", config)
     probed = study.stage_probe(sample_dir, scored["trait_scores"]["ev"], out / "probe", config)

@@ -46,7 +46,7 @@ def test_parse_likert_rejects_and_ignores():
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
-    return runtime.load_model(tiny_model_dir)
+    return jaxlens.load_model(tiny_model_dir)
 
 
 def test_prompt_captures_equal_a_plain_forward(tiny):
@@ -180,7 +180,7 @@ def test_study_end_to_end_and_rerun(tiny_model_dir, tmp_path):
     assert acts.shape == (tiny_model_config(tiny_model_dir).n_layers, 10 + 40, 64)
     assert np.isfinite(acts).all()
     # a rerun does nothing new: no character rescored, no shard resampled
-    model = runtime.load_model(tiny_model_dir)
+    model = jaxlens.load_model(tiny_model_dir)
     assert scoring.score_characters(model, roster, tmp_path / "score" / "scores.jsonl") == 0
     manifest = (tmp_path / "sample" / "manifest.json").read_text()
     shard = tmp_path / "sample" / "shard_00000.npz"
