@@ -18,9 +18,10 @@
 averaged within each distinct label value, and the ridge fit runs on those means (alpha still
 chosen by CV on held-out samples).
 
-`Probe.directions [L, D]` are the unit-norm weight vectors (the steering directions); `predict`
-applies the fitted probes. `auc` and `cosines` are the usual checks on directions. `save` and
-`load` keep named probes in one `.npz` of plain arrays (no pickles).
+Axes: `L` layers, `N` samples, `D` activation width (`n`, `m`: the samples of one split,
+`A` the alpha grid). `Probe.directions [L, D]` are the unit-norm weight vectors (the steering
+directions); `predict` applies the fitted probes. `auc` and `cosines` are the usual checks on
+directions. `save` and `load` keep named probes in one `.npz` of plain arrays (no pickles).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, ArrayLike, Float, Int
 
 METHODS = ("ridge", "score_mean")
 ALPHA_EXPONENTS = np.linspace(-4.0, 3.0, 15)
@@ -49,17 +51,17 @@ class Probe(NamedTuple):
     test_r2 [L], test_spearman [L], train_spearman [L]; train_index, test_index [n] sample ids.
     """
 
-    directions: np.ndarray
-    coef: np.ndarray
-    intercept: np.ndarray
-    mean: np.ndarray
-    alpha: np.ndarray
-    cv_mse: np.ndarray
-    test_r2: np.ndarray
-    test_spearman: np.ndarray
-    train_spearman: np.ndarray
-    train_index: np.ndarray
-    test_index: np.ndarray
+    directions: Float[np.ndarray, "L D"]
+    coef: Float[np.ndarray, "L D"]
+    intercept: Float[np.ndarray, " L"]
+    mean: Float[np.ndarray, "L D"]
+    alpha: Float[np.ndarray, " L"]
+    cv_mse: Float[np.ndarray, "L A"]
+    test_r2: Float[np.ndarray, " L"]
+    test_spearman: Float[np.ndarray, " L"]
+    train_spearman: Float[np.ndarray, " L"]
+    train_index: Int[np.ndarray, " n"]
+    test_index: Int[np.ndarray, " m"]
 
     @property
     def best_layer(self) -> int:
@@ -69,13 +71,13 @@ class Probe(NamedTuple):
             return int(np.nanargmax(self.test_spearman))
         return int(np.argmin(self.cv_mse.min(axis=1)))
 
-    def predict(self, acts) -> np.ndarray:
+    def predict(self, acts: Float[ArrayLike, "L N D"]) -> Float[np.ndarray, "L N"]:
         """`acts [L, N, D]` -> predictions `[L, N]`."""
         a = np.asarray(acts, np.float64)
         return np.einsum("lnd,ld->ln", a - self.mean[:, None], self.coef) + self.intercept[:, None]
 
 
-def rank(x: np.ndarray) -> np.ndarray:
+def rank(x: Float[ArrayLike, "*batch N"]) -> Float[np.ndarray, "*batch N"]:
     """Ranks along the last axis, ties given their average rank (1-based)."""
     x = np.asarray(x, np.float64)
     order = np.argsort(x, axis=-1, kind="stable")
@@ -91,7 +93,9 @@ def rank(x: np.ndarray) -> np.ndarray:
     return flat_r.reshape(x.shape)
 
 
-def spearman(pred, y) -> np.ndarray:
+def spearman(
+    pred: Float[ArrayLike, "*batch N"], y: Float[ArrayLike, " N"]
+) -> Float[np.ndarray, "*batch"]:
     """Spearman correlation of each row of `pred [..., N]` with `y [N]` (NaN if constant)."""
     rp, ry = rank(pred), rank(np.asarray(y))
     rp = rp - rp.mean(-1, keepdims=True)
@@ -101,14 +105,23 @@ def spearman(pred, y) -> np.ndarray:
         return np.where(denom > 0, (rp * ry).sum(-1) / np.where(denom > 0, denom, 1), np.nan)
 
 
-def r2(pred, y) -> np.ndarray:
+def r2(
+    pred: Float[ArrayLike, "*batch N"], y: Float[ArrayLike, " N"]
+) -> Float[np.ndarray, "*batch"]:
+    """Coefficient of determination of each row of `pred [..., N]` against `y [N]`."""
     y = np.asarray(y, np.float64)
     ss = ((y - y.mean()) ** 2).sum()
     return 1.0 - ((np.asarray(pred) - y) ** 2).sum(-1) / max(ss, 1e-30)
 
 
 @jax.jit
-def _ridge_path(x_train, y_train, w_train, x_eval, rel_alphas):
+def _ridge_path(
+    x_train: Float[Array, "L n D"],
+    y_train: Float[Array, " n"],
+    w_train: Float[Array, " n"],
+    x_eval: Float[Array, "L m D"],
+    rel_alphas: Float[Array, " A"],
+):
     """Weighted ridge for every alpha at every layer (rows with weight 0 do not count, so
     every fold has the same shapes and one compiled program serves them all).
 
@@ -155,7 +168,9 @@ def _train_rows(x, y, rows, method, values):
     return means, jnp.asarray(values, jnp.float32), jnp.asarray(counts[:, 0] > 0, jnp.float32)
 
 
-def group_split(groups, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def group_split(
+    groups: ArrayLike, test_fraction: float, seed: int
+) -> tuple[Int[np.ndarray, " n"], Int[np.ndarray, " m"]]:
     """Sample indices `(train, test)`; whole groups go to one side."""
     groups = np.asarray(groups)
     unique = np.unique(groups)
@@ -186,10 +201,10 @@ def _check(acts, y, groups, method, folds, test_fraction):
 
 
 def fit(
-    acts,
-    y,
+    acts: Float[ArrayLike, "L N D"],
+    y: Float[ArrayLike, " N"],
     *,
-    groups=None,
+    groups: ArrayLike | None = None,
     method: str = "ridge",
     folds: int = 5,
     test_fraction: float = 0.2,
@@ -241,15 +256,18 @@ def fit(
     )
 
 
-def auc(scores_pos, scores_neg) -> np.ndarray:
-    """Area under the ROC curve of `scores_pos [..., P]` above `scores_neg [..., Q]` (ties 1/2)."""
+def auc(
+    scores_pos: Float[ArrayLike, "*batch pos"], scores_neg: Float[ArrayLike, "*batch neg"]
+) -> Float[np.ndarray, "*batch"]:
+    """Area under the ROC curve: how often a score of `scores_pos [..., pos]` is above one of
+    `scores_neg [..., neg]` (ties count 1/2)."""
     p = np.asarray(scores_pos, np.float64)[..., :, None]
     q = np.asarray(scores_neg, np.float64)[..., None, :]
     return ((p > q) + 0.5 * (p == q)).mean(axis=(-2, -1))
 
 
-def cosines(directions) -> np.ndarray:
-    """`directions [K, L, D]` -> cosine matrix per layer `[L, K, K]`."""
+def cosines(directions: Float[ArrayLike, "probes L D"]) -> Float[np.ndarray, "L probes probes"]:
+    """`directions [probes, L, D]` -> cosine matrix per layer `[L, probes, probes]`."""
     d = np.asarray(directions, np.float64)
     d = d / np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-30)
     return np.einsum("kld,jld->lkj", d, d)

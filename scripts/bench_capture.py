@@ -44,7 +44,8 @@ from pathlib import Path
 import _bench
 import numpy as np
 
-from jaxlens.runs import progress
+from jaxlens import canonical_dtype
+from jaxlens.runs import markdown_table, progress
 
 PEERS_DIR = Path(os.environ.get("JAXLENS_PEERS_DIR", "/opt/jaxlens-peers"))
 TL_VERSIONS = {"tl3": "3.9.0", "tl4": "4.3.0"}
@@ -427,7 +428,7 @@ def decode_figure(rows: list[dict], dtypes):
     return fig
 
 
-def main() -> None:
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -447,18 +448,36 @@ def main() -> None:
     ap.add_argument("--peer", help=argparse.SUPPRESS)
     ap.add_argument("--dir", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    return ap.parse_args(argv)
+
+
+def decode_dtypes(flag: str) -> list[str]:
+    """`--decode-dtypes` in canonical spelling, float32 first and once."""
+    named = dict.fromkeys(canonical_dtype(x, name="--decode-dtypes") for x in flag.split(",") if x)
+    return ["float32"] + [d for d in named if d != "float32"]
+
+
+def print_results(spec: dict, ours: dict, peer_res: dict) -> None:
+    """Our timings and each peer's, with its logits' distance from ours (popped from both)."""
+    ours_logits = np.asarray(ours.pop("logits_row0"))
+    shown = {k: round(v, 2) for k, v in ours.items() if k not in ("greedy_b1", "bandwidth")}
+    print(f"# config {spec}; load average {os.getloadavg()}; ours: {json.dumps(shown)}")
+    for peer, res in peer_res.items():
+        diff = np.abs(np.asarray(res.pop("logits_row0")) - ours_logits).max()
+        shown = {k: round(v, 2) for k, v in res.items() if k != "greedy_b1"}
+        print(f"# {peer}: {json.dumps(shown)}; max |logits - ours| = {diff:.2e}")
+    hf = peer_res.get("hf")
+    if hf is not None:
+        same = np.mean(np.asarray(ours["greedy_b1"]) == np.asarray(hf["greedy_b1"]))
+        print(f"# greedy b1 tokens equal to HF's: {same:.0%}")
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
     spec = QUICK if args.quick else FULL
     if args.peer:
         return run_peer(args.peer, spec, Path(args.dir), Path(args.out))
-    from jaxlens import canonical_dtype
-
-    dtypes = ["float32"] + [
-        d
-        for d in dict.fromkeys(canonical_dtype(x, name="--decode-dtypes")
-                               for x in args.decode_dtypes.split(",") if x)
-        if d != "float32"
-    ]  # fmt: skip
+    dtypes = decode_dtypes(args.decode_dtypes)
     if args.install_peers:
         install_peers()
     run = _bench.open_run("bench_capture", args)
@@ -467,35 +486,19 @@ def main() -> None:
         make_model(spec, path)
         ours = run_ours(spec, path, dtypes, args.row_major)
         peer_res = run_peers(spec, path, [p for p in args.peers.split(",") if p], args.quick, tmp)
-    ours_logits = np.asarray(ours.pop("logits_row0"))
-    shown = {k: round(v, 2) for k, v in ours.items() if k not in ("greedy_b1", "bandwidth")}
-    print(f"# config {spec}; load average {os.getloadavg()}; ours: {json.dumps(shown)}")
-    for peer, res in peer_res.items():
-        diff = np.abs(np.asarray(res.pop("logits_row0")) - ours_logits).max()
-        shown = {k: round(v, 2) for k, v in res.items() if k != "greedy_b1"}
-        print(f"# {peer}: {json.dumps(shown)}; max |logits - ours| = {diff:.2e}")
+    print_results(spec, ours, peer_res)
     lines = capture_results(ours, peer_res)
-    hf = peer_res.get("hf")
-    if hf is not None:
-        same = np.mean(np.asarray(ours["greedy_b1"]) == np.asarray(hf["greedy_b1"]))
-        print(f"# greedy b1 tokens equal to HF's: {same:.0%}")
-    decode_lines, rows = decode_results(spec, ours, hf, dtypes)
+    decode_lines, rows = decode_results(spec, ours, peer_res.get("hf"), dtypes)
     gbs = ours["bandwidth"] / 1e9
     print(f"# memory bandwidth (jitted fp32 sum, best in this run): {gbs:.1f} GB/s")
     for r in rows:
         text = ", ".join(f"{k} {v:.3g}" for k, v in r.items() if k != "batch")
         print(f"# decode step B{r['batch']}: {text}")
-    run.section("Decode steps against the bandwidth limit", _bench_table(rows))
+    run.section("Decode steps against the bandwidth limit", markdown_table(rows))
     run.figure("decode_steps", decode_figure(rows, dtypes))
     title = "Capture, steering and generation vs HF and TransformerLens"
     extra = {"ours": ours, "peers": peer_res, "decode": rows}
     _bench.finish(run, lines + decode_lines, title, extra=extra)
-
-
-def _bench_table(rows: list[dict]) -> str:
-    from jaxlens.runs import markdown_table
-
-    return markdown_table(rows)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from jaxtyping import ArrayLike, Float
 
 import jaxlens.personality.formats as formats
 import jaxlens.personality.runtime as runtime
@@ -97,7 +98,7 @@ def score_characters(model, characters, out_path, *, config=ScoreConfig(), progr
     return len(todo)
 
 
-def readouts(logp: np.ndarray) -> dict[str, np.ndarray]:
+def readouts(logp: Float[ArrayLike, "*batch 5"]) -> dict[str, Float[np.ndarray, "*batch"]]:
     """`logp [..., 5]` option log-probabilities -> ev, argmax (1..5) and option mass."""
     logp = np.asarray(logp, np.float64)
     mass = np.exp(logp).sum(-1)

@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from jaxtyping import Bool, Float
 
 import jaxlens
 import jaxlens.personality.formats as formats
@@ -57,7 +58,9 @@ class Recipe:
             raise ValueError(f"Recipe.band: expected >= 0, got {self.band}")
 
 
-def interventions(recipe: Recipe, directions: np.ndarray, best_layer: int, strength: float):
+def interventions(
+    recipe: Recipe, directions: Float[np.ndarray, "L D"], best_layer: int, strength: float
+) -> jaxlens.Interventions:
     """The intervention pytree of one recipe at one strength (`directions [L, D]`)."""
     n_layers = directions.shape[0]
     if recipe.name == "last":
@@ -110,9 +113,17 @@ def forced_choice_prompts(trait: str, orders: int, context: list[Character], see
 
 
 def forced_choice(
-    model, convs, positive, steer=None, *, batch_size=32, generated=True, max_new_tokens=16
-):
-    """`(from_probs [N], from_picks [N])` fraction of trait-positive picks per prompt."""
+    model: jaxlens.LoadedModel,
+    convs: list[list[dict]],
+    positive: Bool[np.ndarray, "prompts 10"],
+    steer: jaxlens.Interventions | None = None,
+    *,
+    batch_size: int = 32,
+    generated: bool = True,
+    max_new_tokens: int = 16,
+) -> tuple[Float[np.ndarray, " prompts"], Float[np.ndarray, " prompts"]]:
+    """`(from_probs, from_picks)`: the fraction of trait-positive picks per prompt, from the
+    option probabilities and from the parsed greedy reply (NaN where it does not parse)."""
     letters = [runtime.token_id(model.tokenizer, ch) for ch in formats.LETTERS]
     probs = np.zeros(len(convs))
     picks = np.full(len(convs), np.nan)
