@@ -269,14 +269,12 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import jax
 
-    import jaxlens.personality.runtime as runtime
-
     if not args.model.is_dir():
         raise FileNotFoundError(
             f"--model {str(args.model)!r} is not a directory: expected a Hugging Face checkpoint "
             "directory (the built-in model is written by scripts/train_builtin.py)"
         )
-    mesh = runtime.parse_mesh(args.mesh)
+    mesh = jaxlens.sharding.parse_mesh(args.mesh)
     root = jaxlens.runs.RunFolder(args.out, config=args, command=sys.argv)
     t0 = time.monotonic()
     stages = []
