@@ -28,14 +28,21 @@ import jax
 
 from jaxlens.config import ModelConfig
 from jaxlens.hf.io import CheckpointNotFoundError, load_hf
-from jaxlens.hf.tokenizer import load_tokenizer, stop_ids, tokenizer_pad_id
+from jaxlens.hf.tokenizer import (
+    check_vocab,
+    has_tokenizer,
+    load_tokenizer,
+    stop_ids,
+    tokenizer_pad_id,
+)
 from jaxlens.sharding import put_batch
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class LoadedModel:
     """A model ready to run: `config`, `params`, `tokenizer`, `mesh` (None: one device) and the
-    directory it came from (`path`, None for a model built in memory)."""
+    directory it came from (`path`, None for a model built in memory). `tokenizer` is None only
+    for a bare checkpoint loaded with `require_tokenizer=False`."""
 
     config: ModelConfig
     params: Any
@@ -65,6 +72,7 @@ def load_model(
     dtype: Any = None,
     mesh: Any = None,
     layout: str = "fsdp",
+    require_tokenizer: bool = True,
 ) -> LoadedModel:
     """A checkpoint directory (safetensors, `config.json`, tokenizer files) as a `LoadedModel`.
 
@@ -75,12 +83,21 @@ def load_model(
       mesh: a `jax.sharding.Mesh` (`jaxlens.sharding.make_mesh` / `parse_mesh`); the weights
         load straight into their shards and `put` shards batches over it.
       layout: `"fsdp"` or `"tensor"` (`jaxlens.sharding.RULES`).
+      require_tokenizer: False accepts a bare checkpoint (weights and `config.json` only):
+        `tokenizer` is then None when the directory has no tokenizer files.
 
     Raises:
       CheckpointNotFoundError: `path` is not a directory.
+      TokenizerNotFoundError: no tokenizer files and `require_tokenizer`.
     """
     root = Path(path)
     if not root.is_dir():
         raise CheckpointNotFoundError(f"model: no checkpoint directory at {root}")
+    if require_tokenizer or has_tokenizer(root):
+        tokenizer = load_tokenizer(root)  # before the weights: a missing one fails in seconds
+    else:
+        tokenizer = None
     config, params = load_hf(root, dtype=dtype, mesh=mesh, layout=layout)
-    return LoadedModel(config, params, load_tokenizer(root, config=config), mesh, root)
+    if tokenizer is not None:
+        check_vocab(tokenizer, config)
+    return LoadedModel(config, params, tokenizer, mesh, root)

@@ -42,6 +42,14 @@ def check_vocab(tokenizer: Any, config: ModelConfig) -> None:
         )
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+def has_tokenizer(path: str | os.PathLike) -> bool:
+    """Whether a directory holds tokenizer files (any of `TOKENIZER_FILES`)."""
+    return any((Path(path) / name).is_file() for name in TOKENIZER_FILES)
+
+
 def load_tokenizer(path: str | os.PathLike, *, config: ModelConfig | None = None) -> Any:
     """The HF tokenizer stored in a checkpoint directory (checked against `config` if given)."""
     from transformers import AutoTokenizer
@@ -49,9 +57,10 @@ def load_tokenizer(path: str | os.PathLike, *, config: ModelConfig | None = None
     root = Path(path)
     if not root.is_dir():
         raise TokenizerNotFoundError(f"{root}: tokenizer directory does not exist")
-    names = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
-    if not any((root / n).is_file() for n in names):
-        raise TokenizerNotFoundError(f"{root}: no tokenizer files (expected one of {names})")
+    if not has_tokenizer(root):
+        raise TokenizerNotFoundError(
+            f"{root}: no tokenizer files (expected one of {TOKENIZER_FILES})"
+        )
     tokenizer = AutoTokenizer.from_pretrained(root, trust_remote_code=False, local_files_only=True)
     if config is not None:
         check_vocab(tokenizer, config)

@@ -28,7 +28,6 @@ import numpy as np
 
 import jaxlens
 import sae
-from jaxlens.hf import TokenizerNotFoundError
 from sae import stories
 
 
@@ -44,13 +43,8 @@ def open_model(model_dir: str | Path | None = None, *, mesh: Any = None) -> jaxl
       CheckpointNotFoundError: `model_dir` is not a directory (the message names it).
     """
     root = Path(jaxlens.BUILTIN_MODEL if model_dir is None else model_dir)
-    try:
-        return jaxlens.load_model(root, mesh=mesh)
-    except TokenizerNotFoundError:
-        # A bare checkpoint (weights and config.json only): its text is bytes (`Text`). Only
-        # such a directory pays for reading the weights a second time.
-        config, params = jaxlens.load_hf(root, mesh=mesh)
-        return jaxlens.LoadedModel(config, params, None, mesh, root)
+    # A bare checkpoint (weights and config.json only) loads too: its text is bytes (`Text`).
+    return jaxlens.load_model(root, mesh=mesh, require_tokenizer=False)
 
 
 @dataclasses.dataclass

@@ -137,3 +137,12 @@ def test_load_model_on_a_mesh_shards_weights_and_batches(model_dir):
 def test_load_model_names_a_missing_directory(tmp_path):
     with pytest.raises(CheckpointNotFoundError, match="no checkpoint directory"):
         jaxlens.load_model(tmp_path / "nope")
+
+
+def test_a_bare_checkpoint_loads_only_when_asked(tmp_path):
+    config = jaxlens.ModelConfig.tiny(n_layers=1)
+    jaxlens.save_hf(tmp_path, config, jaxlens.init_params(jax.random.key(1), config))
+    with pytest.raises(FileNotFoundError, match="no tokenizer files"):
+        jaxlens.load_model(tmp_path)
+    bare = jaxlens.load_model(tmp_path, require_tokenizer=False)
+    assert bare.tokenizer is None and bare.config == jaxlens.load_hf(tmp_path)[0]
