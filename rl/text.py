@@ -12,17 +12,21 @@ Two ways to read a reply (`mode`):
 - `"boxed"` (default; SPIRAL's training-time format check in front of the env): the action is
   the content of the reply's *last* `\\boxed{...}` (braces balanced, surrounding spaces
   stripped); content without square brackets and of at most 5 words is wrapped as
-  `[content]`. For TicTacToe and Kuhn Poker the result must then equal one of the currently
-  legal moves as written in the prompt (`[4]`, `[check]`; case-sensitive), else the reply
-  fails the format check. For Negotiation the extracted text goes to the env's grammar
-  unfiltered (as SPIRAL's later code does); only a missing `\\boxed{}` fails the check.
-- `"env"`: the env's own grammar (`rl.grammar`, TextArena's) over the whole reply.
+  `[content]`. The result must then equal one of the currently legal moves as written in the
+  prompt (`[4]`, `[check]`; case-sensitive: the game's `env.action_names`), else the reply
+  fails the format check. In a game whose moves are free text (`Game.free_form`: Negotiation)
+  the extracted text goes to the game's grammar unfiltered (as SPIRAL's later code does); only
+  a missing `\\boxed{}` fails the check.
+- `"env"`: the game's own grammar (`Game.read`, TextArena's) over the whole reply.
+
+Every game-specific piece (the prompt's wording, the example move of the answer instruction,
+the grammar, free-form or not) comes from the game's registry entry (`rl.envs.game_of`).
 
 Invalid-move conventions (rewards of offender, other), chosen in `step_replies`:
 
 - `"env"`: everything that is not a legal move is the env's invalid move, -1 / 0.
 - `"spiral"`: a failed format check costs -1.5 / +0.5 (SPIRAL's training); a move that passes
-  it but breaks the rules (Negotiation only) is the env's -1 / 0.
+  it but breaks the rules (free-form games only: Negotiation) is the env's -1 / 0.
 - `"eval"`: as "spiral" with -1 / +1 for a failed format check (evaluation games).
 """
 
@@ -37,20 +41,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rl import grammar, wording
-from rl.envs import core
+from rl.envs import core, registry
+from rl.envs.batch import step_or_forfeit
 from rl.envs.core import INVALID, PENALTIES
+from rl.envs.prompt import Row, rows
 
 MODES = ("boxed", "env")
 INSTRUCTION = (
     "Think it through step by step, then give your move as the final answer in \\boxed{{}}, "
     "for example \\boxed{{{example}}}."
 )
-_EXAMPLES = {
-    "tictactoe": "[4]",
-    "kuhn_poker": "[check]",
-    "negotiation": "[Offer: 2 Wood -> 1 Gold]",
-}
 _BOXED = "\\boxed{"
 _BRACES = re.compile(r"\\boxed\{|[{}]")
 _MAX_WRAP_WORDS = 5
@@ -68,11 +68,11 @@ class Parsed(NamedTuple):
     format_ok: np.ndarray  # bool [B]: False where the reply failed the boxed format check
 
 
-def _env_name(env: Any) -> str:
-    name = getattr(env, "name", None)
-    if name not in grammar.READERS:
-        raise TextError(f"not an rl.envs env: {env!r}; expected one made by rl.envs.make")
-    return name
+def _game(env: Any) -> registry.Game:
+    try:
+        return registry.game_of(env)
+    except core.EnvError as err:
+        raise TextError(str(err)) from None
 
 
 def _check_mode(mode: str) -> None:
@@ -94,46 +94,50 @@ def _batch_size(states: Any) -> int:
     return shape[0]
 
 
-def _observe(env: Any, row: wording.Row, player: Any, messages: Sequence[str] | None) -> str:
+def _observe(
+    game: registry.Game, env: Any, row: Row, player: Any, messages: Sequence[str] | None
+) -> str:
     if player not in (0, 1):
         raise TextError(f"player={player!r}: expected 0 or 1")
-    if env.name == "negotiation":
-        return wording.negotiation(env, row, int(player), messages)
-    return wording.WORDING[env.name](env, row, int(player))
+    return game.describe(env, row, int(player), messages)
 
 
 def observation(env: Any, state: Any, player: int, *, messages: Sequence[str] | None = None) -> str:
     """The observing player's view: rules, position, legal moves (no answer instruction)."""
-    _env_name(env)
-    (row,) = wording.rows(_as_batch(state, "render"))
-    return _observe(env, row, player, messages)
+    game = _game(env)
+    (row,) = rows(_as_batch(state, "render"))
+    return _observe(game, env, row, player, messages)
 
 
-_INSTRUCTIONS = {name: "\n\n" + INSTRUCTION.format(example=ex) for name, ex in _EXAMPLES.items()}
+@functools.cache
+def _instruction(example: str) -> str:
+    return "\n\n" + INSTRUCTION.format(example=example)
 
 
-def _prompt(env: Any, observation_text: str) -> str:
-    return observation_text + _INSTRUCTIONS[env.name]
+def _prompt(game: registry.Game, observation_text: str) -> str:
+    return observation_text + _instruction(game.example)
 
 
 def render(env: Any, state: Any, player: int, *, messages: Sequence[str] | None = None) -> str:
     """The prompt for `player`: its observation plus the instruction to answer in \\boxed{}.
 
-    `messages` (Negotiation only): the players' replies so far, one per move, quoted in the
-    move list.
+    `messages`: the players' replies so far, one per move, quoted in the move list by a game
+    that shows them (Negotiation); the others ignore them.
     """
-    return _prompt(env, observation(env, state, player, messages=messages))
+    return _prompt(_game(env), observation(env, state, player, messages=messages))
 
 
 def render_batch(env: Any, states: Any, players: Sequence[int] | None = None) -> list[str]:
     """`render` for each game of a `[B]` batch; `players` defaults to whoever is to move."""
-    _env_name(env)
+    game = _game(env)
     n = _batch_size(states)
-    games = wording.rows(states)
+    games = rows(states)
     players = [g.current_player for g in games] if players is None else list(players)
     if len(players) != n:
         raise TextError(f"render_batch: {len(players)} players for {n} states")
-    return [_prompt(env, _observe(env, g, p, None)) for g, p in zip(games, players, strict=True)]
+    return [
+        _prompt(game, _observe(game, env, g, p, None)) for g, p in zip(games, players, strict=True)
+    ]
 
 
 def last_boxed(reply: str) -> str | None:
@@ -183,19 +187,20 @@ def _legal_names(names: tuple[str, ...], mask: tuple[bool, ...]) -> tuple[str, .
     return tuple(names[a] for a, ok in enumerate(mask) if ok)
 
 
-def _read(env: Any, legal_mask: Sequence[bool], reply: str, mode: str) -> tuple[int, str, bool]:
+def _read(
+    game: registry.Game, env: Any, legal_mask: Sequence[bool], reply: str, mode: str
+) -> tuple[int, str, bool]:
     """(action or INVALID, reason, format_ok) of one reply before the rules check."""
     if not isinstance(reply, str):
         return INVALID, f"reply is {type(reply).__name__}, not str", mode == "env"
-    read = grammar.READERS[env.name]
     if mode == "env":
-        action, reason = read(reply)
+        action, reason = game.read(reply)
         return action, reason, True
     text = boxed_action_text(reply)
     if text is None:
         return INVALID, "no \\boxed{...} answer found", False
-    if env.name == "negotiation":
-        action, reason = read(text)
+    if game.free_form:
+        action, reason = game.read(text)
         return action, reason, True
     legal = _legal_names(env.action_names, tuple(legal_mask))
     if text in legal:
@@ -207,13 +212,13 @@ def _read(env: Any, legal_mask: Sequence[bool], reply: str, mode: str) -> tuple[
 
 def parse_batch(env: Any, states: Any, replies: Sequence[str], *, mode: str = "boxed") -> Parsed:
     """Parse one reply per game of a `[B]` batch; never raises on the reply text."""
-    _env_name(env)
+    game = _game(env)
     _check_mode(mode)
     n = _batch_size(states)
     if isinstance(replies, str) or len(replies) != n:
         raise TextError(f"parse_batch: expected {n} replies (a list of str), got {replies!r:.80}")
     masks = np.asarray(jax.device_get(states.legal_action_mask)).tolist()
-    read = [_read(env, masks[i], replies[i], mode) for i in range(n)]
+    read = [_read(game, env, masks[i], replies[i], mode) for i in range(n)]
     actions = np.array([a for a, _, _ in read], np.int64)
     reasons = [r for _, r, _ in read]
     format_ok = np.array([ok for _, _, ok in read], bool)
@@ -232,12 +237,7 @@ def parse(env: Any, state: Any, reply: str, *, mode: str = "boxed") -> tuple[int
     return int(parsed.actions[0]), parsed.reasons[0]
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4))
-def _apply(env, states, actions, format_ok, penalty):
-    stepped = jax.vmap(env.step)(states, actions)
-    forfeited = jax.vmap(lambda s: core.forfeit(s, penalty))(states)
-    pick = lambda a, b: jnp.where(format_ok.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
-    return jax.tree.map(pick, stepped, forfeited)
+_apply = jax.jit(step_or_forfeit, static_argnums=(0, 4))
 
 
 def step_replies(

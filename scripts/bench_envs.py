@@ -8,6 +8,7 @@ batch of B games, each step drawing one uniform per game to pick a legal action
 (`random_legal`), stepping, and auto-resetting finished games (ours: `rl.envs.AutoReset`;
 pgx: `pgx.experimental.auto_reset`, which draws a reset key per game). Steps/s = B * T / the
 best of several alternating compiled runs. Kuhn Poker is our 5-round game vs pgx's one-hand game.
+`PEERS` maps each compared game to its pgx name and its TextArena version.
 
 TextArena runs random legal games with a fresh env per game (its observation wrapper keeps
 history across resets), timing `get_observation` + `step`. Our text loop does the same work
@@ -26,6 +27,8 @@ from __future__ import annotations
 import argparse
 import random
 import time
+from collections.abc import Callable
+from typing import NamedTuple
 
 import _bench
 import jax
@@ -98,28 +101,55 @@ def pgx_random_play(name: str, batch: int, steps: int):
     return run
 
 
+def _textarena_tictactoe():
+    from textarena.envs.TicTacToe.env import TicTacToeEnv
+
+    return TicTacToeEnv
+
+
+def _textarena_kuhn():
+    from textarena.envs.KuhnPoker.env import KuhnPokerEnv
+
+    return lambda: KuhnPokerEnv(max_rounds=5)
+
+
+def _free_cell(game_state: dict, rng: random.Random) -> str:
+    board = game_state["board"]
+    free = [3 * r + c for r in range(3) for c in range(3) if board[r][c] == ""]
+    return f"[{rng.choice(free)}]"
+
+
+def _kuhn_move(game_state: dict, rng: random.Random) -> str:
+    return f"[{rng.choice(list(game_state['current_legal_action_tree']))}]"
+
+
+class Peer(NamedTuple):
+    """One of our games and its peers' versions of it."""
+
+    pgx: str  # pgx's name of the game
+    options: dict  # our env options that match TextArena's rules
+    textarena: Callable[[], Callable]  # -> a constructor of a fresh TextArena env
+    reply: Callable[[dict, random.Random], str]  # a random legal move from TextArena's state
+
+
+PEERS = {
+    "tictactoe": Peer("tic_tac_toe", {}, _textarena_tictactoe, _free_cell),
+    "kuhn_poker": Peer("kuhn_poker", {"variant": "textarena"}, _textarena_kuhn, _kuhn_move),
+}
+
+
 class TextArenaPlayer:
     """Random legal games through TextArena, a fresh env per game; timed in chunks."""
 
     def __init__(self, game: str):
-        if game == "tictactoe":
-            from textarena.envs.TicTacToe.env import TicTacToeEnv
-
-            self.new = TicTacToeEnv
-        else:
-            from textarena.envs.KuhnPoker.env import KuhnPokerEnv
-
-            self.new = lambda: KuhnPokerEnv(max_rounds=5)
+        self.new = PEERS[game].textarena()
+        self.move = PEERS[game].reply
         self.game = game
         self.rng = random.Random(0)
         self.env, self.games = None, 0
 
     def _reply(self) -> str:
-        gs = self.env.state.game_state
-        if self.game == "tictactoe":
-            free = [3 * r + c for r in range(3) for c in range(3) if gs["board"][r][c] == ""]
-            return f"[{self.rng.choice(free)}]"
-        return f"[{self.rng.choice(list(gs['current_legal_action_tree']))}]"
+        return self.move(self.env.state.game_state, self.rng)
 
     def chunk(self, steps: int) -> tuple[int, float]:
         """(steps, seconds) of `get_observation` + `step` for at least `steps` moves."""
@@ -212,10 +242,8 @@ def main() -> None:
     print(f"devices: {jax.devices()}, quick={args.quick}")
 
     lines, raw = [], {}
-    for name, pgx_name, env in (
-        ("tictactoe", "tic_tac_toe", E.make("tictactoe")),
-        ("kuhn_poker", "kuhn_poker", E.make("kuhn_poker")),
-    ):
+    for name, peer in PEERS.items():
+        env, pgx_name = E.make(name), peer.pgx
         for b in progress(batches, desc=f"{name} random play", unit="batch size"):
             runs = {
                 "ours": ours_random_play(env, b, steps),
@@ -227,8 +255,8 @@ def main() -> None:
             raw[name] = (b, ours)
             print(f"  {name} B={b}: ours {ours:,.0f} steps/s, pgx {peer:,.0f}", flush=True)
 
-    for name in ("tictactoe", "kuhn_poker"):
-        env = E.make(name, **({"variant": "textarena"} if name == "kuhn_poker" else {}))
+    for name, peer in PEERS.items():
+        env = E.make(name, **peer.options)
         ours, peer = text_loop_vs_textarena(env, name, 5 if args.quick else 20)
         b, ours_raw = raw[name]
         lines.append((f"{name}_env_steps_b{b}_vs_textarena", ours_raw, peer, "steps/s"))

@@ -33,7 +33,6 @@ import jaxlens.runs
 import rl.selfplay as sp
 import rl.transcripts
 from rl.selfplay import learner
-from rl.selfplay.run import default_model
 
 
 def random_model(path: Path, quick: bool) -> Path:
@@ -61,9 +60,9 @@ def random_model(path: Path, quick: bool) -> Path:
 
 
 def ours(model_dir, args):
-    config, params = jaxlens.load_hf(model_dir, dtype="float32")
-    tok = jaxlens.load_tokenizer(model_dir, config=config)
-    policy = sp.ModelPolicy(config, tok, sp.GenerationConfig(max_new_tokens=args.max_new_tokens))
+    model = jaxlens.load_model(model_dir, dtype="float32")
+    config, params = model.config, model.params
+    policy = sp.ModelPolicy.of(model, sp.GenerationConfig(max_new_tokens=args.max_new_tokens))
     cfg = sp.RolloutConfig(games=("tictactoe", "kuhn_poker"), slots=args.batch)
     run = lambda k: sp.collect(
         policy, params, jax.random.PRNGKey(k), config=cfg, min_samples=10**9, max_turns=args.turns
@@ -107,73 +106,85 @@ def _unfinished(policy, params, cfg):
     raise SystemExit("no finished game in the timed turns: raise --turns")
 
 
-def peer(model_dir, args, sequences):
-    import torch
-    from textarena.envs.KuhnPoker.env import KuhnPokerEnv
-    from textarena.envs.TicTacToe.env import TicTacToeEnv
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+class PeerLoop:
+    """The usual loop: TextArena envs, HF chat prompts, `model.generate`, decoded replies."""
 
-    torch.manual_seed(0)
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    tok.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32)
-    stop = tok.convert_tokens_to_ids("<|im_end|>")
-    makers = [TicTacToeEnv, lambda: KuhnPokerEnv(max_rounds=5)]
+    def __init__(self, model_dir, args):
+        import torch
+        from textarena.envs.KuhnPoker.env import KuhnPokerEnv
+        from textarena.envs.TicTacToe.env import TicTacToeEnv
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    def new(i):
-        env = makers[i % 2]()
+        torch.manual_seed(0)
+        self.args = args
+        self.tok = AutoTokenizer.from_pretrained(model_dir)
+        self.tok.padding_side = "left"
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32)
+        self.stop = self.tok.convert_tokens_to_ids("<|im_end|>")
+        self.makers = [TicTacToeEnv, lambda: KuhnPokerEnv(max_rounds=5)]
+
+    def new(self, i):
+        env = self.makers[i % 2]()
         env.reset(num_players=2, seed=i)
         return env
 
-    def turns(n):
-        envs = [new(i) for i in range(args.batch)]
+    def generate(self, envs, t):
+        """(decoded replies, new tokens) for every env's current observation."""
+        import torch
+
+        t0 = time.perf_counter()
+        obs = [env.get_observation()[1] for env in envs]
+        chats = [[{"role": "user", "content": str(o)}] for o in obs]
+        prompts = [
+            self.tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
+            for c in chats
+        ]
+        enc = self.tok(prompts, return_tensors="pt", padding=True)
+        t["text"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            out = self.model.generate(
+                **enc,
+                do_sample=True,
+                temperature=1.0,
+                top_k=0,
+                max_new_tokens=self.args.max_new_tokens,
+                eos_token_id=self.stop,
+                pad_token_id=self.tok.pad_token_id,
+            )
+        t["generate"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        new_tokens = out[:, enc["input_ids"].shape[1] :]
+        texts = self.tok.batch_decode(new_tokens, skip_special_tokens=True)
+        t["text"] += time.perf_counter() - t0
+        return texts, int((new_tokens != self.tok.pad_token_id).sum())
+
+    def turns(self, n):
+        """(time split, replies, reply tokens) of `n` batched turns."""
+        envs = [self.new(i) for i in range(self.args.batch)]
         t = {"generate": 0.0, "env": 0.0, "text": 0.0}
         replies = tokens = 0
         for _ in range(n):
-            t0 = time.perf_counter()
-            obs = [env.get_observation()[1] for env in envs]
-            prompts = [
-                tok.apply_chat_template(
-                    [{"role": "user", "content": str(o)}],
-                    tokenize=False,
-                    add_generation_prompt=True,
-                )
-                for o in obs
-            ]
-            enc = tok(prompts, return_tensors="pt", padding=True)
-            t["text"] += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            with torch.no_grad():
-                out = model.generate(
-                    **enc,
-                    do_sample=True,
-                    temperature=1.0,
-                    top_k=0,
-                    max_new_tokens=args.max_new_tokens,
-                    eos_token_id=stop,
-                    pad_token_id=tok.pad_token_id,
-                )
-            t["generate"] += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            new_tokens = out[:, enc["input_ids"].shape[1] :]
-            texts = tok.batch_decode(new_tokens, skip_special_tokens=True)
-            tokens += int((new_tokens != tok.pad_token_id).sum())
-            t["text"] += time.perf_counter() - t0
+            texts, count = self.generate(envs, t)
+            tokens += count
             t0 = time.perf_counter()
             for i, env in enumerate(envs):
                 done, _ = env.step(texts[i])
                 if done:
                     env.close()
-                    envs[i] = new(i + args.batch)
+                    envs[i] = self.new(i + self.args.batch)
             replies += len(envs)
             t["env"] += time.perf_counter() - t0
         return t, replies, tokens
 
-    turns(1)
+
+def peer(model_dir, args, sequences):
+    loop = PeerLoop(model_dir, args)
+    loop.turns(1)
     start = time.perf_counter()
-    timing, replies, tokens = turns(args.turns)
+    timing, replies, tokens = loop.turns(args.turns)
     seconds = time.perf_counter() - start
-    learn, learn_tokens = torch_ppo(model, sequences, args)
+    learn, learn_tokens = torch_ppo(loop.model, sequences, args)
     return {
         "seconds": seconds,
         "replies": replies,
@@ -243,7 +254,8 @@ def main(argv=None):
     args.max_new_tokens = args.max_new_tokens or (32 if args.quick else 64)
     run = _bench.open_run("bench_spiral", args)
     tmp = tempfile.TemporaryDirectory()
-    model_dir = args.model or (None if args.random_model else default_model())
+    builtin = Path(jaxlens.BUILTIN_MODEL)
+    model_dir = args.model or (None if args.random_model or not builtin.is_dir() else builtin)
     if model_dir is None:
         model_dir = random_model(Path(tmp.name) / "model", args.quick)
     a = ours(model_dir, args)

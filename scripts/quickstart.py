@@ -174,8 +174,8 @@ def run_spiral(model: Path, out: Path, args, mesh):
     config = None
     if args.preset in SPIRAL_EVAL_GAMES:
         config = rl.selfplay.SpiralConfig.quick(eval_games_per_slot=SPIRAL_EVAL_GAMES[args.preset])
-    head = rl.selfplay.run(model, out, steps=steps, quick=args.preset != "paper", mesh=mesh,
-                           config=config, command=sys.argv)  # fmt: skip
+    head = rl.selfplay.run_study(model, out, steps=steps, quick=args.preset != "paper",
+                                 mesh=mesh, config=config, command=sys.argv)  # fmt: skip
     rows = [
         {"game": g, "games": head["games"].get(g), "vs random before": r["before"],
          "vs random after": r["after"], "vs start model after": head["win_vs_start"].get(g)}

@@ -6,8 +6,8 @@ Negotiation and learns from role-conditioned advantages with a PPO-clipped loss.
         --lr 1e-6 --max-new-tokens 4096 --mesh data=2,fsdp=4 --out runs/spiral_qwen
 
 Writes a run folder (config.json, metrics.jsonl, plots, report.md, checkpoints/, policy/ as an
-HF directory). Running again with the same --out resumes from the last checkpoint; SIGTERM
-checkpoints and exits. See docs/spiral.md.
+HF directory) through `rl.selfplay.run_study`. Running again with the same --out resumes from
+the last checkpoint; SIGTERM checkpoints and exits. See docs/spiral.md.
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ import dataclasses
 import json
 import sys
 
+import jaxlens
 import jaxlens.runs
+import rl.envs
 import rl.selfplay as sp
-from rl.selfplay.run import default_model, parse_mesh
+from jaxlens.sharding import parse_mesh
 
 
 def _given(**flags):
@@ -31,7 +33,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
         "--model",
-        default=default_model(),
+        default=str(jaxlens.BUILTIN_MODEL),
         help="HF checkpoint directory (default: the built-in model)",
     )
     p.add_argument(
@@ -39,7 +41,7 @@ def parse_args(argv=None):
     )
     p.add_argument("--quick", action="store_true", help="CPU-sized settings (SpiralConfig.quick)")
     p.add_argument("--steps", type=int, default=None, help="learner steps")
-    p.add_argument("--games", default="tictactoe,kuhn_poker,negotiation", help="comma-separated")
+    p.add_argument("--games", default=",".join(rl.envs.BUILTIN), help="comma-separated")
     p.add_argument(
         "--opponent",
         default="self",
@@ -62,7 +64,11 @@ def parse_args(argv=None):
     p.add_argument("--bf16", action="store_true", help="bf16 forward, fp32 params and Adam")
     p.add_argument("--max-new-tokens", type=int, default=None)
     p.add_argument(
-        "--kuhn-variant", default="standard", choices=("standard", "spiral_v1", "textarena")
+        "--env-option",
+        action="append",
+        default=[],
+        metavar="GAME.OPTION=VALUE",
+        help="a game's env option, repeatable (e.g. kuhn_poker.variant=spiral_v1)",
     )
     p.add_argument("--eval-every", type=int, default=None)
     p.add_argument(
@@ -86,7 +92,7 @@ def build_config(args) -> sp.SpiralConfig:
         cfg.rollout,
         games=tuple(args.games.split(",")),
         opponent=args.opponent,
-        kuhn_variant=args.kuhn_variant,
+        env_options=rl.envs.parse_options(args.env_option),
         **({"slots": args.slots} if args.slots else {}),
     )
     ppo_kw = _given(
@@ -121,10 +127,8 @@ def build_config(args) -> sp.SpiralConfig:
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.model is None:
-        raise SystemExit("--model: no built-in model in this installation; pass an HF directory")
     cfg = build_config(args)
-    headline = sp.run(
+    headline = sp.run_study(
         args.model,
         args.out,
         config=cfg,

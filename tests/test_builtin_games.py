@@ -21,7 +21,7 @@ import pytest
 import jaxlens
 import rl.envs as envs
 from rl import opponents
-from rl.selfplay import evaluate, policy, rollout
+from rl.selfplay import evaluate, policy
 
 MODEL = jaxlens.BUILTIN_MODEL
 pytestmark = [
@@ -31,7 +31,7 @@ pytestmark = [
         reason=f"no built-in model at {MODEL}: run scripts/train_builtin.py",
     ),
 ]
-GAMES = ("tictactoe", "kuhn_poker", "negotiation")
+GAMES = envs.BUILTIN
 # Slots go round-robin over the games: 27 / 27 / 24 games, ~80-160 of the policy's replies per
 # game (a 95% rule needs that many: 2 illegal of 27 replies is already 7%); seats alternate.
 SLOTS, PER_SLOT = 26, 3
@@ -42,7 +42,7 @@ KUHN_SLOTS, KUHN_PER_SLOT = 32, 3
 
 def _win_rate(env, player, n: int, seed: int) -> float:
     """Win rate of a fixed `player` against random over `n` games in each seat."""
-    rand = rollout.fixed_policy(env, "random")
+    rand = opponents.fixed_policy(env, "random")
     wins = []
     for seat, pair in enumerate(((player, rand), (rand, player))):
         out = envs.rollout(env, pair, jax.random.key(seed + seat), batch=n)
@@ -52,9 +52,8 @@ def _win_rate(env, player, n: int, seed: int) -> float:
 
 @pytest.fixture(scope="module")
 def model():
-    config, params = jaxlens.load_hf(MODEL)
-    tok = jaxlens.load_tokenizer(MODEL, config=config)
-    return policy.ModelPolicy(config, tok, policy.GenerationConfig(temperature=1.0)), params
+    model = jaxlens.load_model(MODEL)
+    return policy.ModelPolicy.of(model, policy.GenerationConfig(temperature=1.0)), model.params
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +83,8 @@ def _assert_below(game: str, row: dict, best: float, n_best: int) -> None:
 def test_room_to_learn(rows, game):
     """Below minimax (TicTacToe) and the heuristic trader (Negotiation) against random."""
     row = next(r for r in rows if r["game"] == game and r["role"] == "all")
-    env = rollout.make_env(game)
-    best = _win_rate(env, rollout.fixed_policy(env, "optimal"), 1000, seed=1)
+    env = envs.make(game)
+    best = _win_rate(env, opponents.fixed_policy(env, "optimal"), 1000, seed=1)
     print(f"{game}: model wins {row['win']:.2f} of {row['n']} vs random, optimal {best:.2f}")
     _assert_below(game, row, best, 2 * 1000)
 
@@ -102,7 +101,7 @@ def test_kuhn_poker_room_to_learn(model):
         games_per_slot=KUHN_PER_SLOT,
     )
     row = next(r for r in rows if r["role"] == "all")
-    env = rollout.make_env("kuhn_poker")
+    env = envs.make("kuhn_poker")
     best = _win_rate(env, opponents.KuhnBestResponse(), 2000, seed=1)
     nash = _win_rate(env, opponents.KuhnNash(), 2000, seed=1)
     print(

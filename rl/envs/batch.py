@@ -44,11 +44,23 @@ class Rollout(NamedTuple):
     players: Int[Array, "T B"]  # who moved at step t (-1 once the game is over)
 
 
-def _where(cond: Bool[Array, " B"], a: Any, b: Any) -> Any:
+def tree_where(cond: Bool[Array, " B"], a: Any, b: Any) -> Any:
+    """Batches of states `a` where `cond`, else `b`, row by row (leaves `[B, ...]`)."""
+
     def pick(x, y):
         return jnp.where(cond.reshape(cond.shape + (1,) * (x.ndim - cond.ndim)), x, y)
 
     return jax.tree.map(pick, a, b)
+
+
+def step_or_forfeit(
+    env: core.Env, states: Any, actions: Int[Array, " B"], ok: Bool[Array, " B"], penalty
+) -> Any:
+    """`[B]` games stepped with `actions` where `ok`, else ended against the player to move
+    with `penalty` (`core.forfeit`): how a reply that fails a format check is scored."""
+    stepped = jax.vmap(env.step)(states, actions)
+    forfeited = jax.vmap(lambda s: core.forfeit(s, penalty))(states)
+    return tree_where(ok, stepped, forfeited)
 
 
 class AutoReset:
@@ -75,7 +87,7 @@ class AutoReset:
         done = stepped.terminated & ~state.terminated
         fresh = self.init(key)
         return Transition(
-            state=_where(stepped.terminated, fresh, stepped),
+            state=tree_where(stepped.terminated, fresh, stepped),
             rewards=stepped.rewards,
             done=done,
             player=state.current_player,

@@ -1,10 +1,12 @@
 """The language-model policy: prompts in, sampled replies (tokens, logprobs, text) out.
 
-`ModelPolicy(config, tokenizer, ...)` holds what does not change during training (config,
-tokenizer, generation settings, mesh); params are passed to every call, so the learner's latest
-params (already on device, sharded as the learner keeps them) serve generation with no host
-round trip. A prompt is the user message `rl.text.render(...)` wrapped by the tokenizer's chat
-template with the assistant header; generation stops at `<|im_end|>` (or the tokenizer's eos).
+`ModelPolicy(config, tokenizer, ...)` (or `ModelPolicy.of(jaxlens.load_model(path), ...)`)
+holds what does not change during training (config, tokenizer, generation settings, mesh);
+params are passed to every call, so the learner's latest params (already on device, sharded as
+the learner keeps them) serve generation with no host round trip. A prompt is the user message
+`rl.text.render(...)` wrapped by the tokenizer's chat template with the assistant header;
+generation stops at the core's stop ids (`jaxlens.stop_ids`: `<|im_end|>`, the eos), prompts
+are left-padded with `jaxlens.hf.tokenizer_pad_id` and placed by `jaxlens.sharding.put_batch`.
 
 Shapes are fixed so that `jaxlens.generate` compiles once per prompt-width bucket: the batch is
 padded to `rows` with copies of its first prompt, and prompt width is rounded up to
@@ -14,16 +16,16 @@ padded to `rows` with copies of its first prompt, and prompt width is rounded up
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import jaxlens
-
-STOP_TOKENS = ("<|im_end|>",)
+from jaxlens.hf import tokenizer_pad_id
+from jaxlens.sharding import put_batch
 
 
 class PolicyError(ValueError):
@@ -62,20 +64,6 @@ class Replies(NamedTuple):
     seconds: float  # wall time of the generate call
 
 
-def stop_ids(tokenizer: Any) -> tuple[int, ...]:
-    """Ids that end a reply: `<|im_end|>` when the tokenizer has it, and its eos."""
-    ids = []
-    vocab = tokenizer.get_vocab()
-    for tok in STOP_TOKENS:
-        if tok in vocab:
-            ids.append(int(vocab[tok]))
-    if isinstance(getattr(tokenizer, "eos_token_id", None), int):
-        ids.append(int(tokenizer.eos_token_id))
-    if not ids:
-        raise PolicyError("tokenizer has neither <|im_end|> nor an eos token to stop replies")
-    return tuple(dict.fromkeys(ids))
-
-
 class ModelPolicy:
     """A causal LM playing the games through its chat template (see the module docstring)."""
 
@@ -91,10 +79,18 @@ class ModelPolicy:
         self.tokenizer = tokenizer
         self.generation = generation
         self.mesh = mesh
-        self.stop_tokens = stop_ids(tokenizer)
-        pad = getattr(tokenizer, "pad_token_id", None)
-        self.pad_id = int(pad) if isinstance(pad, int) else 0
+        self.stop_tokens = jaxlens.stop_ids(tokenizer, config)
+        self.pad_id = tokenizer_pad_id(tokenizer)
         self._cache: dict[str, list[int]] = {}
+
+    @classmethod
+    def of(
+        cls,
+        model: jaxlens.LoadedModel,
+        generation: GenerationConfig = GenerationConfig(),  # noqa: B008 - frozen
+    ) -> ModelPolicy:
+        """The policy of a loaded model (`jaxlens.load_model`): its config, tokenizer, mesh."""
+        return cls(model.config, model.tokenizer, generation, mesh=model.mesh)
 
     def encode(self, prompt: str) -> list[int]:
         """Chat-template ids of one user prompt, ending with the assistant header (cached)."""
@@ -124,24 +120,17 @@ class ModelPolicy:
                 )
         return jaxlens.left_pad(ids, self.pad_id, width)
 
-    def _put(self, x: np.ndarray) -> jax.Array:
-        if self.mesh is None:
-            return jnp.asarray(x)
-        return jaxlens.sharding.put_batch(x, self.mesh)
-
     def generate_ids(
         self, params: Any, ids: Sequence[Sequence[int]], key: jax.Array, *, rows: int | None = None
     ) -> Replies:
         """Sample one reply per id list; `rows` fixes the batch size (default: len(ids))."""
-        import time
-
         n = len(ids)
         tokens, mask = self.prompt_batch(ids, rows or n)
         start = time.perf_counter()
         out = jaxlens.generate(
             params,
-            self._put(tokens),
-            attention_mask=self._put(mask),
+            put_batch(tokens, self.mesh),
+            attention_mask=put_batch(mask, self.mesh),
             config=self.config,
             key=key,
             max_new_tokens=self.generation.max_new_tokens,

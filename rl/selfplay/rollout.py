@@ -12,10 +12,16 @@ Slot `i` plays game `games[i % len(games)]` for its whole life; the slots of one
    reply that fails the check ends its game with the convention's penalty (`rl.envs.forfeit`);
 4. finished games are recorded and their slots reset in place from fresh keys.
 
+Any registered game can be played (`rl.envs.GAMES`; default the built-in ones): the envs come
+from `rl.envs.make(game, **config.env_options.get(game, {}))`, prompts and parsing from
+`rl.text`, fixed opponents from `rl.opponents.fixed_policy`, so nothing here depends on which
+games are played.
+
 Modes (`RolloutConfig.opponent`): `"self"` (the policy plays both seats: SPIRAL self-play),
-`"random"`, `"optimal"` (TicTacToe minimax, Kuhn Nash, the heuristic negotiator), `"model"` (a
-frozen checkpoint's params, `opponent_params`). Against an opponent the policy's seat alternates
-per slot and per episode, so both roles are played equally.
+`"random"`, `"optimal"` (each game's registered optimal opponent: TicTacToe minimax, Kuhn Nash,
+the heuristic negotiator), `"model"` (a frozen checkpoint's params, `opponent_params`). Against
+an opponent the policy's seat alternates per slot and per episode, so both roles are played
+equally.
 
 Every policy turn becomes a `Sample` (prompt ids, response ids, sampling logprobs, game, role,
 turn, episode). Only samples of finished games are returned: `collect` stops once it holds
@@ -28,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -35,9 +42,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from rl import envs, opponents, text
+from rl.envs.batch import step_or_forfeit, tree_where
 from rl.envs.core import PENALTIES
 
-GAMES = ("tictactoe", "kuhn_poker", "negotiation")
 OPPONENTS = ("self", "random", "optimal", "model")
 
 
@@ -50,25 +57,23 @@ class RolloutConfig:
     """What is played.
 
     Attributes:
-      games: game names of `rl.envs.make`, assigned to slots round-robin.
+      games: registered game names (`rl.envs.GAMES`), assigned to slots round-robin.
       slots: games played side by side (also the generate batch size).
       opponent: "self", "random", "optimal" or "model" (see the module docstring).
       convention: invalid-reply rewards, a key of `rl.envs.PENALTIES` ("spiral" for training,
         "eval" for evaluation).
-      kuhn_variant: Kuhn Poker rules ("standard", "spiral_v1", "textarena").
+      env_options: `{game: {option: value}}`, each game's env options for `rl.envs.make`
+        (e.g. `{"kuhn_poker": {"variant": "spiral_v1"}}`); games not named use their defaults.
     """
 
-    games: tuple[str, ...] = GAMES
+    games: tuple[str, ...] = envs.BUILTIN
     slots: int = 12
     opponent: str = "self"
     convention: str = "spiral"
-    kuhn_variant: str = "standard"
+    env_options: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
-        object.__setattr__(self, "games", tuple(self.games))
-        bad = [g for g in self.games if g not in GAMES]
-        if not self.games or bad:
-            raise RolloutError(f"games={self.games!r}: expected a non-empty subset of {GAMES}")
+        object.__setattr__(self, "games", envs.check_names(self.games, "games"))
         if not isinstance(self.slots, int) or self.slots < len(self.games):
             raise RolloutError(
                 f"slots={self.slots!r}: expected an int >= the number of games ({len(self.games)})"
@@ -79,7 +84,17 @@ class RolloutConfig:
             raise RolloutError(
                 f"convention={self.convention!r}: expected one of {sorted(PENALTIES)}"
             )
-        envs.make("kuhn_poker", variant=self.kuhn_variant)  # validates the variant
+        options = {g: dict(o) for g, o in dict(self.env_options).items()}
+        stray = sorted(set(options) - set(self.games))
+        if stray:
+            raise RolloutError(f"env_options names {stray}: not among games={self.games}")
+        object.__setattr__(self, "env_options", options)
+        for game in self.games:
+            self.make_env(game)  # validates the options
+
+    def make_env(self, game: str) -> Any:
+        """The env of `game` with its `env_options`."""
+        return envs.make(game, **self.env_options.get(game, {}))
 
 
 class Sample(NamedTuple):
@@ -116,34 +131,26 @@ class Rollout(NamedTuple):
     reply_tokens: int  # tokens in those replies
 
 
-def make_env(game: str, kuhn_variant: str = "standard") -> Any:
-    return envs.make(game, variant=kuhn_variant) if game == "kuhn_poker" else envs.make(game)
+class Reply(NamedTuple):
+    """A generated reply waiting for its game's step."""
 
-
-def fixed_policy(env: Any, kind: str) -> Any:
-    """The single-state opponent policy `(key, state) -> action` of a kind."""
-    if kind == "random":
-        return opponents.RandomLegal(env)
-    return {
-        "tictactoe": opponents.Minimax,
-        "kuhn_poker": opponents.KuhnNash,
-        "negotiation": opponents.HeuristicNegotiator,
-    }[env.name]()
+    ids: list[int]  # the prompt's chat-template ids
+    tokens: np.ndarray
+    logprobs: np.ndarray
+    text: str
+    mine: bool  # the policy's reply (False: the frozen model opponent's)
 
 
 @functools.cache
 def _jitted(env: Any, kind: str | None, penalty: tuple[float, float]):
     def apply(states, actions, ok, key, may_reset):
         """(stepped states, the same with finished games in `may_reset` rows restarted)."""
-        stepped = jax.vmap(env.step)(states, actions)
-        lost = jax.vmap(lambda s: envs.forfeit(s, penalty))(states)
-        pick = lambda c: lambda a, b: jnp.where(c.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
-        new = jax.tree.map(pick(ok), stepped, lost)
+        new = step_or_forfeit(env, states, actions, ok, penalty)
         fresh = env.init_batch(key, actions.shape[0])
-        return new, jax.tree.map(pick(may_reset & new.terminated), fresh, new)
+        return new, tree_where(may_reset & new.terminated, fresh, new)
 
     def opponent(key, states):
-        policy = fixed_policy(env, kind)
+        policy = opponents.fixed_policy(env, kind)
         keys = jax.random.split(key, states.terminated.shape[0])
         return jax.vmap(policy)(keys, states)
 
@@ -157,10 +164,10 @@ def _jitted(env: Any, kind: str | None, penalty: tuple[float, float]):
 class _Group:
     """The slots of one game: batched states plus per-slot host bookkeeping."""
 
-    def __init__(self, game, slots, cfg, key):
-        self.game, self.slots = game, np.asarray(slots)
-        self.env = make_env(game, cfg.kuhn_variant)
-        kind = cfg.opponent if cfg.opponent in ("random", "optimal") else None
+    def __init__(self, gi, game, slots, cfg, key):
+        self.gi, self.game, self.slots = gi, game, np.asarray(slots)
+        self.env = cfg.make_env(game)
+        kind = cfg.opponent if cfg.opponent in opponents.KINDS else None
         self.apply, self.opponent, init = _jitted(self.env, kind, PENALTIES[cfg.convention])
         n = len(slots)
         self.states = init(key, n)
@@ -177,6 +184,30 @@ class _Group:
 
     def seats(self, j: int) -> tuple[int, ...]:
         return (0, 1) if self.selfplay else (self.model_seat(j),)
+
+
+class _Log:
+    """What `collect` accumulates: finished samples and episodes, timing and counters."""
+
+    def __init__(self):
+        self.samples: list[Sample] = []
+        self.episodes: list[Episode] = []
+        self.timing = {"generate": 0.0, "env": 0.0, "text": 0.0}
+        self.turns = self.replies = self.reply_tokens = 0
+
+    def rollout(self) -> Rollout:
+        return Rollout(
+            self.samples, self.episodes, self.timing, self.turns, self.replies, self.reply_tokens
+        )
+
+
+def _groups(config: RolloutConfig, key: jax.Array) -> list[_Group]:
+    """One `_Group` per game, slot `i` playing `games[i % len(games)]`."""
+    names = config.games
+    return [
+        _Group(gi, g, [i for i in range(config.slots) if names[i % len(names)] == g], config, k)
+        for gi, (g, k) in enumerate(zip(names, jax.random.split(key, len(names)), strict=True))
+    ]
 
 
 def collect(
@@ -196,79 +227,90 @@ def collect(
     if config.opponent == "model" and opponent_params is None:
         raise RolloutError("collect: opponent='model' needs opponent_params")
     key, k_init = jax.random.split(key)
-    names = config.games
-    groups = [
-        _Group(g, [i for i in range(config.slots) if names[i % len(names)] == g], config, k)
-        for g, k in zip(names, jax.random.split(k_init, len(names)), strict=True)
-    ]
-    samples: list[Sample] = []
-    episodes: list[Episode] = []
-    timing = {"generate": 0.0, "env": 0.0, "text": 0.0}
-    turns = replies_made = reply_tokens = 0
-    while turns < max_turns:
+    groups = _groups(config, k_init)
+    log = _Log()
+    while log.turns < max_turns:
         key, k_gen, k_opp, k_step = jax.random.split(key, 4)
-        turns += 1
-        t0 = time.perf_counter()
-        movers = [np.asarray(jax.device_get(g.states.current_player)) for g in groups]
-        timing["env"] += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        prompts, opp_prompts, where, opp_where = [], [], [], []
-        for gi, g in enumerate(groups):
-            rendered = None
-            for j in range(len(g.slots)):
-                if g.idle[j]:
-                    continue
-                mine = int(movers[gi][j]) in g.seats(j)
-                if mine or config.opponent == "model":
-                    rendered = rendered or text.render_batch(g.env, g.states)
-                    (prompts if mine else opp_prompts).append(rendered[j])
-                    (where if mine else opp_where).append((gi, j))
-        timing["text"] += time.perf_counter() - t0
-        replies: dict[tuple[int, int], tuple] = {}
-        for batch, places, p, mine, k in (
-            (prompts, where, params, True, k_gen),
-            (opp_prompts, opp_where, opponent_params, False, k_opp),
+        log.turns += 1
+        asked = _prompts(groups, config, log.timing)
+        replies = {}
+        for (prompts, places), p, mine, k in zip(
+            asked, (params, opponent_params), (True, False), (k_gen, k_opp), strict=True
         ):
-            if not batch:
-                continue
-            out = policy.generate(p, batch, k, rows=config.slots)
-            timing["generate"] += out.seconds
-            replies_made += len(batch)
-            reply_tokens += sum(len(t) for t in out.tokens[: len(batch)])
-            for n, place in enumerate(places):
-                ids = policy.encode(batch[n])
-                replies[place] = (ids, out.tokens[n], out.logprobs[n], out.texts[n], mine)
+            replies.update(_generate(policy, p, prompts, places, mine, k, config.slots, log))
         keys = jax.random.split(k_step, 2 * len(groups))
-        for gi, g in enumerate(groups):
-            _advance(
-                g,
-                gi,
-                replies,
-                keys[2 * gi],
-                keys[2 * gi + 1],
-                config,
-                timing,
-                samples,
-                episodes,
-                episodes_per_slot,
-            )
-        if min_samples is not None and len(samples) >= min_samples:
+        for g in groups:
+            _advance(g, replies, keys[2 * g.gi], keys[2 * g.gi + 1], config, episodes_per_slot, log)
+        if min_samples is not None and len(log.samples) >= min_samples:
             break
         if all(g.idle.all() for g in groups):
             break
-    return Rollout(samples, episodes, timing, turns, replies_made, reply_tokens)
+    return log.rollout()
 
 
-def _advance(g, gi, replies, k_opp, k_reset, config, timing, samples, episodes, per_slot):
-    """Parse this group's replies, step its envs, close and reset finished games."""
+Asked = tuple[list[str], list[tuple[int, int]]]  # prompts and their (group, slot) places
+
+
+def _prompts(groups: list[_Group], config: RolloutConfig, timing: dict) -> tuple[Asked, Asked]:
+    """The prompts of this turn: (the policy's, the frozen model opponent's)."""
+    t0 = time.perf_counter()
+    movers = [np.asarray(jax.device_get(g.states.current_player)) for g in groups]
+    timing["env"] += time.perf_counter() - t0
+    t0 = time.perf_counter()
+    mine: Asked = ([], [])
+    theirs: Asked = ([], [])
+    for g, mover in zip(groups, movers, strict=True):
+        rendered = None
+        for j in range(len(g.slots)):
+            if g.idle[j]:
+                continue
+            own = int(mover[j]) in g.seats(j)
+            if own or config.opponent == "model":
+                rendered = rendered or text.render_batch(g.env, g.states)
+                prompts, places = mine if own else theirs
+                prompts.append(rendered[j])
+                places.append((g.gi, j))
+    timing["text"] += time.perf_counter() - t0
+    return mine, theirs
+
+
+def _generate(policy, params, prompts, places, mine, key, rows, log: _Log) -> dict:
+    """`{(group, slot): Reply}` for one batch of prompts (none when there are no prompts)."""
+    if not prompts:
+        return {}
+    out = policy.generate(params, prompts, key, rows=rows)
+    log.timing["generate"] += out.seconds
+    log.replies += len(prompts)
+    log.reply_tokens += sum(len(t) for t in out.tokens[: len(prompts)])
+    return {
+        place: Reply(policy.encode(prompts[n]), out.tokens[n], out.logprobs[n], out.texts[n], mine)
+        for n, place in enumerate(places)
+    }
+
+
+class _Stepped(NamedTuple):
+    """One group's move, as the bookkeeping needs it (host arrays, `[n]` slots)."""
+
+    parsed: text.Parsed
+    from_reply: np.ndarray  # bool: the move came from a generated reply
+    movers: np.ndarray  # who moved
+    before: np.ndarray  # move count before the move
+    live: np.ndarray  # bool: the slot's game was running
+    rewards: np.ndarray  # [n, 2]
+    ended: np.ndarray  # bool: the game is over after the move
+
+
+def _step(g: _Group, replies: dict, k_opp, k_reset, config, per_slot, timing) -> _Stepped:
+    """Parse this group's replies (or ask its fixed opponent), step its envs, reset finished
+    games that will be played again; returns what happened."""
     n = len(g.slots)
     t0 = time.perf_counter()
-    texts = [replies[(gi, j)][3] if (gi, j) in replies else "" for j in range(n)]
+    texts = [replies[(g.gi, j)].text if (g.gi, j) in replies else "" for j in range(n)]
     mode = "env" if config.convention == "env" else "boxed"
     parsed = text.parse_batch(g.env, g.states, texts, mode=mode)
     timing["text"] += time.perf_counter() - t0
     t0 = time.perf_counter()
-    from_reply = np.array([(gi, j) in replies for j in range(n)])
+    from_reply = np.array([(g.gi, j) in replies for j in range(n)])
     if g.opponent is not None:
         opp = np.asarray(g.opponent(k_opp, g.states))
         actions = np.where(from_reply, parsed.actions, opp)
@@ -288,44 +330,51 @@ def _advance(g, gi, replies, k_opp, k_reset, config, timing, samples, episodes, 
     )
     rewards, ended = jax.device_get((stepped.rewards, stepped.terminated))
     timing["env"] += time.perf_counter() - t0
-    for j in np.flatnonzero(live):
-        g.returns[j] += rewards[j]
+    return _Stepped(parsed, from_reply, movers, before, live, rewards, np.asarray(ended))
+
+
+def _advance(g: _Group, replies, k_opp, k_reset, config, per_slot, log: _Log) -> None:
+    """Play one turn of group `g`: step it, record the turn, close and reset finished games."""
+    out = _step(g, replies, k_opp, k_reset, config, per_slot, log.timing)
+    _record(g, replies, out)
+    for j in np.flatnonzero(out.live & out.ended):
+        _close(g, j, per_slot, log)
+
+
+def _record(g: _Group, replies: dict, out: _Stepped) -> None:
+    """Add this move to each live slot's returns and counts, and buffer the policy's sample."""
+    for j in np.flatnonzero(out.live):
+        g.returns[j] += out.rewards[j]
         g.moves[j] += 1
-        valid = bool(parsed.format_ok[j]) and parsed.actions[j] != text.INVALID
-        if from_reply[j] and not valid:
-            g.invalid[j] = movers[j]
-        entry = replies.get((gi, j))
-        if entry is not None and entry[4]:
-            ids, toks, lps, reply, _ = entry
-            g.buffer[j].append(
-                Sample(
-                    np.asarray(ids, np.int32),
-                    toks,
-                    lps,
-                    g.game,
-                    int(movers[j]),
-                    int(before[j]),
-                    -1,
-                    reply,
-                    valid,
-                )
-            )
-    finished = live & np.asarray(ended)
-    for j in np.flatnonzero(finished):
-        first = len(samples)
-        ep = len(episodes)
-        samples.extend(s._replace(episode=ep) for s in g.buffer[j])
-        episodes.append(
-            Episode(
+        valid = bool(out.parsed.format_ok[j]) and out.parsed.actions[j] != text.INVALID
+        if out.from_reply[j] and not valid:
+            g.invalid[j] = out.movers[j]
+        reply = replies.get((g.gi, j))
+        if reply is not None and reply.mine:
+            sample = Sample(
+                np.asarray(reply.ids, np.int32),
+                reply.tokens,
+                reply.logprobs,
                 g.game,
-                tuple(float(x) for x in g.returns[j]),
-                int(g.moves[j]),
-                int(g.invalid[j]),
-                g.seats(j),
-                tuple(range(first, len(samples))),
+                int(out.movers[j]),
+                int(out.before[j]),
+                -1,
+                reply.text,
+                valid,
             )
-        )
-        g.buffer[j], g.returns[j], g.moves[j], g.invalid[j] = [], 0.0, 0, -1
-        g.done_count[j] += 1
-        if per_slot is not None and g.done_count[j] >= per_slot:
-            g.idle[j] = True
+            g.buffer[j].append(sample)
+
+
+def _close(g: _Group, j: int, per_slot: int | None, log: _Log) -> None:
+    """Move slot `j`'s finished game into the log and start its bookkeeping afresh."""
+    first, ep = len(log.samples), len(log.episodes)
+    log.samples.extend(s._replace(episode=ep) for s in g.buffer[j])
+    returns = tuple(float(x) for x in g.returns[j])
+    samples = tuple(range(first, len(log.samples)))
+    log.episodes.append(
+        Episode(g.game, returns, int(g.moves[j]), int(g.invalid[j]), g.seats(j), samples)
+    )
+    g.buffer[j], g.returns[j], g.moves[j], g.invalid[j] = [], 0.0, 0, -1
+    g.done_count[j] += 1
+    if per_slot is not None and g.done_count[j] >= per_slot:
+        g.idle[j] = True

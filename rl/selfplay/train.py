@@ -202,6 +202,72 @@ class _Stop:
             signal.signal(signal.SIGTERM, self._old)
 
 
+def _start(policy: Any, params: Any, cfg: SpiralConfig, mesh: Any, opponent_params: Any):
+    """(fresh state, KL reference params or None, the frozen "model" opponent's params)."""
+    state = init_state(params, cfg, model_config=policy.config, mesh=mesh)
+    model_opponent = opponent_params is None and "model" in cfg.eval_opponents
+    start = None
+    if cfg.ppo.kl_coef or model_opponent:
+        # one copy of the start policy (same shardings): `learner.update` donates the learner's
+        # own buffers, so the KL reference and the frozen opponent cannot alias them
+        start = jax.tree.map(lambda x: jnp.array(x, copy=True), state.learner.params)
+    if model_opponent:
+        opponent_params = learner.compute_params(start, cfg.ppo)
+    return state, (start if cfg.ppo.kl_coef else None), opponent_params
+
+
+def _learn(policy, lstate, batch, ref, cfg: SpiralConfig, mesh: Any):
+    """One `learner.update` on a packed batch (no update when nothing was kept)."""
+    if batch is None:
+        return lstate, {}
+    batch = _shard_batch(batch, mesh)
+    if ref is not None:
+        batch = batch.replace(
+            ref_logprobs=learner.reference_logprobs(ref, batch, config=policy.config, ppo=cfg.ppo)
+        )
+    lstate, metrics = learner.update(lstate, batch, config=policy.config, ppo=cfg.ppo)
+    return lstate, {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+
+def train_step(
+    policy: Any,
+    state: TrainState,
+    baselines: dict,
+    cfg: SpiralConfig,
+    *,
+    ref: Any = None,
+    mesh: Any = None,
+    opponent_params: Any = None,
+) -> tuple[TrainState, dict, dict[str, Any]]:
+    """Rollout, advantages and one PPO update: (next state, baselines, the step's record)."""
+    step = int(state.step)
+    t0 = time.perf_counter()
+    key, k_roll = jax.random.split(state.key)
+    gen = learner.compute_params(state.learner.params, cfg.ppo)
+    roll = rollout.collect(
+        policy,
+        gen,
+        k_roll,
+        config=cfg.rollout,
+        min_samples=cfg.samples_per_step,
+        opponent_params=opponent_params,
+    )
+    adv, baselines = advantages_of(roll, baselines, cfg)
+    batch, used = make_batch(roll, adv, cfg, policy.pad_id)
+    t1 = time.perf_counter()
+    lstate, metrics = _learn(policy, state.learner, batch, ref, cfg, mesh)
+    state = TrainState(learner=lstate, key=key, step=jnp.int32(step + 1))
+    record = {
+        "step": step + 1,
+        "trained_samples": used,
+        **metrics,
+        **step_metrics(roll, adv, baselines),
+        "time/learn": time.perf_counter() - t1,
+        "time/step": time.perf_counter() - t0,
+    }
+    return state, baselines, record
+
+
 def train(
     policy: Any,
     params: Any,
@@ -215,16 +281,7 @@ def train(
     progress: Any = None,
 ) -> tuple[TrainState, dict, list[dict]]:
     """Run (or resume) training; returns (final state, baselines, evaluation rows)."""
-    state = init_state(params, cfg, model_config=policy.config, mesh=mesh)
-    model_opponent = opponent_params is None and "model" in cfg.eval_opponents
-    start = None
-    if cfg.ppo.kl_coef or model_opponent:
-        # one copy of the start policy (same shardings): `learner.update` donates the learner's
-        # own buffers, so the KL reference and the frozen opponent cannot alias them
-        start = jax.tree.map(lambda x: jnp.array(x, copy=True), state.learner.params)
-    ref = start if cfg.ppo.kl_coef else None
-    if model_opponent:
-        opponent_params = learner.compute_params(start, cfg.ppo)
+    state, ref, opponent_params = _start(policy, params, cfg, mesh, opponent_params)
     mgr = checkpoint.manager(checkpoint_dir, keep=cfg.keep_checkpoints)
     baselines: dict = {}
     if checkpoint.latest(mgr) is not None:
@@ -235,47 +292,15 @@ def train(
     evals: list[dict] = []
     with _Stop() as stop:
         while int(state.step) < cfg.steps:
-            step = int(state.step)
-            t0 = time.perf_counter()
-            key, k_roll = jax.random.split(state.key)
-            gen = learner.compute_params(state.learner.params, cfg.ppo)
-            roll = rollout.collect(
-                policy,
-                gen,
-                k_roll,
-                config=cfg.rollout,
-                min_samples=cfg.samples_per_step,
-                opponent_params=opponent_params,
+            state, baselines, record = train_step(
+                policy, state, baselines, cfg, ref=ref, mesh=mesh, opponent_params=opponent_params
             )
-            adv, baselines = advantages_of(roll, baselines, cfg)
-            batch, used = make_batch(roll, adv, cfg, policy.pad_id)
-            t1 = time.perf_counter()
-            metrics: dict[str, Any] = {}
-            lstate = state.learner
-            if batch is not None:
-                batch = _shard_batch(batch, mesh)
-                if ref is not None:
-                    batch = batch.replace(
-                        ref_logprobs=learner.reference_logprobs(
-                            ref, batch, config=policy.config, ppo=cfg.ppo
-                        )
-                    )
-                lstate, metrics = learner.update(lstate, batch, config=policy.config, ppo=cfg.ppo)
-                metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-            state = TrainState(learner=lstate, key=key, step=jnp.int32(step + 1))
-            record = {
-                "step": step + 1,
-                "trained_samples": used,
-                **metrics,
-                **step_metrics(roll, adv, baselines),
-                "time/learn": time.perf_counter() - t1,
-                "time/step": time.perf_counter() - t0,
-            }
-            if cfg.eval_every and (step + 1) % cfg.eval_every == 0:
+            step = int(state.step)
+            if cfg.eval_every and step % cfg.eval_every == 0:
                 rows = run_evals(
-                    policy, state, cfg, jax.random.fold_in(eval_key, step + 1), opponent_params
+                    policy, state, cfg, jax.random.fold_in(eval_key, step), opponent_params
                 )
-                evals += [dict(r, step=step + 1) for r in rows]
+                evals += [dict(r, step=step) for r in rows]
                 record.update(
                     {f"eval/{r['opponent']}/{r['game']}/{r['role']}/win": r["win"] for r in rows}
                 )
@@ -283,10 +308,10 @@ def train(
             if progress is not None:
                 progress.update(1)
             if on_step is not None:
-                on_step(step + 1)
-            due = cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0
-            if due or stop.requested or step + 1 == cfg.steps:
-                checkpoint.save(mgr, step + 1, state, baselines)
+                on_step(step)
+            due = cfg.checkpoint_every and step % cfg.checkpoint_every == 0
+            if due or stop.requested or step == cfg.steps:
+                checkpoint.save(mgr, step, state, baselines)
             if stop.requested:
                 break
     mgr.close()
@@ -294,6 +319,7 @@ def train(
 
 
 def run_evals(policy, state: TrainState, cfg: SpiralConfig, key, opponent_params=None):
+    """Evaluation rows of `state`'s policy against each of `cfg.eval_opponents`."""
     gen = learner.compute_params(state.learner.params, cfg.ppo)
     rows = []
     for i, opp in enumerate(cfg.eval_opponents):
@@ -306,6 +332,6 @@ def run_evals(policy, state: TrainState, cfg: SpiralConfig, key, opponent_params
             slots=cfg.rollout.slots,
             games_per_slot=cfg.eval_games_per_slot,
             opponent_params=opponent_params,
-            kuhn_variant=cfg.rollout.kuhn_variant,
+            env_options=cfg.rollout.env_options,
         )
     return rows

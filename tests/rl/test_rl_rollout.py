@@ -7,6 +7,8 @@ import jax
 import numpy as np
 import pytest
 
+import rl.envs as E
+from rl.envs import kuhn_poker
 from rl.selfplay import evaluate
 from rl.selfplay import rollout as ro
 from rl.selfplay.policy import Replies
@@ -121,6 +123,14 @@ def test_bad_settings():
         ro.RolloutConfig(games=("chess",))
     with pytest.raises(ValueError, match="exactly one"):
         ro.collect(Scripted(first_legal), None, jax.random.PRNGKey(0), config=ro.RolloutConfig())
+    with pytest.raises(ValueError, match="env_options"):
+        ro.RolloutConfig(games=("tictactoe",), env_options={"kuhn_poker": {"rounds": 3}})
+    with pytest.raises(ValueError, match="variant"):
+        ro.RolloutConfig(env_options={"kuhn_poker": {"variant": "poker"}})
+    cfg = ro.RolloutConfig(env_options=E.parse_options(["kuhn.variant=spiral_v1", "kuhn.rounds=3"]))
+    assert cfg.make_env("kuhn_poker") == E.make("kuhn_poker", variant="spiral_v1", rounds=3)
+    with pytest.raises(ValueError, match="GAME.OPTION=VALUE"):
+        E.parse_options(["kuhn_poker=spiral_v1"])
 
 
 def test_evaluation_summary_counts_the_policys_own_replies():
@@ -156,12 +166,12 @@ def test_kuhn_strategy_reads_the_table_a_scripted_player_follows():
         return f"\\boxed{{{'[bet]' if card == 'K' else '[check]'}}}"
 
     policy = Scripted(reply)
-    out = evaluate.kuhn_strategy(policy, None, jax.random.key(0), samples=3)
+    out = evaluate.read_strategy(policy, None, jax.random.key(0), game="kuhn_poker", samples=3)
     expected = np.array([[0, 0, 1], [0, 0, 1], [0, 1, 1], [0.5, 1, 1]])  # START, C, B, CB x J Q K
     np.testing.assert_array_equal(out["table"], expected)
     np.testing.assert_array_equal(out["illegal"], np.eye(4)[3][:, None] * [1, 0, 0])
     assert policy.calls == [9, 9, 9, 9]  # one batch a node: 3 cards x 3 samples
-    report = evaluate.kuhn_strategy_report(out["table"])
+    report = kuhn_poker.strategy.worth(out["table"])
     assert 0 < report["exploitability"] < 0.46 and 0 < report["win_vs_random"] < 1
     with pytest.raises(ro.RolloutError, match="samples"):
-        evaluate.kuhn_strategy(policy, None, jax.random.key(0), samples=0)
+        evaluate.read_strategy(policy, None, jax.random.key(0), game="kuhn_poker", samples=0)

@@ -21,11 +21,12 @@ pytestmark = pytest.mark.skipif(
 def test_spiral_eval_writes_games_reasoning_and_the_kuhn_strategy(tmp_path):
     main = runpy.run_path(str(SCRIPT), run_name="spiral_eval")["main"]
     args = "--games kuhn_poker --opponents random --slots 2 --games-per-slot 1"
-    main([*args.split(), "--reasoning-items", "2", "--kuhn-samples", "2", "--out", str(tmp_path)])
+    args += " --reasoning-items 2 --strategy-samples 2"
+    main([*args.split(), "--out", str(tmp_path)])
     rows = json.loads((tmp_path / "games.json").read_text())
     assert {r["role"] for r in rows} == {0, 1, "all"} and rows[-1]["n"] == 2
     assert json.loads((tmp_path / "reasoning.json").read_text())["n"] == 2
-    strategy = json.loads((tmp_path / "kuhn_strategy.json").read_text())
+    strategy = json.loads((tmp_path / "kuhn_poker_strategy.json").read_text())
     table = np.array(strategy["table"])
     assert table.shape == (4, 3) and ((0 <= table) & (table <= 1)).all()
     report = (tmp_path / "report.md").read_text()

@@ -102,9 +102,8 @@ KUHN_NOT_YET = pytest.mark.xfail(
 
 @pytest.mark.parametrize("game", ["tictactoe", pytest.param("kuhn_poker", marks=KUHN_NOT_YET)])
 def test_self_play_beats_the_starting_model_against_random(game, tmp_path):
-    config, params = jaxlens.load_hf(BUILTIN, dtype="float32")
-    tok = jaxlens.load_tokenizer(BUILTIN, config=config)
-    policy = sp.ModelPolicy(config, tok, GENERATION)
+    model = jaxlens.load_model(BUILTIN, dtype="float32")
+    policy, params = sp.ModelPolicy.of(model, GENERATION), model.params
     totals = np.zeros(4)  # wins before, n before, wins after, n after
     ablation = np.zeros(2)
     for seed in SEEDS:

@@ -1,4 +1,5 @@
-"""Kill-and-resume: a run stopped by SIGTERM and resumed equals the uninterrupted run."""
+"""Kill-and-resume: a run stopped by SIGTERM and resumed equals the uninterrupted run; the
+study entry point (`rl.selfplay.run_study`) resumes from its own run folder."""
 
 import os
 import signal
@@ -6,7 +7,7 @@ import signal
 import jax
 import numpy as np
 import pytest
-from _spiral_model import tiny_model
+from _spiral_model import save_tiny, tiny_model
 
 import jaxlens
 import rl.selfplay as sp
@@ -61,3 +62,26 @@ def test_sigterm_then_resume_equals_uninterrupted_run(policy, tmp_path):
         for a, b in zip(jax.tree.leaves(full.learner.params), jax.tree.leaves(params), strict=True)
     ]
     assert max(moved) > 0
+
+
+def test_run_study_writes_its_folder_and_resumes(tmp_path):
+    model = save_tiny(tmp_path / "model")
+    cfg = sp.SpiralConfig(
+        steps=1,
+        samples_per_step=4,
+        rollout=sp.RolloutConfig(games=("tictactoe",), slots=2),
+        generation=sp.GenerationConfig(max_new_tokens=4),
+        ppo=sp.PPOConfig(lr=1e-3, epochs=1, micro_batch=4, normalize="token_mean"),
+        eval_every=0,
+        eval_games_per_slot=1,
+        checkpoint_every=0,
+    )
+    out = tmp_path / "run"
+    head = sp.run_study(model, out, config=cfg, command=["test"])
+    assert head["steps"] == 1 and set(head["win_vs_random"]) == {"tictactoe"}
+    assert head["games"] == {"tictactoe": 2}  # the trained policy against its start
+    for name in ("config.json", "evals.json", "report.md", "policy/config.json"):
+        assert (out / name).is_file(), name
+    again = sp.run_study(model, out, config=cfg, steps=2, command=["test"])
+    assert again["steps"] == 2
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2  # step 1 kept, step 2 added

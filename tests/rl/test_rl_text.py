@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 import rl.envs as E
 import rl.text as T
-from rl import grammar
 from rl.envs import kuhn_poker as K
 from rl.envs import negotiation as N
+from rl.envs.negotiation import text as negotiation_text
 
 TTT = E.make("tictactoe")
 KUHN = E.make("kuhn_poker")
@@ -153,7 +153,7 @@ def test_kuhn_conventions(positions):
     ],
 )
 def test_negotiation_grammar(text, expect):
-    action, reason = grammar.negotiation_move(text)
+    action, reason = negotiation_text.read(text)
     if expect is None:
         assert action == T.INVALID and "malformed offer" in reason
     else:

@@ -262,7 +262,7 @@ def test_negotiation_matches_textarena_up_to_documented_differences():
 
 def test_offer_grammar_matches_textarena_parser():
     """Our linear-time offer reader against TextArena's regex + parser on random strings."""
-    from rl import grammar
+    from rl.envs.negotiation import text as grammar
 
     game = SimpleNegotiationEnv()
     game.resource_names = ["Wood", "Gold"]

@@ -22,7 +22,7 @@ def sample():
 
 
 def test_transcripts_replay_to_the_same_prompts_and_outcomes(sample):
-    step = {g: jax.jit(E.make(g, **R.ENV_OPTIONS[g]).step) for g in R.GAMES}
+    step = {g: jax.jit(E.make(g, **E.get(g).corpus_options).step) for g in R.GAMES}
     assert {t.game for t in sample} == set(R.GAMES)
     for game in sample:
         env = E.make(game.game, **game.options)
