@@ -15,7 +15,7 @@ Stages (each writes its own run folder under --out, with report.md, summary.json
   appear from one layer to the next) and the static feature browser (`sae.evolution`);
 - spiral: a short SPIRAL self-play run on the three games, evaluated against a random player
   before and after training on the same games, and against the start model after training
-  (`rl.selfplay.run`).
+  (`rl.selfplay.run_study`).
 
 The root folder gets `index.html` (open it in any browser: headline figures, every plot, links
 to each stage's report and to the feature browser, the command, versions and time taken),
