@@ -117,23 +117,30 @@ def run_personality(model: Path, out: Path, args, mesh):
             "best layer": head["best_layer"][t],
             "steering shift": head["steer_shift"].get(t),
             "shift with persona": head["steer_shift_context"].get(t),
+            "questionnaire shift": head["questionnaire_shift"].get(t),
+            "questionnaire with persona": head["questionnaire_shift_context"].get(t),
+            "questionnaire off-target": head["questionnaire_off_target"].get(t),
         }
         for t in personality.TRAITS
     ]
-    caption = "probe Spearman (best layer) and forced-choice steering shift per trait"
+    caption = "probe Spearman (best layer) and steering shifts per trait"
     note = (
         "Probe Spearman: held-out characters' trait scores against the probe's readout. "
         "Steering shift: the change in the forced-choice readout (the share of the trait's "
         "positive statements picked, from option probabilities) from the most negative to the "
-        "most positive steering strength (-1 .. 1)."
+        "most positive steering strength (-1 .. 1). Questionnaire shift: the same change in the "
+        "mean expected keyed answer (1-5) over the trait's held-out IPIP-50 items (half of each "
+        "trait's items; the steered layers were chosen on the other half), without and with a "
+        "persona card; off-target: the mean |shift| of the other four traits' answers."
     )
     if any(math.isnan(r["probe Spearman"]) for r in rows):
         note += " nan: the probe had nothing to fit; personality/probe/report.md says why."
     if model.resolve() == Path(jaxlens.BUILTIN_MODEL).resolve():
         note += (
             " The built-in model's forced-choice picks do not follow a persona at all "
-            "(docs/builtin_model.md), so steering has nothing to move there: a shift near 0 is "
-            "its true result."
+            "(docs/builtin_model.md), so steering has nothing to move there: a forced-choice "
+            "shift near 0 is its true result; its questionnaire answers do follow a persona, "
+            "and steering moves them."
         )
     return (run_index.Table(caption, tuple(rows), note=note),), ()
 

@@ -173,6 +173,8 @@ def test_headline_figures_are_the_stages_own(run):
     assert "standard error" in head["spiral"][0]["note"]
     traits = {r["trait"] for r in head["personality"][0]["rows"]}
     assert traits == set(jaxlens.personality.TRAITS)
+    for row in head["personality"][0]["rows"]:  # questionnaire steering beside forced choice
+        assert {"steering shift", "questionnaire shift", "questionnaire with persona"} <= set(row)
     for stage in STAGES:
         for table in head[stage]:
             assert _finite_numbers(table["rows"], stage)

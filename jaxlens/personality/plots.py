@@ -51,14 +51,22 @@ def matrix(
     return fig
 
 
-def dose_response(curves: dict[str, tuple], title: str, xlabel: str):
+def dose_response(
+    curves: dict[str, tuple],
+    title: str,
+    xlabel: str,
+    *,
+    ylabel: str = "fraction of trait-positive picks",
+    ylim: tuple[float, float] | None = (-0.02, 1.02),
+):
     """`curves[label] = (strengths, values)`; one line each."""
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for label, (x, y) in curves.items():
         ax.plot(x, y, marker="o", label=label)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("fraction of trait-positive picks")
-    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylabel(ylabel)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
     ax.set_title(title)
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)

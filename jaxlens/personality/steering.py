@@ -2,8 +2,11 @@
 
 Recipes (`Recipe`), both on `resid_post`:
 
-- `"last"`: at the last prompt token, at every layer, add `alpha * r_l` (each layer's own unit
-  direction); `alpha` is absolute, as in the paper (strengths around +-0.4).
+- `"last"`: at the last prompt token, at every layer, add `alpha * n_l * r_l` (each layer's own
+  unit direction). With `Recipe.units="norm"` (the default) `n_l` is the mean residual norm at
+  layer `l` over the study's prompts (`mean_norms`, unsteered, last prompt token), so a strength
+  means the same on any model; with `units="absolute"` (the paper's reading, strengths around
+  +-0.4) `n_l = 1`, a push that is tiny next to residual norms in the tens or hundreds.
 - `"band"`: at every position (prompt and generated), over a band of layers around the probe's
   best layer, `h += c * ||h|| * r_l` (`jaxlens.steer(..., norm_scaled=True)`), c up to +-0.3.
 
@@ -38,16 +41,19 @@ from jaxlens.personality.items import ADJECTIVES, INSTRUCTIONS, SELF_STATEMENTS,
 from jaxlens.personality.personas import Character
 
 RECIPES = ("band", "last")
+UNITS = ("norm", "absolute")
 
 
 @dataclass(frozen=True, kw_only=True)
 class Recipe:
     """name: "band" or "last". strengths: the sweep (c for "band", alpha for "last").
-    band: layers on each side of the probe's best layer ("band" only, >= 0)."""
+    band: layers on each side of the centre layer ("band" only, >= 0). units ("last" only):
+    "norm" (alpha in units of the layer's mean residual norm) or "absolute" (the paper's)."""
 
     name: str = "band"
     strengths: tuple[float, ...] = (-0.3, -0.15, 0.0, 0.15, 0.3)
     band: int = 1
+    units: str = "norm"
 
     def __post_init__(self):
         if self.name not in RECIPES:
@@ -56,18 +62,41 @@ class Recipe:
             raise ValueError("Recipe.strengths: expected at least one strength")
         if self.band < 0:
             raise ValueError(f"Recipe.band: expected >= 0, got {self.band}")
+        if self.units not in UNITS:
+            raise ValueError(f"Recipe.units={self.units!r}: expected one of {UNITS}")
+
+
+def mean_norms(
+    model: jaxlens.LoadedModel, convs, *, batch_size: int = 32
+) -> Float[np.ndarray, " L"]:
+    """The mean `resid_post` norm at the last prompt token per layer over `convs` (unsteered):
+    the unit of the "last" recipe's strengths."""
+    total = np.zeros(model.config.n_layers)
+    for batch in runtime.batches(model.tokenizer, convs, batch_size=min(batch_size, len(convs))):
+        last, _ = runtime.prompt_captures(model, batch)  # [L, b, D]
+        total += np.linalg.norm(last, axis=-1).sum(1)
+    return total / len(convs)
 
 
 def interventions(
-    recipe: Recipe, directions: Float[np.ndarray, "L D"], best_layer: int, strength: float
+    recipe: Recipe,
+    directions: Float[np.ndarray, "L D"],
+    best_layer: int,
+    strength: float,
+    *,
+    norms: Float[np.ndarray, " L"] | None = None,
 ) -> jaxlens.Interventions:
-    """The intervention pytree of one recipe at one strength (`directions [L, D]`)."""
+    """The intervention pytree of one recipe at one strength (`directions [L, D]`); the "band"
+    centres on `best_layer`. `norms [L]` (`mean_norms`) is required by "last" in "norm" units."""
     n_layers = directions.shape[0]
     if recipe.name == "last":
         layers = list(range(n_layers))
-        return jaxlens.steer(
-            runtime.SITE, layers, directions[layers], alpha=strength, positions="last"
-        )
+        vectors = directions[layers]
+        if recipe.units == "norm":
+            if norms is None:
+                raise ValueError('Recipe "last" in units="norm": pass norms=mean_norms(...)')
+            vectors = vectors * np.asarray(norms, np.float32)[layers, None]
+        return jaxlens.steer(runtime.SITE, layers, vectors, alpha=strength, positions="last")
     lo, hi = max(0, best_layer - recipe.band), min(n_layers, best_layer + recipe.band + 1)
     layers = list(range(lo, hi))
     return jaxlens.steer(
@@ -153,10 +182,14 @@ def sweep(
     batch_size=32,
     generated=True,
     progress=None,
+    layers=None,
+    norms=None,
 ):
     """Forced-choice readouts for every (steered trait, strength, read trait).
 
-    Returns records: steered, strength, read, context (bool), from_probs, from_picks (means).
+    `layers`: the centre layer per trait (default each probe's best layer); `norms`: mean
+    residual norms per layer (`interventions`). Returns records: steered, strength, read,
+    context (bool), from_probs, from_picks (means).
     """
     prompts = {t: forced_choice_prompts(t, orders, context, seed=i) for i, t in enumerate(TRAITS)}
     jobs = [(s, c) for s in TRAITS for c in recipe.strengths]
@@ -165,8 +198,9 @@ def sweep(
         progress(jobs, desc=f"steer {recipe.name}", unit="setting") if progress else jobs
     ):
         probe = probes_by_trait[steered]
+        centre = probe.best_layer if layers is None else layers[steered]
         steer = interventions(
-            recipe, probe.directions.astype(np.float32), probe.best_layer, strength
+            recipe, probe.directions.astype(np.float32), centre, strength, norms=norms
         )
         for read in TRAITS if strength != 0 or steered == TRAITS[0] else []:
             convs, positive, ctx = prompts[read]
@@ -218,15 +252,34 @@ def is_monotone(values) -> bool:
     return bool(np.all(np.isfinite(v)) and np.all(np.diff(v) >= -1e-9))
 
 
+def summary_rows(records, context: bool, readout: str = "from_probs") -> list[dict]:
+    """One row per steered trait: the on-target shift (largest minus smallest strength), the
+    mean |off-target| shift, whether the on-target curve is monotone, and `clean`: positive,
+    monotone and more than twice the mean |off-target| shift."""
+    m = shift_matrix(records, context, readout)
+    rows = []
+    for i, t in enumerate(TRAITS):
+        on, off = float(m[i, i]), float(np.nanmean(np.abs(np.delete(m[i], i))))
+        mono = is_monotone(dose_response(records, t, t, context, readout)[1])
+        rows.append(
+            {"trait": t, "on-target shift": on, "mean |off-target|": off, "monotone": mono,
+             "clean": bool(on > 0 and mono and on > 2 * off)}
+        )  # fmt: skip
+    return rows
+
+
 def open_ended(
-    model, probe, trait, recipe, *, instructions=3, max_new_tokens=48, judge=None, batch_size=16
-):
-    """Steered replies per strength, scored by the probe (and the judge): list of records."""
+    model, probe, trait, recipe, *, instructions=3, max_new_tokens=48, judge=None, batch_size=16,
+    layer=None, norms=None,
+):  # fmt: skip
+    """Steered replies per strength, scored by the probe (and the judge): list of records.
+    `layer`: the band's centre (default the probe's best layer); `norms`: see `interventions`."""
     convs = [[{"role": "user", "content": INSTRUCTIONS[i]}] for i in range(instructions)]
+    centre = probe.best_layer if layer is None else layer
     records = []
     for strength in recipe.strengths:
         steer = interventions(
-            recipe, probe.directions.astype(np.float32), probe.best_layer, strength
+            recipe, probe.directions.astype(np.float32), centre, strength, norms=norms
         )
         texts = [""] * len(convs)
         for batch in runtime.batches(

@@ -29,6 +29,7 @@ import numpy as np
 import jaxlens
 import jaxlens.personality.activations as activations
 import jaxlens.personality.plots as plots
+import jaxlens.personality.questionnaire as questionnaire
 import jaxlens.personality.scoring as scoring
 import jaxlens.personality.steering as steering
 from jaxlens import probes
@@ -37,6 +38,7 @@ from jaxlens.personality.personas import Character, bundled_roster
 from jaxlens.runs import RunFolder, markdown_table, progress
 
 READOUTS = ("ev", "argmax", "generated")
+LAYER_CHOICES = ("choose", "probe")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +62,9 @@ class StudyConfig:
     generated_picks: bool = True
     open_ended: int = 2
     judge: str | None = None
+    questionnaire: bool = True  # steering also read out on the IPIP-50 items (questionnaire)
+    choose_items: int = 5  # items per trait that settings are chosen on (the rest: measured)
+    layers: str = "choose"  # the band's centre: "choose" (on the choose items) or "probe"
     seed: int = 0
 
     def __post_init__(self):
@@ -73,6 +78,10 @@ class StudyConfig:
             raise ValueError(
                 f"StudyConfig.method={self.method!r}: expected one of {probes.METHODS}"
             )
+        if self.layers not in LAYER_CHOICES:
+            raise ValueError(f"StudyConfig.layers={self.layers!r}: expected one of {LAYER_CHOICES}")
+        if not 1 <= self.choose_items <= 9:
+            raise ValueError(f"StudyConfig.choose_items={self.choose_items}: expected 1..9")
         if self.orders < 1 or self.context < 0 or self.open_ended < 0:
             raise ValueError("StudyConfig: orders >= 1, context >= 0 and open_ended >= 0 expected")
 
@@ -286,45 +295,47 @@ def probe_warnings(acts, rows, y_by_trait, fitted) -> list[str]:
     return out
 
 
-def _steer_summary(run: RunFolder, recipe, records, with_context: bool) -> list[dict]:
-    """Dose-response and shift-matrix plots of one recipe's sweep (without, and with persona
-    context when there was any); one summary row per trait and context."""
-    summary = []
+READOUT_LABELS = {"from_probs": "forced choice", questionnaire.READOUT: "questionnaire"}
+
+
+def _steer_summary(run: RunFolder, recipe, records, with_context: bool, readout) -> list[dict]:
+    """Dose-response and shift-matrix plots of one recipe's sweep in one readout (without, and
+    with persona context when there was any); one summary row per trait and context."""
+    summary, label = [], READOUT_LABELS[readout]
+    fig = "dose" if readout == "from_probs" else "questionnaire"
+    ylabel = None if readout == "from_probs" else "mean keyed answer (1-5)"
     for ctx in (False, True) if with_context else (False,):
-        curves = {t: steering.dose_response(records, t, t, ctx) for t in TRAITS}
-        label = "with persona context" if ctx else "no context"
+        curves = {t: steering.dose_response(records, t, t, ctx, readout) for t in TRAITS}
+        where = "with persona context" if ctx else "no context"
+        kind = "context" if ctx else "plain"
+        extra = {"ylabel": ylabel, "ylim": None} if ylabel else {}
         run.figure(
-            f"dose_{recipe.name}_{'context' if ctx else 'plain'}",
-            plots.dose_response(curves, f"{recipe.name}: forced choice ({label})", "strength"),
+            f"{fig}_{recipe.name}_{kind}",
+            plots.dose_response(curves, f"{recipe.name}: {label} ({where})", "strength", **extra),
         )
-        m = steering.shift_matrix(records, ctx)
+        m = steering.shift_matrix(records, ctx, readout)
         run.figure(
-            f"shift_{recipe.name}_{'context' if ctx else 'plain'}",
+            f"{fig}_shift_{recipe.name}_{kind}" if ylabel else f"shift_{recipe.name}_{kind}",
             plots.matrix(
-                m, f"{recipe.name} shift ({label})", xlabel="read trait", ylabel="steered trait"
+                m, f"{recipe.name} {label} shift ({where})", xlabel="read trait",
+                ylabel="steered trait",
             ),
-        )
+        )  # fmt: skip
         summary += [
-            {
-                "recipe": recipe.name,
-                "context": ctx,
-                "trait": t,
-                "on-target shift": float(m[i, i]),
-                "mean |off-target|": float(np.nanmean(np.abs(np.delete(m[i], i)))),
-                "monotone": steering.is_monotone(curves[t][1]),
-            }
-            for i, t in enumerate(TRAITS)
+            {"readout": label, "recipe": recipe.name, "context": ctx, **row}
+            for row in steering.summary_rows(records, ctx, readout)
         ]
     return summary
 
 
-def _open_ended(run: RunFolder, model, fitted, config: StudyConfig, judge) -> list[dict]:
+def _open_ended(run: RunFolder, model, fitted, config: StudyConfig, judge, layers, norms):
     """Open-ended replies along each trait's probe with the first recipe, scored."""
     recipe, opened = config.recipes[0], []
     for t in progress(TRAITS, desc="open-ended", unit="trait"):
         opened += steering.open_ended(
-            model, fitted[t], t, recipe, instructions=config.open_ended, judge=judge
-        )
+            model, fitted[t], t, recipe, instructions=config.open_ended, judge=judge,
+            layer=layers.get(recipe.name, {}).get(t), norms=norms,
+        )  # fmt: skip
     run.save_json("open_ended.json", opened)
     run.section(
         "Open-ended (probe readout by strength)",
@@ -333,35 +344,70 @@ def _open_ended(run: RunFolder, model, fitted, config: StudyConfig, judge) -> li
     return opened
 
 
+def _centres(run, model, fitted, recipe, split, config) -> dict[str, int] | None:
+    """The band's centre layer per trait: chosen on the choose items, or the probe's best."""
+    if recipe.name != "band" or config.layers == "probe":
+        return None
+    layers, scores = questionnaire.choose_layers(
+        model, fitted, recipe, items=split.items("choose"), progress=progress
+    )
+    run.save_json(f"layers_{recipe.name}.json", {"layers": layers, "scores": scores})
+    return layers
+
+
 def stage_steer(
     model, fitted, context: list[Character], out, config: StudyConfig, judge=None, command=None
 ) -> dict:
-    """`steer/`: forced-choice sweeps per recipe and open-ended replies (module docstring)."""
+    """`steer/`: forced-choice and questionnaire sweeps per recipe, open-ended replies (module
+    docstring). The questionnaire's item split is in `config.json`."""
+    split = questionnaire.item_split(config.choose_items, config.seed)
     run = RunFolder(
         out,
-        config={"recipes": config.recipes, "orders": config.orders, "context": len(context)},
+        config={"recipes": config.recipes, "orders": config.orders, "context": len(context),
+                "layers": config.layers, "item_split": split._asdict()},
         command=command,
-    )
-    summary, all_records = [], {}
+    )  # fmt: skip
+    # the "last" recipe's unit: mean residual norms over the measured items' prompts
+    norms = steering.mean_norms(model, questionnaire.prompts(split.items("measure"), [])[0])
+    run.save_json("mean_norms.json", norms.tolist())
+    summary, all_records, quest, layers = [], {}, {}, {}
     for recipe in config.recipes:
+        centres = _centres(run, model, fitted, recipe, split, config)
+        layers[recipe.name] = centres or {}
         records = steering.sweep(
-            model,
-            fitted,
-            recipe,
-            context=context,
-            orders=config.orders,
-            generated=config.generated_picks,
-            progress=progress,
-        )
+            model, fitted, recipe, context=context, orders=config.orders,
+            generated=config.generated_picks, progress=progress, layers=centres, norms=norms,
+        )  # fmt: skip
         all_records[recipe.name] = records
         for r in records:
             run.log({"recipe": recipe.name, **r})
-        summary += _steer_summary(run, recipe, records, bool(context))
-    opened = _open_ended(run, model, fitted, config, judge) if config.open_ended else []
+        summary += _steer_summary(run, recipe, records, bool(context), "from_probs")
+        if config.questionnaire:
+            quest[recipe.name] = questionnaire.sweep(
+                model, fitted, recipe, items=split.items("measure"), context=context,
+                layers=centres, norms=norms, progress=progress,
+            )  # fmt: skip
+            summary += _steer_summary(
+                run, recipe, quest[recipe.name], bool(context), questionnaire.READOUT
+            )
+    opened = (
+        _open_ended(run, model, fitted, config, judge, layers, norms) if config.open_ended else []
+    )
     run.save_json("forced_choice.json", all_records)
+    run.save_json("questionnaire.json", quest)
     run.summary(summary)
-    run.write_report("Steering: forced choice and open-ended")
-    return {"records": all_records, "summary": summary, "open_ended": opened}
+    run.section(
+        "Readouts",
+        "Forced choice: the expected fraction of trait-positive picks (option probabilities). "
+        "Questionnaire: the mean expected keyed Likert answer (1-5) over each trait's "
+        f"measured IPIP-50 items ({len(split.items('measure'))} items; settings were chosen on "
+        f"the other {len(split.items('choose'))}, split seed {split.seed}). Shifts: the largest "
+        "strength's readout minus the smallest's; clean: positive, monotone and more than twice "
+        "the mean |off-target| shift.",
+    )
+    run.write_report("Steering: forced choice, questionnaire and open-ended")
+    return {"records": all_records, "questionnaire": quest, "summary": summary,
+            "open_ended": opened, "layers": layers}  # fmt: skip
 
 
 def run_study(
@@ -391,13 +437,22 @@ def run_study(
         "best_layer": {t: p.best_layer for t, p in probed["probes"].items()},
     }
     rec = config.recipes[0].name
-    for ctx in (False, True):
-        key = "steer_shift_context" if ctx else "steer_shift"
-        head[key] = {
-            r["trait"]: r["on-target shift"]
-            for r in steered["summary"]
-            if r["recipe"] == rec and r["context"] == ctx
-        }
+    for prefix, label in (("steer", "forced choice"), ("questionnaire", "questionnaire")):
+        for ctx in (False, True):
+            rows = [
+                r
+                for r in steered["summary"]
+                if r["recipe"] == rec and r["context"] == ctx and r["readout"] == label
+            ]
+            key = f"{prefix}_shift{'_context' if ctx else ''}"
+            head[key] = {r["trait"]: r["on-target shift"] for r in rows}
+            if prefix == "questionnaire":
+                suffix = "_context" if ctx else ""
+                head[f"questionnaire_off_target{suffix}"] = {
+                    r["trait"]: r["mean |off-target|"] for r in rows
+                }
+                head[f"questionnaire_clean{suffix}"] = {r["trait"]: r["clean"] for r in rows}
+    head["steer_layer"] = steered["layers"].get(rec) or head["best_layer"]
     head["score_spearman"] = {
         k.split()[-1]: v
         for k, v in scored["summary"].items()

@@ -83,13 +83,14 @@ def test_steering_at_strength_zero_is_exactly_unsteered(tiny):
     base, _ = steering.forced_choice(tiny, convs, positive, None, generated=False)
     d = np.random.default_rng(0).normal(size=(tiny.config.n_layers, tiny.config.d_model))
     d = (d / np.linalg.norm(d, axis=1, keepdims=True)).astype(np.float32)
+    norms = steering.mean_norms(tiny, convs)
+    assert norms.shape == (tiny.config.n_layers,) and np.all(norms > 0)
     for recipe in (steering.Recipe(name="band"), steering.Recipe(name="last")):
-        zero = steering.interventions(recipe, d, 1, 0.0)
+        zero = steering.interventions(recipe, d, 1, 0.0, norms=norms)
         got, _ = steering.forced_choice(tiny, convs, positive, zero, generated=False)
         np.testing.assert_array_equal(got, base)
-        moved, _ = steering.forced_choice(
-            tiny, convs, positive, steering.interventions(recipe, d * 50, 1, 0.3), generated=False
-        )
+        push = steering.interventions(recipe, d * 50, 1, 0.3, norms=norms)
+        moved, _ = steering.forced_choice(tiny, convs, positive, push, generated=False)
         assert not np.array_equal(moved, base)
 
 
@@ -174,6 +175,11 @@ def test_study_end_to_end_and_rerun(tiny_model_dir, tmp_path):
     for fig in ("spearman_prompt_mean", "r2_last", "trait_cosines", "adjective_auc"):
         assert (tmp_path / "probe" / f"{fig}.png").exists()
     assert (tmp_path / "steer" / "dose_band_context.png").exists()
+    assert (tmp_path / "steer" / "questionnaire_band_context.png").exists()
+    for key in ("questionnaire_shift", "questionnaire_shift_context", "questionnaire_clean"):
+        assert set(head[key]) == set(P.TRAITS)
+    split = json.loads((tmp_path / "steer" / "config.json").read_text())["config"]["item_split"]
+    assert split["seed"] == 0 and all(len(split["measure"][t]) == 5 for t in P.TRAITS)
     lines = (tmp_path / "score" / "scores.jsonl").read_text().splitlines()
     assert len(lines) == 5 and all(len(json.loads(x)["ev"]) == 50 for x in lines)
     acts, rows = activations.load(tmp_path / "sample", "gen_mean")
