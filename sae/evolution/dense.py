@@ -30,6 +30,7 @@ def layer_pair_stats(
     block: int | None = None,
     mesh: Mesh | None = None,
     sparse_cap: int | None = None,
+    accumulate: str = "auto",
 ) -> dict[str, np.ndarray]:
     """Every measure between each latent of `acts_a [T, A]` and each of `acts_b [T, B]`.
 
@@ -42,6 +43,7 @@ def layer_pair_stats(
         block: earlier-side latents per block (None: all).
         mesh: optional mesh (tokens on the batch axes, latents on the tensor axis).
         sparse_cap: nonzero latents per token for the sparse update (None: dense).
+        accumulate: "auto", "dense" or "sparse" (`sae.evolution.stream.PassOptions`).
 
     Returns:
         `{measure: float32 [A, B]}`.
@@ -74,7 +76,12 @@ def layer_pair_stats(
             )
         dec = np.stack([_pad(w_a.T, width).T, _pad(w_b.T, width).T])  # [2, W, D]
     options = stream.PassOptions(
-        measures=tuple(measures), threshold=threshold, block=block, top_k=1, sparse_cap=sparse_cap
+        measures=tuple(measures),
+        threshold=threshold,
+        block=block,
+        top_k=1,
+        sparse_cap=sparse_cap,
+        accumulate=accumulate,
     )
     summary = stream.first_pass(source, top_contexts=1, mesh=mesh)
     _, dense = stream.pair_pass(source, summary, options, decoders=dec, mesh=mesh, keep_dense=True)

@@ -40,12 +40,13 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import jaxlens
-import jaxlens.runs
 from sae import step
-from sae.evolution import stats, store
+from sae.evolution import coactive, codes, stats, store
 from sae.evolution.store import LatentSummary, Neighbours, PassError
 
 Source = Callable[[], Iterable[Any]]
+ACCUMULATE = ("auto", "dense", "sparse")
+AUTO_DENSITY = 1 / 32  # "auto" goes sparse below this fraction of nonzero latents per token
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -62,6 +63,11 @@ class PassOptions:
         dense: also write each block's dense measures to `out_dir/dense/`.
         sparse_cap: use the sparse update (`stats.update_sparse`) with this many latents per
             token; a batch with a denser token falls back to the dense update. None: dense.
+            Only for `accumulate="dense"`.
+        accumulate: "dense" (jitted `[P, block, N]` sums, blocked, sharded over a mesh),
+            "sparse" (`sae.evolution.coactive`: sums over the co-active pairs only, on the
+            host, one read of the source, no blocks) or "auto" (`choose_accumulate`). Both give
+            the same statistics.
     """
 
     measures: tuple[str, ...] = stats.TOKEN_MEASURES
@@ -70,6 +76,7 @@ class PassOptions:
     top_k: int = 16
     dense: bool = False
     sparse_cap: int | None = None
+    accumulate: str = "auto"
 
     def __post_init__(self):
         object.__setattr__(self, "measures", stats.check_measures(self.measures))
@@ -83,6 +90,8 @@ class PassOptions:
             not isinstance(self.sparse_cap, int) or self.sparse_cap < 1
         ):
             raise PassError(f"sparse_cap must be None or an int >= 1; got {self.sparse_cap!r}")
+        if self.accumulate not in ACCUMULATE:
+            raise PassError(f"accumulate must be one of {ACCUMULATE}; got {self.accumulate!r}")
 
 
 # ---------------------------------------------------------------- sharding
@@ -122,16 +131,6 @@ def _moment_shardings(mesh: Mesh | None, n: int):
     return stats.Moments(rep, rep, rep, side_b, side_b, pair, rep, side_b, pair)
 
 
-def _check_batch(x: Any, shape: tuple[int, ...] | None) -> tuple[int, ...]:
-    if getattr(x, "ndim", 0) != 3:
-        raise PassError(f"a source batch must be [L, T, N]; got shape {getattr(x, 'shape', None)}")
-    if x.shape[0] < 2 and shape is None:
-        raise PassError(f"a source batch needs >= 2 layers; got shape {x.shape}")
-    if shape is not None and (x.shape[0], x.shape[2]) != (shape[0], shape[2]):
-        raise PassError(f"source batches changed shape: {tuple(x.shape)} after {shape}")
-    return tuple(x.shape)
-
-
 # ---------------------------------------------------------------- pass 1
 
 
@@ -156,9 +155,9 @@ def first_pass(
 ) -> LatentSummary:
     """Maxima, firing counts and top activating tokens of every latent (see module docstring)."""
     carry, shape, n_tokens = None, None, 0
-    for acts in _progress(source(), progress, "maxima"):
-        shape = _check_batch(acts, shape)
-        acts = put_latents(acts, mesh)
+    for acts in codes.progress(source(), progress, "maxima"):
+        shape = codes.check_batch(acts, shape)
+        acts = put_latents(codes.to_dense(acts), mesh)
         if carry is None:
             L, _, N = shape
             carry = {
@@ -175,6 +174,17 @@ def first_pass(
     out["top_index"] = np.where(np.isfinite(out["top_values"]), out["top_index"], -1)
     out["top_values"] = np.where(np.isfinite(out["top_values"]), out["top_values"], 0.0)
     return LatentSummary(n_tokens=n_tokens, **out)
+
+
+def choose_accumulate(accumulate: str, summary: LatentSummary, mesh: Mesh | None) -> str:
+    """ "dense" or "sparse" for `PassOptions.accumulate`: "auto" is "sparse" on a CPU backend
+    without a mesh when fewer than `AUTO_DENSITY` of the latents fire on an average token
+    (the first pass's firing counts), else "dense" (accelerators, meshes, dense codes)."""
+    if accumulate != "auto":
+        return accumulate
+    density = float(np.sum(summary.fires)) / max(summary.n_tokens * summary.fires.size, 1)
+    cpu = mesh is None and jax.default_backend() == "cpu"
+    return "sparse" if cpu and density < AUTO_DENSITY else "dense"
 
 
 def thresholds(summary: LatentSummary, fraction: float) -> np.ndarray:
@@ -209,14 +219,17 @@ def _block_fns(
         m = stats.update(m, a, acts[1:], t_a, thr[1:])
         return m if shardings is None else jax.lax.with_sharding_constraint(m, shardings)
 
-    def finish(m, start, dec, with_dense):
+    def finish(m, start, skip, dec, with_dense):
         out = stats.measures(m, token_measures)
         if "decoder_cosine" in measures:
             d_a = jax.lax.dynamic_slice_in_dim(dec[:-1], start, width, axis=1)
             out["decoder_cosine"] = jax.vmap(stats.decoder_cosine)(d_a, dec[1:])
         rows = {name: jax.lax.top_k(v, min(k, n)) for name, v in out.items()}
+        # rows before `skip` belong to the block before (the last block overlaps it)
+        fresh = (jnp.arange(width) >= skip)[None, None, :]
         cols = {
-            name: jax.lax.top_k(jnp.swapaxes(v, 1, 2), min(k, width)) for name, v in out.items()
+            name: jax.lax.top_k(jnp.where(fresh, jnp.swapaxes(v, 1, 2), -jnp.inf), min(k, width))
+            for name, v in out.items()
         }
         return (out if with_dense else {}), rows, cols
 
@@ -257,8 +270,9 @@ class _Collected:
         cols = {m: (state.get(f"col_values/{m}"), state.get(f"col_index/{m}")) for m in measures}
         return cls(measures, k, rows, cols, {m: [] for m in measures})
 
-    def add(self, name: str, top_r, top_c, keep: slice, lo: int) -> None:
-        """One block's top-k of measure `name`; rows from `keep` on, later indices + `lo`."""
+    def add(self, name: str, top_r, top_c, keep: slice, start: int) -> None:
+        """One block's top-k of measure `name`: its rows from `keep` on, and its columns' lists
+        (over those rows only), whose earlier-latent indices count from the block's `start`."""
         rv, ri = (np.asarray(x)[:, keep] for x in top_r)
         if name in self.rows:
             self.rows[name] = [
@@ -267,8 +281,8 @@ class _Collected:
             ]
         else:
             self.rows[name] = [rv, ri]
-        cv, ci = (np.asarray(x)[..., keep] for x in top_c)
-        self.cols[name] = _merge_cols(*self.cols[name], cv, ci + lo, self.k)
+        cv, ci = (np.asarray(x) for x in top_c)
+        self.cols[name] = _merge_cols(*self.cols[name], cv, ci + start, self.k)
 
     def state(self, blocks_done: int) -> dict[str, np.ndarray]:
         """What `store.write_atomic` keeps for a resume after `blocks_done` blocks."""
@@ -332,9 +346,10 @@ class _Blocks:
         shardings = _moment_shardings(self.mesh, self.n)
         m = m if shardings is None else jax.device_put(m, shardings)
         desc = f"pairs {j + 1}/{len(self.starts)}"
-        for acts in _progress(source(), self.progress, desc):
-            _check_batch(acts, (self.n_layers, 0, self.n))
-            m = self.accumulate(m, put_latents(acts, self.mesh), jnp.int32(start), thr)
+        for acts in codes.progress(source(), self.progress, desc):
+            codes.check_batch(acts, (self.n_layers, 0, self.n))
+            acts = put_latents(codes.to_dense(acts), self.mesh)
+            m = self.accumulate(m, acts, jnp.int32(start), thr)
         if int(m.n) != n_tokens:
             raise PassError(
                 f"block {j}: the source gave {int(m.n)} tokens, the first pass {n_tokens}"
@@ -366,7 +381,7 @@ def pair_pass(
     """Top-k neighbours of every latent under each measure, for all adjacent layer pairs.
 
     Args:
-        source: see the module docstring; read once per block.
+        source: see the module docstring; read once per block (once in all when sparse).
         summary: `first_pass` over the same source.
         options: measures, threshold, block size, top_k, dense blocks on disk.
         decoders: `[L, N, D]` decoder rows, needed for `decoder_cosine`.
@@ -381,6 +396,8 @@ def pair_pass(
     L, N = summary.max.shape
     if "decoder_cosine" in options.measures and decoders is None:
         raise stats.MeasureError("decoder_cosine needs decoders [L, N, D]")
+    if choose_accumulate(options.accumulate, summary, mesh) == "sparse":
+        return _sparse_pass(source, summary, options, decoders, out_dir, keep_dense, progress)
     blocks = _Blocks.plan(options, L, N, mesh, progress)
     thr = jnp.asarray(thresholds(summary, options.threshold))
     dec = jnp.zeros((L, N, 1)) if decoders is None else jnp.asarray(decoders, jnp.float32)
@@ -390,9 +407,10 @@ def pair_pass(
     for j in range(done, len(blocks.starts)):
         start, keep = blocks.span(j)
         m = blocks.sums(source, j, start, thr, summary.n_tokens)
-        out, top_r, top_c = blocks.finish(m, jnp.int32(start), dec, with_dense)
+        skip = jnp.int32(keep.start)
+        out, top_r, top_c = blocks.finish(m, jnp.int32(start), skip, dec, with_dense)
         for name in options.measures:
-            got.add(name, top_r[name], top_c[name], keep, blocks.starts[j])
+            got.add(name, top_r[name], top_c[name], keep, start)
             if with_dense:
                 _keep_dense(
                     got, name, np.asarray(out[name])[:, keep], j, keep_dense, options, out_dir
@@ -415,12 +433,32 @@ def _keep_dense(got: _Collected, name, block, j, keep_dense, options, out_dir) -
         np.save(out_dir / "dense" / f"{name}_block{j:04d}.npy", block)
 
 
-def _progress(batches: Iterable[Any], show: bool, desc: str) -> Iterable[Any]:
-    if not show:
-        yield from batches
-        return
-    bar = jaxlens.runs.progress(desc=desc, unit="tok")
-    for acts in batches:
-        yield acts
-        bar.update(int(acts.shape[1]))
-    bar.close()
+def _sparse_pass(source, summary, options, decoders, out_dir, keep_dense, progress):
+    """`pair_pass` with `accumulate="sparse"` (`sae.evolution.coactive`): one read of the
+    source, no blocks; resumable once finished (the state is written at the end)."""
+    L, N = summary.max.shape
+    out_dir, done, state = _resume_state(out_dir, options, (L, N), summary.n_tokens)
+    k = min(options.top_k, N)
+    if done:
+        if keep_dense:
+            raise PassError("keep_dense needs a pass that ran (not a resumed one)")
+        return _Collected.resume(state, options.measures, k).neighbours(), None
+    acc = coactive.PairAccumulator(thresholds(summary, options.threshold))
+    for batch in codes.progress(source(), progress, "pairs (co-active)"):
+        codes.check_batch(batch, (L, 0, N))
+        acc.add(codes.to_codes(batch))
+    if acc.n_tokens != summary.n_tokens:
+        raise PassError(f"the source gave {acc.n_tokens} tokens, the first pass {summary.n_tokens}")
+    with_dense = keep_dense or (options.dense and out_dir is not None)
+    nb, dense = coactive.neighbours(
+        acc, options.measures, k, decoders=decoders, keep_dense=with_dense
+    )
+    if out_dir is not None:
+        rows = {m: [nb.row_values[m], nb.row_index[m]] for m in options.measures}
+        cols = {m: (nb.col_values[m], nb.col_index[m]) for m in options.measures}
+        got = _Collected(options.measures, k, rows, cols, {})
+        store.write_atomic(out_dir / "neighbours.npz", got.state(1))
+        for name in options.measures if options.dense else ():
+            (out_dir / "dense").mkdir(exist_ok=True)
+            np.save(out_dir / "dense" / f"{name}_block0000.npy", dense[name])
+    return nb, dense if keep_dense else None
