@@ -27,6 +27,7 @@ import jaxlens
 import jaxlens.runs
 import sae
 from sae.evolution import (
+    codes,
     graph,
     lineage,
     model_source,
@@ -54,6 +55,10 @@ class EvolutionConfig:
         top_k, top_contexts: neighbours and top contexts kept per latent.
         sparse_cap: nonzero latents per token for the sparse pairwise update (None: dense;
             TopK SAEs: their k).
+        accumulate: the pairwise sums, "dense", "sparse" (co-active pairs only) or "auto"
+            (`sae.evolution.stream.PassOptions`); the same statistics either way.
+        cache_codes: keep every batch's SAE codes under `codes/` of the run folder, so the
+            model and the encoders run once for the first pass and every pairwise block.
         edge_measure, edge_min: the graph's edges.
         prompt_latents: latents per layer shown for a prompt (most active first).
         browser_latents: most frequent latents per layer kept in the browser besides the
@@ -73,6 +78,8 @@ class EvolutionConfig:
     top_k: int = 8
     top_contexts: int = 6
     sparse_cap: int | None = None
+    accumulate: str = "dense"
+    cache_codes: bool = True
     edge_measure: str = "pearson"
     edge_min: float = 0.1
     prompt_latents: int = 8
@@ -99,6 +106,10 @@ class EvolutionConfig:
         ):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be an int >= 1; got {getattr(self, name)!r}")
+        if self.accumulate not in stream.ACCUMULATE:
+            raise ValueError(
+                f"accumulate must be one of {stream.ACCUMULATE}; got {self.accumulate!r}"
+            )
         if self.top_k < 3:
             raise ValueError(f"top_k must be >= 3 (AND/OR needs 'exactly two'); got {self.top_k}")
 
@@ -207,7 +218,10 @@ def _sae_rows(src, sae_cfgs, sae_params) -> list[dict[str, Any]]:
 
 
 def _statistics(src, out: Path, cfg, sae_params, mesh, progress):
-    """First pass (kept in `stats/first_pass.npz`) and the resumable pairwise pass."""
+    """First pass (kept in `stats/first_pass.npz`) and the resumable pairwise pass, both
+    reading the codes cache (`codes/`) when `cfg.cache_codes`."""
+    if cfg.cache_codes:
+        src = codes.CodeCache(src, folder=out / "codes")
     first = out / "stats" / "first_pass.npz"
     if first.exists():
         summary = store.load_summary(first)
@@ -223,6 +237,7 @@ def _statistics(src, out: Path, cfg, sae_params, mesh, progress):
         block=cfg.block,
         top_k=cfg.top_k,
         sparse_cap=cfg.sparse_cap,
+        accumulate=cfg.accumulate,
     )
     decoders = np.stack([np.asarray(p["W_dec"]) for p in sae_params])
     nb, _ = stream.pair_pass(
