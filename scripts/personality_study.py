@@ -1,8 +1,8 @@
 r"""The Big Five personality study: score, sample activations, fit probes, steer.
 
     python3 scripts/personality_study.py --quick                    # built-in model, bundled roster
-    python3 scripts/personality_study.py --model DIR --roster chars.csv --out runs/big5 \
-        --mesh data=4,fsdp=8 --paper                                 # the published setting
+    python3 scripts/personality_study.py --model DIR --out runs/big5 --mesh data=4,fsdp=8 \
+        --paper --instructions alpaca_data.json      # the published setting, 440 known characters
     python3 scripts/personality_study.py --stage probe --out runs/big5   # one stage again
     python3 scripts/personality_study.py --stage steer --out runs/big5   # along probe/probes.npz
     python3 scripts/personality_study.py --plan v5p-64               # memory plan for 70B, no model
@@ -10,12 +10,16 @@ r"""The Big Five personality study: score, sample activations, fit probes, steer
 Stages write one run folder each under --out (score/, sample/, probe/, steer/) with config,
 JSONL results, plots and report.md. Scoring and sampling append to disk and skip finished work
 on a rerun. The roster is JSON (a list of {character, franchise[, description]}) or CSV with
-those columns. See docs/personality.md.
+those columns; by default the bundled personas for the built-in model and the bundled 440
+well-known characters for any other. --instructions reads Alpaca-format JSON or JSONL
+(instruction, optional input) and draws --n-instructions of them (seeded); by default the
+bundled 10. See docs/personality.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -23,7 +27,7 @@ from pathlib import Path
 import jaxlens
 import jaxlens.runs
 from jaxlens import probes
-from jaxlens.personality import load_roster, plan, scoring, study
+from jaxlens.personality import default_roster, load_instructions, load_roster, plan, scoring, study
 from jaxlens.personality.items import trait_scores
 
 STAGES = ("all", "score", "sample", "probe", "steer")
@@ -40,16 +44,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--mesh", default=None, help="e.g. data=4,fsdp=8,tensor=1")
     p.add_argument("--judge", type=Path, default=None, help="judge model dir for open-ended")
     p.add_argument("--readout", choices=study.READOUTS, default="ev")
-    p.add_argument("--method", choices=("ridge", "score_mean"), default="ridge")
+    p.add_argument(
+        "--method",
+        choices=probes.METHODS,
+        default=None,
+        help="probe regression (default: score_mean with --paper, else ridge)",
+    )
+    p.add_argument(
+        "--instructions",
+        type=Path,
+        default=None,
+        help="Alpaca-format JSON/JSONL of instructions (default: the bundled 10)",
+    )
+    p.add_argument("--n-instructions", type=int, default=10, help="instructions drawn (seeded)")
+    p.add_argument("--seed", type=int, default=0, help="instruction draw and item split seed")
     p.add_argument("--plan", choices=tuple(plan.SETTINGS), default=None, help="print memory plan")
     return p.parse_args(argv)
 
 
-def main(argv=None) -> dict | None:
-    args = parse_args(argv)
-    if args.plan:
-        print(plan.report(args.plan))
-        return None
+def study_config(args: argparse.Namespace) -> study.StudyConfig:
+    """The preset (--quick, --paper or the default) with the flags' settings."""
     base = (
         study.StudyConfig.quick
         if args.quick
@@ -57,9 +71,21 @@ def main(argv=None) -> dict | None:
         if args.paper
         else study.StudyConfig
     )
-    config = base(
-        readout=args.readout, method=args.method, judge=str(args.judge) if args.judge else None
-    )
+    config = base(readout=args.readout, judge=str(args.judge) if args.judge else None,
+                  seed=args.seed, **({"method": args.method} if args.method else {}))  # fmt: skip
+    if args.instructions:
+        texts = load_instructions(args.instructions, args.n_instructions, seed=args.seed)
+        sample = dataclasses.replace(config.sample, texts=texts, instructions=len(texts))
+        config = dataclasses.replace(config, sample=sample)
+    return config
+
+
+def main(argv=None) -> dict | None:
+    args = parse_args(argv)
+    if args.plan:
+        print(plan.report(args.plan))
+        return None
+    config = study_config(args)
     roster = load_roster(args.roster) if args.roster else None
     if args.stage == "all":
         head = study.run_study(
@@ -67,7 +93,7 @@ def main(argv=None) -> dict | None:
         )
         print(json.dumps(head, indent=1))
         return head
-    roster = roster or study.bundled_roster()
+    roster = roster or default_roster(args.model)
     model = (
         None
         if args.stage == "probe"

@@ -45,12 +45,14 @@ class ManifestMismatch(ValueError):
 
 @dataclass(frozen=True, kw_only=True)
 class SampleConfig:
-    """instructions: how many of `INSTRUCTIONS` each character answers (1..10).
-    items_per_trait: answered items per trait in the self-description (1..10; None: all 50).
-    adjective_instructions: instructions per adjective prompt (0 skips the adjective check).
+    """instructions: how many of the instruction texts each character answers (1..their count).
+    texts: the instruction texts (None: the bundled `INSTRUCTIONS`; `load_instructions` reads a
+    file). items_per_trait: answered items per trait in the self-description (1..10; None: all
+    50). adjective_instructions: instructions per adjective prompt (0 skips the adjective check).
     batch_size, bucket: batch rows and width rounding. max_new_tokens: generated tokens."""
 
     instructions: int = 10
+    texts: tuple[str, ...] | None = None
     items_per_trait: int | None = 2
     adjective_instructions: int = 2
     batch_size: int = 32
@@ -58,17 +60,22 @@ class SampleConfig:
     max_new_tokens: int = 32
 
     def __post_init__(self):
-        if not 1 <= self.instructions <= len(INSTRUCTIONS):
-            raise ValueError(f"SampleConfig.instructions: expected 1..10, got {self.instructions}")
+        n = len(self.instruction_texts)
+        if not 1 <= self.instructions <= n:
+            raise ValueError(f"SampleConfig.instructions: expected 1..{n}, got {self.instructions}")
         if self.items_per_trait is not None and not 1 <= self.items_per_trait <= 10:
             raise ValueError(
                 f"SampleConfig.items_per_trait: expected 1..10 or None, got {self.items_per_trait}"
             )
-        if not 0 <= self.adjective_instructions <= len(INSTRUCTIONS):
-            raise ValueError("SampleConfig.adjective_instructions: expected 0..10")
+        if not 0 <= self.adjective_instructions <= n:
+            raise ValueError(f"SampleConfig.adjective_instructions: expected 0..{n}")
         for name in ("batch_size", "bucket", "max_new_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"SampleConfig.{name}: expected >= 1")
+
+    @property
+    def instruction_texts(self) -> tuple[str, ...]:
+        return INSTRUCTIONS if self.texts is None else tuple(self.texts)
 
 
 def build_prompts(
@@ -84,7 +91,7 @@ def build_prompts(
             convs.append(
                 [
                     {"role": "system", "content": system},
-                    {"role": "user", "content": INSTRUCTIONS[i]},
+                    {"role": "user", "content": config.instruction_texts[i]},
                 ]
             )
             rows.append({"kind": "persona", "character": c, "instruction": i})
@@ -96,7 +103,7 @@ def build_prompts(
                     convs.append(
                         [
                             {"role": "system", "content": system},
-                            {"role": "user", "content": INSTRUCTIONS[i]},
+                            {"role": "user", "content": config.instruction_texts[i]},
                         ]
                     )
                     rows.append(
@@ -112,7 +119,10 @@ def build_prompts(
 
 
 def _fingerprint(convs, config: SampleConfig, model_path: str) -> str:
-    h = hashlib.sha256(json.dumps([convs, asdict(config), str(model_path)]).encode())
+    settings = asdict(config)
+    if settings["texts"] is None:  # the bundled instructions: fingerprints as before `texts`
+        del settings["texts"]
+    h = hashlib.sha256(json.dumps([convs, settings, str(model_path)]).encode())
     return h.hexdigest()[:16]
 
 

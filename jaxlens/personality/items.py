@@ -8,7 +8,9 @@
 - `LIKERT`: the 5-point scale, 1 strongly disagree .. 5 strongly agree.
 - `trait_scores(answers [C, 50])`: reverse keys (6 - x) then the sum of each trait's 10 items
   (10..50 per trait).
-- `INSTRUCTIONS`: 10 generic instructions of our own (open requests any persona can answer).
+- `INSTRUCTIONS`: 10 generic instructions of our own (open requests any persona can answer),
+  the offline default; `load_instructions(path, n, seed)` draws `n` (the paper: 10) from a
+  local file in the Alpaca format instead.
 - `ADJECTIVES`: trait adjectives, 4 positive and 4 negative per trait (the probe check's
   adjective prompts). `LEVEL_WORDS`: one word per level of each trait (character cards).
   `SELF_STATEMENTS`: 10 first-person statements per trait, 5 trait-positive then
@@ -17,6 +19,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -225,6 +230,37 @@ SELF_STATEMENTS: dict[str, tuple[str, ...]] = {
         "I prefer practical facts to ideas.",
     ),
 }
+
+
+class InstructionsError(ValueError):
+    """An instructions file that is not Alpaca-format JSON or JSONL."""
+
+
+def load_instructions(path: str | os.PathLike, n: int = 10, *, seed: int = 0) -> tuple[str, ...]:
+    """A seeded draw of `n` distinct instructions from an Alpaca-format file: a JSON list or
+    JSONL of objects with `instruction` and optional `input` (appended after a blank line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"instructions: no file at {path}")
+    text = path.read_text()
+    try:
+        rows = json.loads(text) if text.lstrip().startswith("[") else [
+            json.loads(line) for line in text.splitlines() if line.strip()
+        ]  # fmt: skip
+    except json.JSONDecodeError as e:
+        raise InstructionsError(f"instructions {path}: not JSON or JSONL ({e})") from e
+    out = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict) or not str(row.get("instruction") or "").strip():
+            raise InstructionsError(
+                f"instructions {path}: entry {i} needs a non-empty 'instruction', got {row!r}"
+            )
+        extra = str(row.get("input") or "").strip()
+        out.append(row["instruction"].strip() + (f"\n\n{extra}" if extra else ""))
+    if not 1 <= n <= len(out):
+        raise InstructionsError(f"instructions {path}: asked for {n} of {len(out)} entries")
+    pick = np.random.default_rng(seed).choice(len(out), size=n, replace=False)
+    return tuple(out[int(i)] for i in pick)
 
 
 class AnswersError(ValueError):

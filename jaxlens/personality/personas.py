@@ -16,7 +16,10 @@ description from the profile: one word per trait, in `TRAITS` order, from `LEVEL
 level; level 3 reads "moderately <word>").
 `BUNDLED_ROSTER` (`data/roster.json`, written by `make_roster()`) holds 40 held-out personas
 with their descriptions and profiles; the corpus draws its personas from the same pool
-(`train_personas(make_personas(2000, seed=0))`).
+(`train_personas(make_personas(2000, seed=0))`). It is the built-in model's roster.
+`WELL_KNOWN_ROSTER` (`data/characters.json`, our own list) holds 440 well-known fictional
+characters from 51 franchises (name and franchise only, as in the paper's roster of 406 from
+38), the roster of every other model (`default_roster(model_dir)`).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import numpy as np
 from jaxlens.personality.items import LEVEL_WORDS, TRAITS
 
 BUNDLED_ROSTER = Path(__file__).parent / "data" / "roster.json"
+WELL_KNOWN_ROSTER = Path(__file__).parent / "data" / "characters.json"
 HELD_OUT_FRACTION = 0.2
 
 FIRST_NAMES = (
@@ -218,3 +222,19 @@ def make_roster(n: int = 40, *, pool: int = 2000, seed: int = 0) -> list[Charact
 def bundled_roster() -> list[Character]:
     """The roster shipped with the package: held-out personas with descriptions."""
     return load_roster(BUNDLED_ROSTER)
+
+
+def well_known_roster() -> list[Character]:
+    """440 well-known fictional characters (name and franchise) from 51 franchises."""
+    return load_roster(WELL_KNOWN_ROSTER)
+
+
+def default_roster(model_dir: str | os.PathLike) -> list[Character]:
+    """The built-in model's roster (`bundled_roster`) for the built-in model, else the
+    well-known characters (`well_known_roster`): a real checkpoint knows them, the built-in
+    model knows only its personas."""
+    from jaxlens import BUILTIN_MODEL
+
+    if Path(model_dir).resolve() == Path(BUILTIN_MODEL).resolve():
+        return bundled_roster()
+    return well_known_roster()

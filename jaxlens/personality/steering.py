@@ -270,11 +270,12 @@ def summary_rows(records, context: bool, readout: str = "from_probs") -> list[di
 
 def open_ended(
     model, probe, trait, recipe, *, instructions=3, max_new_tokens=48, judge=None, batch_size=16,
-    layer=None, norms=None,
+    layer=None, norms=None, texts=INSTRUCTIONS,
 ):  # fmt: skip
     """Steered replies per strength, scored by the probe (and the judge): list of records.
-    `layer`: the band's centre (default the probe's best layer); `norms`: see `interventions`."""
-    convs = [[{"role": "user", "content": INSTRUCTIONS[i]}] for i in range(instructions)]
+    `layer`: the band's centre (default the probe's best layer); `norms`: see `interventions`;
+    `texts`: the instructions (the first `instructions` are asked)."""
+    convs = [[{"role": "user", "content": texts[i]}] for i in range(min(instructions, len(texts)))]
     centre = probe.best_layer if layer is None else layer
     records = []
     for strength in recipe.strengths:

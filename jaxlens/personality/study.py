@@ -34,7 +34,7 @@ import jaxlens.personality.scoring as scoring
 import jaxlens.personality.steering as steering
 from jaxlens import probes
 from jaxlens.personality.items import TRAITS, trait_scores
-from jaxlens.personality.personas import Character, bundled_roster
+from jaxlens.personality.personas import Character, default_roster
 from jaxlens.runs import RunFolder, markdown_table, progress
 
 READOUTS = ("ev", "argmax", "generated")
@@ -101,7 +101,11 @@ class StudyConfig:
 
     @classmethod
     def paper(cls, **kw) -> StudyConfig:
-        base = dict(sample=activations.SampleConfig(items_per_trait=None, max_new_tokens=64))
+        """The paper's setting: 50-item self-descriptions, its score-averaged regression."""
+        base = dict(
+            sample=activations.SampleConfig(items_per_trait=None, max_new_tokens=64),
+            method="score_mean",
+        )
         return cls(**{**base, **kw})
 
 
@@ -335,6 +339,7 @@ def _open_ended(run: RunFolder, model, fitted, config: StudyConfig, judge, layer
         opened += steering.open_ended(
             model, fitted[t], t, recipe, instructions=config.open_ended, judge=judge,
             layer=layers.get(recipe.name, {}).get(t), norms=norms,
+            texts=config.sample.instruction_texts,
         )  # fmt: skip
     run.save_json("open_ended.json", opened)
     run.section(
@@ -413,9 +418,11 @@ def stage_steer(
 def run_study(
     model_dir, out_dir, *, roster=None, quick=True, mesh=None, config=None, command=None
 ) -> dict:
-    """Every stage on `roster` (default: the bundled roster); returns the headline figures:
-    probe Spearman per trait at its best layer, steering shift per trait with/without context."""
-    roster = bundled_roster() if roster is None else roster
+    """Every stage on `roster` (default: `personas.default_roster(model_dir)`, the bundled
+    personas for the built-in model, else the well-known characters); returns the headline
+    figures: probe Spearman per trait at its best layer, forced-choice and questionnaire
+    steering shifts per trait without and with persona context."""
+    roster = default_roster(model_dir) if roster is None else roster
     config = config or (StudyConfig.quick() if quick else StudyConfig())
     mesh = jaxlens.sharding.parse_mesh(mesh) if isinstance(mesh, str) else mesh
     model = jaxlens.load_model(model_dir, mesh=mesh)
