@@ -111,3 +111,17 @@ def test_score_characters_in_batches_equals_one_at_a_time(planted, tmp_path):
     # characters and items differ by more than the tolerance, so a shuffle would show
     assert np.abs(want["ev"][0] - want["ev"][1]).max() > 1e-2
     assert np.abs(np.diff(want["ev"][0])).max() > 1e-2
+
+
+def test_forced_choice_labels_mark_the_positive_statements():
+    """The mask of trait-positive letters marks exactly the lines that show one of the trait's
+    5 positive statements, in every order, without and with a persona card."""
+    roster = P.bundled_roster()[:1]
+    for trait in P.TRAITS:
+        convs, positive, with_context = steering.forced_choice_prompts(trait, 10, roster)
+        assert positive.shape == (20, 10) and with_context.sum() == 10
+        for conv, mask in zip(convs, positive, strict=True):
+            lines = conv[-1]["content"].splitlines()[1:]
+            shown = [line.split(". ", 1)[1] for line in lines]
+            good = [s in P.SELF_STATEMENTS[trait][:5] for s in shown]
+            assert list(mask) == good and sum(good) == 5
