@@ -12,9 +12,11 @@ the headline figures; each stage is also callable on its own (the scripts call t
   layer, the trait cosine matrix at each trait's best layer, adjective AUC by layer, and
   `probes.npz` (every trait's fitted probe, `jaxlens.probes.load` reads it back; the steer
   stage run on its own steers along these).
-- `stage_steer`: `steer/`: forced-choice sweeps for each recipe, with and without persona
-  context (dose-response plots, on/off-target shift matrices) and open-ended generation scored
-  by the probe (and a judge model if named).
+- `stage_steer`: `steer/`: forced-choice and questionnaire sweeps for each recipe, with and
+  without persona context (dose-response plots, on/off-target shift matrices; the
+  questionnaire's item split, `questionnaire.item_split`, in `config.json`, the band centres
+  chosen on the split's choose items in `layers_<recipe>.json`, the "last" recipe's unit in
+  `mean_norms.json`) and open-ended generation scored by the probe (and a judge model if named).
 """
 
 from __future__ import annotations
@@ -44,7 +46,10 @@ LAYER_CHOICES = ("choose", "probe")
 @dataclass(frozen=True, kw_only=True)
 class StudyConfig:
     """Settings of every stage (see each stage). `quick()` is laptop-sized, `paper()` the
-    published setting (all 50 items in the self-description, 10 instructions)."""
+    published setting (all 50 items in the self-description, 10 instructions, the
+    score-averaged regression). questionnaire: also read steering out on the IPIP-50 items;
+    choose_items: items per trait settings are chosen on (1..9, the rest are measured);
+    layers: the band's centre, "choose" (on those items) or "probe" (its best layer)."""
 
     score: scoring.ScoreConfig = field(default_factory=scoring.ScoreConfig)
     sample: activations.SampleConfig = field(default_factory=activations.SampleConfig)
@@ -62,9 +67,9 @@ class StudyConfig:
     generated_picks: bool = True
     open_ended: int = 2
     judge: str | None = None
-    questionnaire: bool = True  # steering also read out on the IPIP-50 items (questionnaire)
-    choose_items: int = 5  # items per trait that settings are chosen on (the rest: measured)
-    layers: str = "choose"  # the band's centre: "choose" (on the choose items) or "probe"
+    questionnaire: bool = True
+    choose_items: int = 5
+    layers: str = "choose"
     seed: int = 0
 
     def __post_init__(self):

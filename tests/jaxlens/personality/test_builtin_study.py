@@ -10,8 +10,13 @@ needs the 50 of the test split to mean something):
   (Spearman >= 0.8 for every trait);
 - probes: the held-out Spearman of the best layer is >= 0.8 for every trait (mean over the
   prompt, the study's default position);
-- steering: the norm-scaled band recipe moves the forced-choice readout monotonically in the
-  steered direction for every trait (without persona context; with context reported).
+- steering, forced choice: the norm-scaled band recipe moves the forced-choice readout
+  monotonically in the steered direction for every trait (without persona context; with
+  context reported);
+- steering, questionnaire: on the held-out half of each trait's IPIP-50 items (the band's
+  centre layers were chosen on the other half), for at least 3 of the 5 traits the on-target
+  shift over the strengths is positive, monotone in c and more than twice the mean
+  |off-target| shift (without a persona; with a card in context it is reported).
 """
 
 from pathlib import Path
@@ -42,6 +47,16 @@ NOT_LEARNED = pytest.mark.xfail(
     strict=False,
     reason="built-in model: its forced choice does not follow the persona even with the card in "
     "context, so steering has nothing to move (see docs/builtin_model.md)",
+)
+
+
+# Measured on these weights (docs/builtin_model.md): steering moves the questionnaire answers,
+# but not specifically: every trait's direction moves the other four traits' answers about as
+# much as its own, so at most one or two traits pass the 2x off-target bar.
+QUESTIONNAIRE_NOT_SPECIFIC = pytest.mark.xfail(
+    strict=False,
+    reason="built-in model: questionnaire steering moves the other traits' answers about as much "
+    "as the steered trait's (see docs/builtin_model.md)",
 )
 
 
@@ -93,3 +108,31 @@ def test_activations_cover_every_layer_and_position(results):
     for position in activations.POSITIONS:
         acts, rows = activations.load(results["sample_dir"], position)
         assert acts.shape[:2] == (n_layers, len(rows)) and np.isfinite(acts).all()
+
+
+def _questionnaire_rows(results, context: bool) -> dict[str, dict]:
+    return {
+        r["trait"]: r
+        for r in results["steered"]["summary"]
+        if r["readout"] == "questionnaire" and r["recipe"] == "band" and r["context"] == context
+    }
+
+
+def test_questionnaire_readout_is_measured_on_held_out_items(results):
+    rows = _questionnaire_rows(results, False)
+    assert set(rows) == set(P.TRAITS) and set(_questionnaire_rows(results, True)) == set(P.TRAITS)
+    assert all(np.isfinite(r["on-target shift"]) for r in rows.values())
+    assert set(results["steered"]["layers"]["band"]) == set(P.TRAITS)
+
+
+@QUESTIONNAIRE_NOT_SPECIFIC
+def test_questionnaire_steering_moves_three_traits_cleanly(results):
+    rows = _questionnaire_rows(results, False)
+    clean = [
+        t
+        for t, r in rows.items()
+        if r["on-target shift"] > 0
+        and r["monotone"]
+        and r["on-target shift"] > 2 * r["mean |off-target|"]
+    ]
+    assert len(clean) >= 3, rows
