@@ -18,6 +18,19 @@ token x latent-pair updates per second (T * N^2 / s), peak resident memory above
 process's baseline (after imports and data, so JAX's compiler counts), and the largest
 difference of the top-1 Pearson values between the two sides. Ends with `RESULT` lines
 (ratio > 1 means ours is better) and a run folder with `results.json` and `report.md`.
+
+    python scripts/bench_evolution.py --paper-shape            # GPT-2 small shape, 24,576 latents
+    python scripts/bench_evolution.py --paper-shape --quick    # a tiny shape, seconds
+
+`--paper-shape` times the study's two parts separately at the paper's shape: a random model
+of GPT-2 small's shape (`jaxlens.ModelConfig.gpt2_small()`) and random ReLU SAEs
+(`sae.evolution.model_source.random_saes`) whose per-layer L0 is `GPT2_RES_JB_L0` (an
+approximation of `gpt2-small-res-jb`'s), over byte-encoded `sae.stories` text: the source (one
+model forward plus 12 encodes per batch, into the codes cache; tokens/s and its FLOP rate as a
+fraction of a plain matmul's here) and the pair statistics given the codes (the co-active pass,
+all 11 layer pairs; tokens/s); peak memory; each part's extrapolated time for 10M tokens; and
+the dense PyTorch accumulation on one layer pair at `--peer-latents` latents against ours on
+the same codes (per-token ratio).
 """
 
 from __future__ import annotations
@@ -45,6 +58,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=1024, help="tokens per accumulation step")
     p.add_argument("--k", type=int, default=32, help="active latents per token")
     p.add_argument("--block", type=int, default=None, help="our rows per block (None: all)")
+    p.add_argument("--accumulate", default="auto", choices=("auto", "dense", "sparse"),
+                   help="our pair sums (sae.evolution.stream.PassOptions)")  # fmt: skip
+    p.add_argument("--paper-shape", action="store_true", help="GPT-2 small shape (docstring)")
+    p.add_argument("--windows", type=int, default=64, help="--paper-shape: windows of 128")
+    p.add_argument("--peer-latents", type=int, default=8192, help="--paper-shape: peer's N")
     p.add_argument("--out", default="runs/bench_evolution", help="run folder")
     p.add_argument("--worker", choices=("ours", "torch"), help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -77,7 +95,11 @@ def worker_ours(codes: np.ndarray, args) -> tuple[float, np.ndarray]:
     from sae.evolution import stats, stream
 
     options = stream.PassOptions(
-        measures=stats.TOKEN_MEASURES, top_k=8, block=args.block, sparse_cap=args.k
+        measures=stats.TOKEN_MEASURES,
+        top_k=8,
+        block=args.block,
+        sparse_cap=args.k,
+        accumulate=args.accumulate,
     )
     b = args.batch
 
@@ -159,12 +181,105 @@ def run_worker(args) -> None:
     Path(args.result).write_text(json.dumps({"seconds": seconds, "peak_mb": _rss_mb() - base}))
 
 
+# Per-layer L0 of the paper-shape SAEs: an approximation of gpt2-small-res-jb's published L0s
+# (rising with depth); the bench's random SAEs are set to fire this often.
+GPT2_RES_JB_L0 = (13, 24, 35, 45, 52, 58, 64, 70, 76, 82, 88, 94)
+
+
+def _matmul_rate(d: int, n: int) -> float:
+    """FLOP/s of a plain float32 `[4096, d] x [d, n]` matmul here (jitted, best of 3)."""
+    import jax
+    import jax.numpy as jnp
+
+    x, w = jnp.ones((4096, d)), jnp.ones((d, n))
+    f = jax.jit(lambda x, w: x @ w)
+    f(x, w).block_until_ready()
+    best = min(_timed(lambda: f(x, w).block_until_ready()) for _ in range(3))
+    return 2 * 4096 * d * n / best
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _paper_source(args):
+    """The random model, its random SAEs and the codes cache of the bench's tokens."""
+    import jax
+
+    import jaxlens
+    from sae.evolution import codes, model_source
+
+    if args.quick:
+        config, d_sae, l0 = jaxlens.ModelConfig.tiny(vocab_size=259, n_layers=4), 512, 6
+    else:
+        config, d_sae, l0 = jaxlens.ModelConfig.gpt2_small(), 24576, GPT2_RES_JB_L0
+    model = jaxlens.LoadedModel(config, jaxlens.init_params(jax.random.key(0), config), None)
+    ids = 3 + np.frombuffer(model_source.corpus_text(4000).encode("utf-8"), np.uint8)
+    windows = 8 if args.quick else args.windows
+    tokens = ids[: windows * 128].astype(np.int32).reshape(windows, 128)
+    cfgs, params = model_source.random_saes(model, tokens[:4], d_sae=d_sae, l0=l0)
+    batch = 4 if args.quick else 16
+    list(model_source.LayerSource(model, tokens[:batch], cfgs, params, batch=batch)())  # compile
+    src = model_source.LayerSource(model, tokens, cfgs, params, batch=batch)
+    flops = 2 * sum(x.size for x in jax.tree.leaves(model.params)) + 2 * config.n_layers * (
+        config.d_model * d_sae
+    )
+    return codes.CodeCache(src), src.n_tokens, flops, (config.d_model, d_sae)
+
+
+def paper_shape(args) -> list[str]:
+    """`--paper-shape` (module docstring): RESULT lines."""
+    from sae.evolution import codes, stats, stream
+
+    cache, n_tokens, flops, (d, n) = _paper_source(args)
+    t_source = _timed(lambda: list(cache()))  # model forward + encodes, into the cache
+    summary = stream.first_pass(cache)
+    options = stream.PassOptions(measures=stats.TOKEN_MEASURES, top_k=16, accumulate="sparse")
+    t_pairs = _timed(lambda: stream.pair_pass(cache, summary, options))
+    peak, rate, pairs = _rss_mb(), _matmul_rate(d, n), summary.max.shape[0] - 1
+    peer_n = min(args.peer_latents, n)  # one layer pair at the peer's width, the same codes
+    two = np.concatenate([codes.to_dense(b)[:2, :, :peer_n] for b in cache()], axis=1)
+
+    def pair_source():
+        return (two[:, s : s + args.batch] for s in range(0, two.shape[1], args.batch))
+
+    t_ours = _timed(lambda: stream.pair_pass(pair_source, stream.first_pass(pair_source), options))
+    _torch_pass(two[:, : args.batch], args.batch)  # warm-up
+    t_peer = _timed(lambda: _torch_pass(two, args.batch))
+    hours = [1e7 * t / n_tokens / 3600 for t in (t_source, t_pairs)]
+    return [
+        f"RESULT evolution_source_tokens_per_s value={n_tokens / t_source:.4g} unit=tok/s "
+        f"matmul_fraction={n_tokens * flops / t_source / rate:.3g}",
+        f"RESULT evolution_pairs_tokens_per_s value={n_tokens / t_pairs:.4g} unit=tok/s "
+        f"layer_pairs={pairs} d_sae={n}",
+        f"RESULT evolution_peak_mb value={peak:.4g} unit=MB",
+        f"RESULT evolution_10M_tokens_hours source={hours[0]:.3g} pairs={hours[1]:.3g} unit=h",
+        f"RESULT evolution_vs_dense_peer_d{peer_n} ours={t_ours:.4g} peer={t_peer:.4g} unit=s "
+        f"ratio={t_peer / t_ours:.3g}",
+    ]
+
+
+def _worker_cmd(args, side: str, n: int, tokens: int, path: Path) -> list[str]:
+    """The command line of one side's worker process."""
+    cmd = [sys.executable, __file__, "--worker", side, "--n", str(n), "--tokens", str(tokens)]
+    cmd += ["--batch", str(args.batch), "--k", str(args.k), "--result", str(path)]
+    cmd += ["--accumulate", args.accumulate]
+    return cmd + (["--block", str(args.block)] if args.block else [])
+
+
 def main() -> None:
     args = parse_args()
     if args.worker:
         run_worker(args)
         return
     import jaxlens.runs
+
+    if args.paper_shape:
+        _report(jaxlens.runs.RunFolder(args.out, config=vars(args), command=sys.argv),
+                paper_shape(args), "SAE evolution at the paper's shape")  # fmt: skip
+        return
 
     sizes = args.sizes or ([1024, 2048] if args.quick else [4096, 16384])
     tokens = args.tokens or (8192 if args.quick else 16384)
@@ -176,22 +291,7 @@ def main() -> None:
         row = {"d_sae": n, "tokens": tokens}
         for side in ("ours", "torch"):
             path = Path(run.path) / f"{side}_{n}.json"
-            cmd = [
-                sys.executable,
-                __file__,
-                "--worker",
-                side,
-                "--n",
-                str(n),
-                "--tokens",
-                str(tokens),
-                "--batch",
-                str(args.batch),
-                "--k",
-                str(args.k),
-                "--result",
-                str(path),
-            ] + (["--block", str(args.block)] if args.block else [])
+            cmd = _worker_cmd(args, side, n, tokens, path)
             subprocess.run(cmd, check=True)
             res = json.loads(path.read_text())
             row[f"{side}_updates_per_s"] = tokens * n * n / res["seconds"]
@@ -212,9 +312,13 @@ def main() -> None:
             )
     run.save_json("results.json", rows)
     run.summary(rows)
-    run.section("RESULT lines", "```\n" + "\n".join(results) + "\n```")
-    run.write_report("Pairwise statistics: ours vs dense PyTorch")
-    print("\n".join(results))
+    _report(run, results, "Pairwise statistics: ours vs dense PyTorch")
+
+
+def _report(run, lines: list[str], title: str) -> None:
+    run.section("RESULT lines", "```\n" + "\n".join(lines) + "\n```")
+    run.write_report(title)
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -2,9 +2,10 @@ r"""How SAE features evolve across layers: SAEs on every layer, statistics, line
 
     # the built-in model, small SAEs trained here:
     python3 scripts/sae_evolution.py --out runs/evolution
-    # GPT-2 small with the gpt2-small-res-jb SAELens folders (one per layer, in order):
-    python3 scripts/sae_evolution.py --model path/to/gpt2 --text pile_sample.txt --full \
-        --saes res-jb/blocks.{0..11}.hook_resid_pre --out runs/evolution_gpt2
+    # the paper: GPT-2 small, the gpt2-small-res-jb SAELens folders (one per layer, in order),
+    # a Pile slice, the paper's settings (EvolutionConfig.paper()):
+    python3 scripts/sae_evolution.py --paper --model path/to/gpt2 --text pile_sample.txt \
+        --saes DIR/blocks.{0..11}.hook_resid_pre --out runs/evolution_gpt2
     # sharded: tokens over data, latents over tensor
     python3 scripts/sae_evolution.py --mesh data=2,tensor=4 --out runs/evolution_mesh
 
@@ -37,10 +38,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--saes", nargs="+", default=None, help="SAELens folders, one per layer")
     p.add_argument("--text", default=None, help="a .txt corpus (documents split by blank lines)")
     p.add_argument("--prompts", default=None, help="extra browser prompts, one per line")
-    p.add_argument("--full", action="store_true", help="full sizes (default: quick sizes)")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--full", action="store_true", help="full sizes (default: quick sizes)")
+    size.add_argument("--paper", action="store_true", help="the paper's settings and sizes")
     p.add_argument("--block", type=int, default=None, help="earlier-side latents per block")
-    p.add_argument("--threshold", type=float, default=0.0,
-                   help="active = act > threshold * the latent's max (0: > 0)")  # fmt: skip
+    p.add_argument("--threshold", type=float, default=None,
+                   help="active = act > threshold * the latent's max (0: > 0; default: "
+                   "the preset's, 0 or the paper's 0.2)")  # fmt: skip
+    p.add_argument("--windows", type=int, default=None, help="token windows (default: preset's)")
     p.add_argument("--sparse-cap", type=int, default=None,
                    help="nonzero latents per token, sparse update (TopK SAEs: k)")  # fmt: skip
     p.add_argument("--mesh", default=None, help="device mesh, e.g. data=2,fsdp=1,tensor=4")
@@ -51,13 +56,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    preset = evolution.EvolutionConfig.full if args.full else evolution.EvolutionConfig.quick
-    overrides = {"threshold": args.threshold, "sparse_cap": args.sparse_cap}
-    if args.block is not None:
-        overrides["block"] = args.block
+    cfg = evolution.EvolutionConfig
+    preset = cfg.paper if args.paper else cfg.full if args.full else cfg.quick
+    given = {"threshold": args.threshold, "block": args.block, "n_windows": args.windows}
+    overrides = {k: v for k, v in given.items() if v is not None}
+    overrides["sparse_cap"] = args.sparse_cap
     prompts = read_prompts(args.prompts) if args.prompts else None
     head = evolution.run_study(
-        args.model, args.out, quick=not args.full, saes=args.saes,
+        args.model, args.out, quick=not (args.full or args.paper), saes=args.saes,
         mesh=jaxlens.sharding.parse_mesh(args.mesh),
         text_file=args.text, prompts=prompts, config=preset(**overrides),
         screenshot=not args.no_screenshot,

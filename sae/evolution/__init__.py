@@ -8,10 +8,14 @@ From SAEs on every layer of a model (trained with `sae.fit` or loaded from SAELe
 - `sae.evolution.stream`: the passes over token batches (per-latent maxima and top contexts,
   then the pairwise sums in jitted blocks, sharded over a mesh, resumable), kept as top-k
   neighbour lists; `layer_pair_stats` is the dense entry point over the same machinery;
+- `sae.evolution.coactive`: the pairwise sums over co-active pairs only (host, exact, no
+  blocks), chosen by `PassOptions(accumulate="auto" | "dense" | "sparse")`;
+- `sae.evolution.codes`: what a source yields (dense latents or sparse `Codes`) and
+  `CodeCache`, which runs the model and the encoders once for every pass;
 - `sae.evolution.lineage`: passed / vanished / new (`classify`), AND / OR (`and_or`), turnover
   tables and the Sankey-style figure, the vanished-or-unrepresented projection;
-- `sae.evolution.graph`: the networkx feature graph, Louvain and Leiden communities, node-link
-  JSON;
+- `sae.evolution.graph`: the networkx feature graph (from top-k lists, or `edge_graph` from
+  every pair above a threshold), Louvain and Leiden communities, node-link JSON;
 - `sae.evolution.store`: the passes' on-disk state (atomic writes, resume, reading back);
 - `sae.evolution.browser`: the static feature browser site; `site_build` fills it from a model's
   analysis (its screenshot through `jaxlens.runs.webdriver`'s headless chromium);
@@ -23,7 +27,13 @@ From SAEs on every layer of a model (trained with `sae.fit` or loaded from SAELe
 """
 
 from sae.evolution.dense import layer_pair_stats
-from sae.evolution.graph import communities, feature_graph, node_link, save_node_link
+from sae.evolution.graph import (
+    communities,
+    edge_graph,
+    feature_graph,
+    node_link,
+    save_node_link,
+)
 from sae.evolution.lineage import and_or, and_or_top, classify, classify_top, turnover
 from sae.evolution.pipeline import EvolutionConfig, rebuild_browser, run_study
 from sae.evolution.stats import MEASURES, TOKEN_MEASURES, MeasureError
@@ -50,6 +60,7 @@ __all__ = [
     "classify",
     "classify_top",
     "communities",
+    "edge_graph",
     "feature_graph",
     "first_pass",
     "layer_pair_stats",

@@ -262,15 +262,24 @@ def _decoder_top(w_a: np.ndarray, w_b: np.ndarray, k: int) -> tuple[np.ndarray, 
 
 
 def neighbours(
-    acc: PairAccumulator, measures, k: int, *, decoders: Any = None, keep_dense: bool = False
+    acc: PairAccumulator,
+    measures,
+    k: int,
+    *,
+    decoders: Any = None,
+    keep_dense: bool = False,
+    edge_sink: Any = None,
 ) -> tuple[Neighbours, dict[str, np.ndarray] | None]:
     """The top-k lists both ways of every measure and layer pair (and, with `keep_dense`, the
-    dense `{measure: [P, N, N]}`)."""
+    dense `{measure: [P, N, N]}`); `edge_sink(p, pair)` is called once per layer pair (for
+    `edges`), so one pair's stored entries are in memory at a time."""
     token = tuple(m for m in measures if m != "decoder_cosine")
     fields = {f: {m: [] for m in measures} for f in Neighbours._fields}
     dense = {m: [] for m in measures} if keep_dense else None
     for p in range(len(acc.sum_ab)):
         pair = acc.pair(p)
+        if edge_sink is not None:
+            edge_sink(p, pair)
         got = {
             "row": top_neighbours(pair, token, k),
             "col": top_neighbours(pair.transposed(), token, k),
@@ -291,3 +300,31 @@ def neighbours(
                 dense[m].append(d[m].astype(np.float32))
     nb = Neighbours(**{f: {m: np.stack(v) for m, v in d.items()} for f, d in fields.items()})
     return nb, None if dense is None else {m: np.stack(v) for m, v in dense.items()}
+
+
+def edges(pair: _Pair, name: str, min_weight: float) -> tuple[np.ndarray, ...]:
+    """`(rows, cols, values)` of every pair whose `name` reaches `min_weight` (> 0), stored or
+    absent: absent pairs are 0 under every measure but Pearson, whose `-r_a r_b` can only reach
+    it for means of opposite signs (never for non-negative codes)."""
+    if name == "mutual_info" or min_weight <= 0:
+        raise stats.MeasureError(
+            f"full edges need a measure other than mutual_info and a "
+            f"min_weight > 0; got {name!r}, {min_weight}"
+        )
+    stored = pair.values((name,), pair.rows, pair.cols, pair.sab, pair.cab)[name]
+    keep = stored >= min_weight
+    rows, cols, vals = pair.rows[keep], pair.cols[keep], stored[keep]
+    if name == "pearson":
+        r_a, r_b = _ratio(pair.a, pair.n_tokens), _ratio(pair.b, pair.n_tokens)
+        for sign in (1, -1):
+            ia, ib = np.flatnonzero(sign * r_a > 0), np.flatnonzero(sign * r_b < 0)
+            ra, cb = np.nonzero(-r_a[ia][:, None] * r_b[ib][None, :] >= min_weight * (1 - 1e-6))
+            ra, cb = ia[ra], ib[cb]
+            n = pair.b.shape[1]
+            absent = ~np.isin(ra * n + cb, pair.rows * n + pair.cols)
+            ra, cb = ra[absent], cb[absent]
+            v = pair.values((name,), ra, cb)[name]
+            ok = v >= min_weight
+            rows, cols = np.concatenate([rows, ra[ok]]), np.concatenate([cols, cb[ok]])
+            vals = np.concatenate([vals, v[ok]])
+    return rows, cols, vals

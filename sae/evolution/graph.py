@@ -1,10 +1,12 @@
 """The feature graph: nodes `(layer, latent)`, edges L -> L+1 weighted by a similarity.
 
 `feature_graph` turns the top-k neighbour lists of one measure into a `networkx.DiGraph` (an edge
-where the similarity reaches `min_weight`; dead latents left out). `communities` groups nodes
-with Louvain (networkx) or Leiden (`leidenalg` on python-igraph), both on the undirected
-weighted graph with a fixed seed. `node_link` writes any subgraph as node-link JSON (nodes as
-`[layer, latent]`), readable by `networkx.node_link_graph` and by JavaScript graph libraries.
+where the similarity reaches `min_weight`; dead latents left out); `edge_graph` does the same
+from every pair above the threshold (the full statistics a pass wrote to `edges/`).
+`communities` groups nodes with Louvain (networkx) or Leiden (`leidenalg` on python-igraph),
+both on the undirected weighted graph with a fixed seed. `node_link` writes any subgraph as
+node-link JSON (nodes as `[layer, latent]`), readable by `networkx.node_link_graph` and by
+JavaScript graph libraries.
 """
 
 from __future__ import annotations
@@ -56,6 +58,33 @@ def feature_graph(
         g.add_edge(
             (int(p), int(a)), (int(p) + 1, b), weight=float(values[p, a, j]), measure=measure
         )
+    for node in g.nodes:
+        g.nodes[node]["layer"], g.nodes[node]["latent"] = node
+    return g
+
+
+def edge_graph(
+    edges: list[tuple[Any, Any, Any]],
+    *,
+    min_weight: float = 0.1,
+    fires: Any = None,
+    measure: str = "pearson",
+) -> nx.DiGraph:
+    """`feature_graph` from the full statistics: per layer pair p, `(rows, cols, values)` of
+    every pair at or above the pass's edge threshold (`sae.evolution.store.load_edges`), not
+    only each latent's top-k; edges below `min_weight` and dead latents left out."""
+    g = nx.DiGraph()
+    live = None if fires is None else np.asarray(fires) > 0
+    for p, (rows, cols, values) in enumerate(edges):
+        rows, cols, values = (np.asarray(x) for x in (rows, cols, values))
+        keep = values >= min_weight
+        if live is not None:
+            keep &= live[p][rows] & live[p + 1][cols]
+        g.add_weighted_edges_from(
+            ((p, int(a)), (p + 1, int(b)), float(w))
+            for a, b, w in zip(rows[keep], cols[keep], values[keep], strict=True)
+        )
+    nx.set_edge_attributes(g, measure, "measure")
     for node in g.nodes:
         g.nodes[node]["layer"], g.nodes[node]["latent"] = node
     return g

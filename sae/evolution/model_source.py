@@ -11,9 +11,9 @@
   batch (`sae.ModelActivations` over every layer, `sae.fit` on the `[L, B, D]` stream);
   `load_saes` reads SAELens folders instead (e.g. `gpt2-small-res-jb`'s per-layer folders).
 - `LayerSource`: one `jaxlens.forward` per batch of windows captures `resid_pre` of every layer
-  (position 0, BOS, left out); each SAE encodes its layer. Called, it yields latents
-  `[L, T, N]` in a fixed order, the source `sae.evolution.stream` passes read; `token(i)` maps a
-  global token index back to (window, position) for the browser's contexts.
+  (position 0, BOS, left out unless `include_bos`); each SAE encodes its layer. Called, it
+  yields latents `[L, T, N]` in a fixed order, the source `sae.evolution.stream` passes read;
+  `token(i)` maps a global token index back to (window, position) for the browser's contexts.
 """
 
 from __future__ import annotations
@@ -140,11 +140,41 @@ def load_saes(folders: list[str | Path], config) -> tuple[list[Any], list[Any]]:
     return [c for c, _ in loaded], [p for _, p in loaded]
 
 
+def random_saes(
+    model: jaxlens.LoadedModel, tokens, *, d_sae: int, l0, seed: int = 0
+) -> tuple[list[Any], list[Any]]:
+    """Random ReLU SAEs, one per layer at `resid_pre`, each with its bias set so that on
+    `tokens [S, T]` a token fires `l0[layer]` latents on average (a scalar: every layer): the
+    scale bench's and the tests' stand-in for a trained release of the same shape and L0."""
+    config = model.config
+    l0 = np.broadcast_to(np.asarray(l0, np.float64), (config.n_layers,))
+    capture = jaxlens.Capture(sites=("resid_pre",), layers=tuple(range(config.n_layers)))
+    x = jaxlens.forward(model.params, jnp.asarray(tokens), config=config, capture=capture)
+    x = np.asarray(x.captures["resid_pre"], np.float32)[:, :, 1:].reshape(
+        config.n_layers, -1, config.d_model
+    )
+    cfg = sae.SAEConfig(d_in=config.d_model, d_sae=d_sae, architecture="relu")
+    params = []
+    for layer in range(config.n_layers):
+        p = sae.init(jax.random.key(seed + layer), cfg)
+        pre = np.asarray(sae.model.pre_activations(p, jnp.asarray(x[layer])))  # [S*(T-1), N]
+        cut = np.quantile(pre, 1.0 - l0[layer] / d_sae, axis=0)  # each latent fires as often
+        params.append({**p, "b_enc": p["b_enc"] - jnp.asarray(cut, p["b_enc"].dtype)})
+    return [cfg] * config.n_layers, params
+
+
 class LayerSource:
     """Latents of every layer for a fixed set of token windows (module docstring)."""
 
     def __init__(
-        self, model: jaxlens.LoadedModel, tokens, sae_configs, sae_params, *, batch: int = 16
+        self,
+        model: jaxlens.LoadedModel,
+        tokens,
+        sae_configs,
+        sae_params,
+        *,
+        batch: int = 16,
+        include_bos: bool = False,
     ):
         self.model, config = model, model.config
         self.tokens = np.asarray(tokens)
@@ -154,12 +184,14 @@ class LayerSource:
         self.tokens = self.tokens[:n]
         self.batch = batch
         self.sae_configs, self.sae_params = sae_configs, sae_params
-        self.positions = self.tokens.shape[1] - 1  # position 0 (BOS) is left out
+        self.first = 0 if include_bos else 1  # position 0 (BOS) is left out by default
+        self.positions = self.tokens.shape[1] - self.first
+        first = self.first
         capture = jaxlens.Capture(sites=("resid_pre",), layers=tuple(range(config.n_layers)))
 
         def resid(p, tok):
             x = jaxlens.forward(p, tok, config=config, capture=capture).captures["resid_pre"]
-            return x[:, :, 1:].reshape(x.shape[0], -1, x.shape[-1])  # [L, b * (T-1), D]
+            return x[:, :, first:].reshape(x.shape[0], -1, x.shape[-1])  # [L, b * (T-1), D]
 
         self._resid = jax.jit(resid)
 
@@ -197,7 +229,7 @@ class LayerSource:
 
     def token(self, index: int) -> tuple[int, int]:
         """A global token index as (window, position in the window)."""
-        return index // self.positions, 1 + index % self.positions
+        return index // self.positions, self.first + index % self.positions
 
     def final_token_latents(self, window: np.ndarray) -> np.ndarray:
         """`[L, N]` latents at the last position of one window."""

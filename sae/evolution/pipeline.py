@@ -59,6 +59,15 @@ class EvolutionConfig:
             (`sae.evolution.stream.PassOptions`); the same statistics either way.
         cache_codes: keep every batch's SAE codes under `codes/` of the run folder, so the
             model and the encoders run once for the first pass and every pairwise block.
+        include_bos: whether the BOS position of each window enters the statistics.
+        extra_thresholds: more activity thresholds (fractions of the max) whose binary
+            measures (Jaccard, sufficiency, necessity, mutual information) are computed in the
+            same run, each into `stats/threshold_<t>/`; `stats/thresholds.json` records which
+            threshold every measure used.
+        full_edges: the graphs' edges from the full statistics (every pair at or above
+            `edge_min`, streamed to `stats/edges/`) instead of each latent's top-k.
+        extra_graphs: more measures whose feature graph and communities are written
+            (`graph_<measure>.json`, `communities_<measure>.json`), e.g. ("jaccard",).
         edge_measure, edge_min: the graph's edges.
         prompt_latents: latents per layer shown for a prompt (most active first).
         browser_latents: most frequent latents per layer kept in the browser besides the
@@ -80,6 +89,10 @@ class EvolutionConfig:
     sparse_cap: int | None = None
     accumulate: str = "dense"
     cache_codes: bool = True
+    include_bos: bool = False
+    extra_thresholds: tuple[float, ...] = ()
+    full_edges: bool = False
+    extra_graphs: tuple[str, ...] = ()
     edge_measure: str = "pearson"
     edge_min: float = 0.1
     prompt_latents: int = 8
@@ -106,6 +119,17 @@ class EvolutionConfig:
         ):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be an int >= 1; got {getattr(self, name)!r}")
+        object.__setattr__(self, "extra_thresholds", tuple(self.extra_thresholds))
+        object.__setattr__(self, "extra_graphs", tuple(self.extra_graphs))
+        if any(not 0.0 <= t < 1.0 for t in (self.threshold, *self.extra_thresholds)):
+            raise ValueError(
+                f"threshold and extra_thresholds must be in [0, 1); got {self.threshold!r}, "
+                f"{self.extra_thresholds!r}"
+            )
+        if any(m not in stats.TOKEN_MEASURES for m in self.extra_graphs):
+            raise stats.MeasureError(
+                f"extra_graphs must be among {stats.TOKEN_MEASURES}; got {self.extra_graphs!r}"
+            )
         if self.accumulate not in stream.ACCUMULATE:
             raise ValueError(
                 f"accumulate must be one of {stream.ACCUMULATE}; got {self.accumulate!r}"
@@ -134,6 +158,37 @@ class EvolutionConfig:
             browser_latents=64,
         )
         return cls(**{**base, **overrides})
+
+    @classmethod
+    def paper(cls, **overrides: Any) -> EvolutionConfig:
+        """The paper's setting (docs/evolution.md, its table): windows of 128 tokens with BOS,
+        10M tokens, Pearson and cosine on raw activations, activity at > 0.2 x each latent's
+        max and > 0 in one run, graph edges from the full statistics (every pair >= 0.1) with
+        communities on the Pearson and the Jaccard graph, the accumulation chosen by sparsity
+        and backend. SAE sizes are `full()`'s, for runs without SAELens folders."""
+        base = dict(
+            n_docs=20000,
+            seq_len=128,
+            n_windows=-(-10_000_000 // 127),  # 10M tokens of 127 positions after BOS
+            expansion=16,
+            k=32,
+            sae_steps=20000,
+            sae_batch=4096,
+            batch=32,
+            threshold=0.2,
+            extra_thresholds=(0.0,),
+            accumulate="auto",
+            full_edges=True,
+            extra_graphs=("jaccard",),
+            edge_min=0.1,
+            top_k=16,
+            top_contexts=10,
+            browser_latents=64,
+        )
+        return cls(**{**base, **overrides})
+
+
+BINARY_MEASURES = ("jaccard", "sufficiency", "necessity", "mutual_info")
 
 
 def _unrepresented(src, nb, summary, sae_params, classes, limit: int = 256) -> list[dict]:
@@ -218,8 +273,9 @@ def _sae_rows(src, sae_cfgs, sae_params) -> list[dict[str, Any]]:
 
 
 def _statistics(src, out: Path, cfg, sae_params, mesh, progress):
-    """First pass (kept in `stats/first_pass.npz`) and the resumable pairwise pass, both
-    reading the codes cache (`codes/`) when `cfg.cache_codes`."""
+    """First pass (kept in `stats/first_pass.npz`), the resumable pairwise pass (`stats/`) and
+    one pass of the binary measures per extra threshold (`stats/threshold_<t>/`), all reading
+    the codes cache (`codes/`) when `cfg.cache_codes`."""
     if cfg.cache_codes:
         src = codes.CodeCache(src, folder=out / "codes")
     first = out / "stats" / "first_pass.npz"
@@ -231,25 +287,40 @@ def _statistics(src, out: Path, cfg, sae_params, mesh, progress):
         )
         first.parent.mkdir(parents=True, exist_ok=True)
         store.save_summary(first, summary)
-    options = stream.PassOptions(
-        measures=stats.MEASURES,
-        threshold=cfg.threshold,
-        block=cfg.block,
-        top_k=cfg.top_k,
-        sparse_cap=cfg.sparse_cap,
-        accumulate=cfg.accumulate,
-    )
+    graphs = (cfg.edge_measure, *cfg.extra_graphs) if cfg.full_edges else ()
     decoders = np.stack([np.asarray(p["W_dec"]) for p in sae_params])
-    nb, _ = stream.pair_pass(
-        src,
-        summary,
-        options,
-        decoders=decoders,
-        mesh=mesh,
-        out_dir=out / "stats",
-        progress=progress,
-    )
-    return summary, nb
+    passes = [(out / "stats", stats.MEASURES, cfg.threshold)]
+    passes += [
+        (out / "stats" / f"threshold_{t:g}", BINARY_MEASURES, t) for t in cfg.extra_thresholds
+    ]
+    for folder, measures, threshold in passes:
+        options = stream.PassOptions(
+            measures=measures,
+            threshold=threshold,
+            block=cfg.block,
+            top_k=cfg.top_k,
+            sparse_cap=cfg.sparse_cap,
+            accumulate=cfg.accumulate,
+            edge_measures=tuple(m for m in graphs if m in measures),
+            edge_min=cfg.edge_min,
+        )
+        nb, _ = stream.pair_pass(
+            src, summary, options, decoders=decoders, mesh=mesh, out_dir=folder, progress=progress
+        )
+        if folder == out / "stats":
+            main = nb
+    if cfg.extra_thresholds:  # which threshold each measure's files used
+        _save_thresholds(out, cfg)
+    return summary, main
+
+
+def _save_thresholds(out: Path, cfg: EvolutionConfig) -> None:
+    """`stats/thresholds.json`: per folder, the activity threshold of its binary measures."""
+    rows = {"stats": {m: cfg.threshold for m in BINARY_MEASURES}}
+    for t in cfg.extra_thresholds:
+        rows[f"stats/threshold_{t:g}"] = {m: t for m in BINARY_MEASURES}
+    rows["raw activations"] = ["pearson", "cosine", "decoder_cosine"]
+    (out / "stats" / "thresholds.json").write_text(json.dumps(rows, indent=2))
 
 
 class Sources(NamedTuple):
@@ -291,7 +362,9 @@ def open_sources(
     batch = min(cfg.batch, len(tokens))
     train_tokens = tokens[held_out_windows(len(tokens), batch) :]
     sae_cfgs, sae_params = _saes(out, cfg, saes, model, train_tokens, run_folder)
-    src = model_source.LayerSource(model, tokens, sae_cfgs, sae_params, batch=batch)
+    src = model_source.LayerSource(
+        model, tokens, sae_cfgs, sae_params, batch=batch, include_bos=cfg.include_bos
+    )
     return Sources(model, text, src, sae_cfgs, sae_params)
 
 
@@ -327,22 +400,40 @@ def _lineage(src, nb, summary, sae_params, run_folder) -> tuple[list[dict], list
     return table, unrep
 
 
-def _graph(out: Path, cfg: EvolutionConfig, summary, nb, run_folder):
-    """The feature graph (`graph.json`) and its communities under every method
-    (`communities.json`)."""
-    g = graph.feature_graph(
-        nb.row_values[cfg.edge_measure],
-        nb.row_index[cfg.edge_measure],
+def _one_graph(out: Path, cfg: EvolutionConfig, summary, nb, measure: str):
+    """The feature graph of `measure`: from the full statistics' edges (`cfg.full_edges`) or
+    from the top-k lists."""
+    if cfg.full_edges:
+        n_pairs = summary.max.shape[0] - 1
+        edges = [store.load_edges(out / "stats", measure, p) for p in range(n_pairs)]
+        return graph.edge_graph(
+            edges, min_weight=cfg.edge_min, fires=summary.fires, measure=measure
+        )
+    return graph.feature_graph(
+        nb.row_values[measure],
+        nb.row_index[measure],
         min_weight=cfg.edge_min,
         fires=summary.fires,
-        measure=cfg.edge_measure,
+        measure=measure,
     )
-    comms = {m: graph.communities(g, method=m, seed=cfg.seed) for m in graph.METHODS}
-    graph.save_node_link(out / "graph.json", g)
-    run_folder.save_json(
-        "communities.json", {m: [[*n, c] for n, c in cm.items()] for m, cm in comms.items()}
-    )
-    return g, comms
+
+
+def _graph(out: Path, cfg: EvolutionConfig, summary, nb, run_folder):
+    """The feature graph (`graph.json`) and its communities under every method
+    (`communities.json`); the same for each of `cfg.extra_graphs` (`graph_<m>.json`,
+    `communities_<m>.json`). Returns the first graph and its communities."""
+    found = []
+    for i, measure in enumerate((cfg.edge_measure, *cfg.extra_graphs)):
+        g = _one_graph(out, cfg, summary, nb, measure)
+        comms = {m: graph.communities(g, method=m, seed=cfg.seed) for m in graph.METHODS}
+        tail = "" if i == 0 else f"_{measure}"
+        graph.save_node_link(out / f"graph{tail}.json", g)
+        run_folder.save_json(
+            f"communities{tail}.json",
+            {m: [[*n, c] for n, c in cm.items()] for m, cm in comms.items()},
+        )
+        found.append((g, comms))
+    return found[0]
 
 
 def _title(model: jaxlens.LoadedModel) -> str:

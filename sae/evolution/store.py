@@ -92,3 +92,30 @@ def load_neighbours(out_dir: str | os.PathLike) -> Neighbours:
             field, measure = key.split("/", 1)
             fields[field][measure] = value
     return Neighbours(**fields)
+
+
+def save_edges(out_dir: Path, measure: str, pair: int, part: int, rows, cols, values) -> None:
+    """One part of layer pair `pair`'s edges under `measure` (`edges/<measure>_pair<p>_part<j>`)."""
+    folder = Path(out_dir) / "edges"
+    folder.mkdir(parents=True, exist_ok=True)
+    write_atomic(
+        folder / f"{measure}_pair{pair:03d}_part{part:04d}.npz",
+        {
+            "rows": np.asarray(rows, np.int32),
+            "cols": np.asarray(cols, np.int32),
+            "values": np.asarray(values, np.float32),
+        },
+    )
+
+
+def load_edges(out_dir: str | os.PathLike, measure: str, pair: int) -> tuple[np.ndarray, ...]:
+    """`(rows, cols, values)`: every edge of layer pair `pair` under `measure` that a pass with
+    `PassOptions(edge_measures=...)` wrote (all parts)."""
+    parts = sorted((Path(out_dir) / "edges").glob(f"{measure}_pair{pair:03d}_part*.npz"))
+    if not parts:
+        raise FileNotFoundError(f"no {measure} edges of pair {pair} under {out_dir}/edges")
+    got = []
+    for path in parts:
+        with np.load(path) as f:
+            got.append((f["rows"], f["cols"], f["values"]))
+    return tuple(np.concatenate(x) for x in zip(*got, strict=True))

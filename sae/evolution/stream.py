@@ -14,6 +14,12 @@ model forward plus the SAE encoders, or arrays). Two passes read it:
    optionally, dense `[P, block, N]` arrays on disk. Memory is O(P * block * N), not O(P * N^2);
    the price is one read of the source per block.
 
+`PassOptions(accumulate="sparse")` replaces step 2's dense blocks with `sae.evolution.coactive`:
+sums over the co-active pairs only, on the host, one read of the source and no blocks, the same
+statistics; "auto" picks it on a CPU backend for sparse codes (`choose_accumulate`). Batches may
+be dense arrays or `sae.evolution.codes.Codes`; `codes.CodeCache` makes a source that runs the
+model once for every pass and block.
+
 Sharding: with a mesh, a batch is placed (`put_latents`) tokens over `data`/`fsdp`
 (`jaxlens.sharding`'s batch axes) and latents over the mesh axis of the `latents` rule that
 `sae.step` registers in the core's rules table (`tensor`, as SAE training shards them); the
@@ -46,6 +52,7 @@ from sae.evolution.store import LatentSummary, Neighbours, PassError
 
 Source = Callable[[], Iterable[Any]]
 ACCUMULATE = ("auto", "dense", "sparse")
+_NO_EDGES = ("mutual_info", "decoder_cosine")  # absent pairs' values not enumerable cheaply
 AUTO_DENSITY = 1 / 32  # "auto" goes sparse below this fraction of nonzero latents per token
 
 
@@ -68,6 +75,10 @@ class PassOptions:
             "sparse" (`sae.evolution.coactive`: sums over the co-active pairs only, on the
             host, one read of the source, no blocks) or "auto" (`choose_accumulate`). Both give
             the same statistics.
+        edge_measures: measures whose every pair at or above `edge_min` is written to
+            `out_dir/edges/` (`store.load_edges`): the feature graph from the full statistics,
+            not only the top-k lists. Not `mutual_info` or `decoder_cosine`.
+        edge_min: the smallest similarity kept as an edge (> 0).
     """
 
     measures: tuple[str, ...] = stats.TOKEN_MEASURES
@@ -77,6 +88,8 @@ class PassOptions:
     dense: bool = False
     sparse_cap: int | None = None
     accumulate: str = "auto"
+    edge_measures: tuple[str, ...] = ()
+    edge_min: float = 0.1
 
     def __post_init__(self):
         object.__setattr__(self, "measures", stats.check_measures(self.measures))
@@ -92,6 +105,13 @@ class PassOptions:
             raise PassError(f"sparse_cap must be None or an int >= 1; got {self.sparse_cap!r}")
         if self.accumulate not in ACCUMULATE:
             raise PassError(f"accumulate must be one of {ACCUMULATE}; got {self.accumulate!r}")
+        object.__setattr__(self, "edge_measures", tuple(self.edge_measures))
+        bad = [m for m in self.edge_measures if m not in self.measures or m in _NO_EDGES]
+        if bad or not self.edge_min > 0:
+            raise PassError(
+                f"edge_measures must be among measures {self.measures} (not {_NO_EDGES}) and "
+                f"edge_min > 0; got {self.edge_measures!r}, {self.edge_min!r}"
+            )
 
 
 # ---------------------------------------------------------------- sharding
@@ -403,7 +423,8 @@ def pair_pass(
     dec = jnp.zeros((L, N, 1)) if decoders is None else jnp.asarray(decoders, jnp.float32)
     out_dir, done, state = _resume_state(out_dir, options, (L, N), summary.n_tokens)
     got = _Collected.resume(state, options.measures, blocks.k)
-    with_dense = keep_dense or (options.dense and out_dir is not None)
+    _check_edges(options, out_dir)
+    with_dense = keep_dense or (options.dense and out_dir is not None) or options.edge_measures
     for j in range(done, len(blocks.starts)):
         start, keep = blocks.span(j)
         m = blocks.sums(source, j, start, thr, summary.n_tokens)
@@ -415,6 +436,10 @@ def pair_pass(
                 _keep_dense(
                     got, name, np.asarray(out[name])[:, keep], j, keep_dense, options, out_dir
                 )
+            if name in options.edge_measures:
+                _block_edges(
+                    np.asarray(out[name])[:, keep], name, j, blocks.starts[j], options, out_dir
+                )
         if out_dir is not None:
             store.write_atomic(out_dir / "neighbours.npz", got.state(j + 1))
     if not keep_dense:
@@ -422,6 +447,18 @@ def pair_pass(
     if done:
         raise PassError("keep_dense needs a pass that ran every block (not a resumed one)")
     return got.neighbours(), {m: np.concatenate(v, axis=1) for m, v in got.dense.items()}
+
+
+def _check_edges(options: PassOptions, out_dir) -> None:
+    if options.edge_measures and out_dir is None:
+        raise PassError("edge_measures writes edges under out_dir; give an out_dir")
+
+
+def _block_edges(block, name, j, row0, options: PassOptions, out_dir) -> None:
+    """Block j's pairs at or above `edge_min` (rows counted from `row0`), one file per pair."""
+    for p in range(block.shape[0]):
+        r, c = np.nonzero(block[p] >= options.edge_min)
+        store.save_edges(out_dir, name, p, j, r + row0, c, block[p][r, c])
 
 
 def _keep_dense(got: _Collected, name, block, j, keep_dense, options, out_dir) -> None:
@@ -450,8 +487,14 @@ def _sparse_pass(source, summary, options, decoders, out_dir, keep_dense, progre
     if acc.n_tokens != summary.n_tokens:
         raise PassError(f"the source gave {acc.n_tokens} tokens, the first pass {summary.n_tokens}")
     with_dense = keep_dense or (options.dense and out_dir is not None)
+    _check_edges(options, out_dir)
+
+    def edge_sink(p, pair):
+        for name in options.edge_measures:
+            store.save_edges(out_dir, name, p, 0, *coactive.edges(pair, name, options.edge_min))
+
     nb, dense = coactive.neighbours(
-        acc, options.measures, k, decoders=decoders, keep_dense=with_dense
+        acc, options.measures, k, decoders=decoders, keep_dense=with_dense, edge_sink=edge_sink
     )
     if out_dir is not None:
         rows = {m: [nb.row_values[m], nb.row_index[m]] for m in options.measures}

@@ -79,3 +79,20 @@ def sparse_latents(rng, n: int, width: int, density: float = 0.3) -> np.ndarray:
     """`[n, width]` non-negative activations, each latent firing on about `density` of tokens."""
     on = rng.random((n, width)) < density
     return (on * rng.uniform(0.1, 2.0, (n, width))).astype(np.float32)
+
+
+def jaccard_like(a: np.ndarray, b: np.ndarray, fraction: float) -> np.ndarray:
+    """Jaccard of the activity bits `[A, B]`, vectorised (0 where neither fires)."""
+    xa, xb = active(a, fraction).astype(np.float64), active(b, fraction).astype(np.float64)
+    both = xa.T @ xb
+    either = xa.sum(0)[:, None] + xb.sum(0)[None, :] - both
+    return np.where(either > 0, both / np.where(either > 0, either, 1.0), 0.0)
+
+
+def pearson_fast(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """`pearson`, vectorised (0 where either side never varies)."""
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    ca, cb = a - a.mean(0), b - b.mean(0)
+    sa, sb = np.sqrt((ca**2).sum(0)), np.sqrt((cb**2).sum(0))
+    den = sa[:, None] * sb[None, :]
+    return np.where(den > 0, (ca.T @ cb) / np.where(den > 0, den, 1.0), 0.0)
