@@ -13,7 +13,7 @@ from _evolution_ref import all_measures
 
 import jaxlens
 from sae import evolution
-from sae.evolution import codes, stream
+from sae.evolution import codes, store, stream
 
 # Prime sizes; 3 layers (2 pairs); low density so most pairs never co-occur.
 T, N, L = 211, 23, 3
@@ -168,7 +168,10 @@ def test_cache_runs_the_source_once_across_a_blocked_pass(acts, tmp_path, on_dis
     model = _Counting(acts)
     cache = codes.CodeCache(model, folder=tmp_path / "codes" if on_disk else None)
     summary = stream.first_pass(cache)
-    options = stream.PassOptions(top_k=4, block=7, accumulate="dense")  # 5 blocks
+    # 4 blocks; the jitted functions are the ones test_sparse_top_k_equals_dense_path compiled
+    options = stream.PassOptions(
+        measures=evolution.TOKEN_MEASURES, top_k=5, block=7, accumulate="dense"
+    )
     nb, _ = stream.pair_pass(cache, summary, options)
     stream.pair_pass(cache, summary, stream.PassOptions(top_k=4, accumulate="sparse"))
     assert model.batches == 6  # ceil(211 / 37): once per batch in all
@@ -180,3 +183,29 @@ def test_cache_runs_the_source_once_across_a_blocked_pass(acts, tmp_path, on_dis
         again = codes.CodeCache(model, folder=tmp_path / "codes", dense=True)
         np.testing.assert_array_equal(np.concatenate(list(again()), axis=1), acts)
         assert model.batches == 6
+
+
+def test_full_edges_equal_on_both_paths(acts, sparse_runs, tmp_path):
+    (_, dense), _ = sparse_runs[0.2]
+    src = _source(acts)
+    summary = stream.first_pass(src)
+    for accumulate, block in (("sparse", None), ("dense", 7)):
+        options = stream.PassOptions(
+            measures=evolution.TOKEN_MEASURES,
+            threshold=0.2,
+            top_k=5,
+            block=block,
+            accumulate=accumulate,
+            edge_measures=("pearson", "jaccard"),
+        )
+        stream.pair_pass(src, summary, options, out_dir=tmp_path / accumulate)
+        for name in options.edge_measures:
+            for p in range(L - 1):
+                rows, cols, values = store.load_edges(tmp_path / accumulate, name, p)
+                want = dense[name][p]
+                clear = np.abs(want - 0.1) > 1e-4
+                expected = set(zip(*np.nonzero((want >= 0.1) & clear), strict=True))
+                assert {(a, b) for a, b in zip(rows, cols, strict=True) if clear[a, b]} == expected
+                _close(values, want[rows, cols], name)
+    with pytest.raises(evolution.PassError, match="edge_measures"):
+        stream.PassOptions(edge_measures=("mutual_info",))
