@@ -10,11 +10,13 @@
 - `rl.opponents`: random and optimal opponents of any game (`fixed_policy`), and each built-in
   game's own (minimax, Kuhn Nash and best response, the heuristic negotiator).
 - `rl.transcripts`: game conversations for the built-in model's training corpus.
-- `rl.rae`: role-conditioned advantages; `rl.reasoning`: the offline reasoning harness.
+- `rl.rae`: role-conditioned advantages; `rl.reasoning`: the bundled arithmetic set and its
+  answer normalisation; `rl.benchmarks`: reasoning benchmarks from local files (MATH-500, AIME,
+  GPQA, MMLU-Pro, ...) graded by math-verify, pass@1 with its standard error.
 - `rl.selfplay` (imported on its own: it loads the model core's generation and learning):
   SPIRAL self-play, its evaluation and the study entry points (`run_study`, `evaluate_study`).
 """
 
-from rl import envs, opponents, rae, reasoning, text, transcripts
+from rl import benchmarks, envs, opponents, rae, reasoning, text, transcripts
 
-__all__ = ["envs", "opponents", "rae", "reasoning", "text", "transcripts"]
+__all__ = ["benchmarks", "envs", "opponents", "rae", "reasoning", "text", "transcripts"]

@@ -1,11 +1,14 @@
 r"""Evaluate a policy: games against fixed opponents (win / loss / draw / invalid rates and game
-lengths per game and role) and the offline reasoning harness (boxed-answer accuracy).
+lengths per game and role) and reasoning benchmarks from local files (pass@1 with its standard
+error), all sampled at SPIRAL's evaluation settings (temperature 0.6, top-p 0.95).
 
     python3 scripts/spiral_eval.py --quick --out runs/spiral_eval      # the built-in model
     python3 scripts/spiral_eval.py --model runs/spiral/policy --opponents random,optimal,model \
-        --frozen path/to/start_model --reasoning my_math.jsonl --out runs/spiral_eval
+        --frozen path/to/start_model --reasoning math500.jsonl aime24.parquet gpqa_diamond.parquet \
+        --reasoning-samples 4 --out runs/spiral_eval
 
---reasoning defaults to the bundled arithmetic set (rl/data/arithmetic.jsonl). For every game
+--reasoning defaults to the bundled arithmetic set (rl/data/arithmetic.jsonl); files are read
+locally only; math is graded by math-verify, multiple choice by the boxed letter. For every game
 that registers a strategy readout (Kuhn Poker), the report adds the policy's strategy table and
 what it is worth, exactly (--strategy-samples replies per cell; Kuhn Poker: against random and
 Nash play). The work is `rl.selfplay.evaluate_study`; see docs/spiral.md.
@@ -36,11 +39,18 @@ def parse_args(argv=None):
     p.add_argument("--games-per-slot", type=int, default=None, help="games per slot and opponent")
     p.add_argument("--slots", type=int, default=12)
     p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--temperature", type=float, default=0.6, help="SPIRAL's evaluation: 0.6")
+    p.add_argument("--top-p", type=float, default=0.95, help="SPIRAL's evaluation: 0.95 (1: off)")
     p.add_argument(
-        "--reasoning", default=str(rl.reasoning.BUNDLED), help="JSONL (question, answer)"
+        "--reasoning",
+        nargs="+",
+        default=[str(rl.reasoning.BUNDLED)],
+        metavar="FILE",
+        help="local benchmark files, JSONL or parquet (MATH-500, AIME, AMC, Minerva, "
+        "OlympiadBench, GPQA-Diamond, MMLU-Pro with their usual fields; rl.benchmarks)",
     )
-    p.add_argument("--reasoning-items", type=int, default=None, help="evaluate only the first N")
+    p.add_argument("--reasoning-items", type=int, default=None, help="only the first N of each")
+    p.add_argument("--reasoning-samples", type=int, default=1, help="replies per question")
     p.add_argument(
         "--strategy-samples",
         type=int,
@@ -66,10 +76,13 @@ def main(argv=None):
         games_per_slot=args.games_per_slot or (2 if args.quick else 20),
         slots=args.slots,
         generation=sp.GenerationConfig(
-            max_new_tokens=args.max_new_tokens, temperature=args.temperature
+            max_new_tokens=args.max_new_tokens,
+            temperature=args.temperature,
+            top_p=args.top_p if args.top_p < 1 else None,
         ),
-        reasoning_file=args.reasoning,
+        reasoning_files=args.reasoning,
         reasoning_items=args.reasoning_items or (16 if args.quick else None),
+        reasoning_samples=args.reasoning_samples,
         strategy_samples=samples if samples is not None else (16 if args.quick else 64),
         dtype=args.dtype,
         seed=args.seed,
@@ -77,9 +90,11 @@ def main(argv=None):
         command=sys.argv,
     )
     print(markdown_table(summary["games"]))
-    found = summary["reasoning"]
-    print(f"reasoning accuracy {found['accuracy']:.3f} on {found['n']} items "
-          f"(boxed {found['boxed_rate']:.2f})")  # fmt: skip
+    for b in summary["reasoning"]["benchmarks"]:
+        print(f"{b['name']}: pass@1 {b['pass1']:.3f} +- {b['stderr']:.3f}, "
+              f"{b['questions']} questions x {b['samples']}, {b['grader']}")  # fmt: skip
+    total = summary["reasoning"]["overall"]
+    print(f"reasoning overall: pass@1 {total['pass1']:.3f} +- {total['stderr']:.3f}")
     for game, worth in summary["strategies"].items():
         print(f"{game} strategy:\n{markdown_table(worth)}")
 

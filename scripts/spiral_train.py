@@ -1,9 +1,9 @@
-r"""SPIRAL self-play training: one policy plays both seats of TicTacToe, Kuhn Poker and Simple
-Negotiation and learns from role-conditioned advantages with a PPO-clipped loss.
+r"""SPIRAL self-play training: one policy plays both seats of the games (SPIRAL's Kuhn Poker run by
+default; --quick: TicTacToe, Kuhn Poker and Simple Negotiation on the built-in model) and learns
+from role-conditioned advantages with a PPO-clipped loss.
 
     python3 scripts/spiral_train.py --quick --out runs/spiral          # built-in model, minutes
-    python3 scripts/spiral_train.py --model path/to/hf_dir --steps 400 --samples-per-step 128 \
-        --lr 1e-6 --max-new-tokens 4096 --mesh data=2,fsdp=4 --out runs/spiral_qwen
+    python3 scripts/spiral_train.py --model path/to/hf_dir --mesh data=2,fsdp=4 --out runs/qwen
 
 Writes a run folder (config.json, metrics.jsonl, plots, report.md, checkpoints/, policy/ as an
 HF directory) through `rl.selfplay.run_study`. Running again with the same --out resumes from
@@ -41,7 +41,13 @@ def parse_args(argv=None):
     )
     p.add_argument("--quick", action="store_true", help="CPU-sized settings (SpiralConfig.quick)")
     p.add_argument("--steps", type=int, default=None, help="learner steps")
-    p.add_argument("--games", default=",".join(rl.envs.BUILTIN), help="comma-separated")
+    p.add_argument(
+        "--games",
+        default=None,
+        help="comma-separated (default: the preset's; SPIRAL's run: kuhn_poker, --quick: "
+        + ",".join(rl.envs.BUILTIN)
+        + ")",
+    )
     p.add_argument(
         "--opponent",
         default="self",
@@ -55,10 +61,16 @@ def parse_args(argv=None):
         help="RAE (role) or an ablation",
     )
     p.add_argument("--samples-per-step", type=int, default=None)
+    p.add_argument(
+        "--sample-draw",
+        choices=sp.train.SAMPLE_DRAWS,
+        default=None,
+        help="which of more samples than --samples-per-step train (SPIRAL: random)",
+    )
     p.add_argument("--slots", type=int, default=None, help="games played side by side")
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--epochs", type=int, default=None, help="PPO epochs per batch")
-    p.add_argument("--normalize", choices=("constant", "token_mean"), default=None)
+    p.add_argument("--normalize", choices=sp.learner.NORMALIZE, default=None)
     p.add_argument("--kl", type=float, default=None, help="KL-to-initial coefficient (0: off)")
     p.add_argument("--micro-batch", type=int, default=None)
     p.add_argument("--bf16", action="store_true", help="bf16 forward, fp32 params and Adam")
@@ -68,11 +80,14 @@ def parse_args(argv=None):
         action="append",
         default=[],
         metavar="GAME.OPTION=VALUE",
-        help="a game's env option, repeatable (e.g. kuhn_poker.variant=spiral_v1)",
+        help="a game's env option, repeatable (e.g. kuhn_poker.variant=standard); added to the "
+        "preset's options of the games played",
     )
     p.add_argument("--eval-every", type=int, default=None)
     p.add_argument(
-        "--eval-opponents", default="random", help="comma-separated: random,optimal,model"
+        "--eval-opponents",
+        default=None,
+        help="comma-separated: random,optimal,model (default: the preset's)",
     )
     p.add_argument("--checkpoint-every", type=int, default=None)
     p.add_argument(
@@ -88,11 +103,15 @@ def parse_args(argv=None):
 
 def build_config(args) -> sp.SpiralConfig:
     cfg = sp.SpiralConfig.quick() if args.quick else sp.SpiralConfig()
+    games = tuple(args.games.split(",")) if args.games else cfg.rollout.games
+    options = {g: dict(o) for g, o in cfg.rollout.env_options.items() if g in games}
+    for g, o in rl.envs.parse_options(args.env_option).items():
+        options[g] = {**options.get(g, {}), **o}
     roll = dataclasses.replace(
         cfg.rollout,
-        games=tuple(args.games.split(",")),
+        games=games,
         opponent=args.opponent,
-        env_options=rl.envs.parse_options(args.env_option),
+        env_options=options,
         **({"slots": args.slots} if args.slots else {}),
     )
     ppo_kw = _given(
@@ -110,8 +129,10 @@ def build_config(args) -> sp.SpiralConfig:
     top = _given(
         steps=args.steps,
         samples_per_step=args.samples_per_step,
+        sample_draw=args.sample_draw,
         eval_every=args.eval_every,
         checkpoint_every=args.checkpoint_every,
+        eval_opponents=tuple(args.eval_opponents.split(",")) if args.eval_opponents else None,
     )
     return dataclasses.replace(
         cfg,
@@ -120,7 +141,6 @@ def build_config(args) -> sp.SpiralConfig:
         ppo=dataclasses.replace(cfg.ppo, **ppo_kw),
         baseline=args.baseline,
         seed=args.seed,
-        eval_opponents=tuple(args.eval_opponents.split(",")),
         **top,
     )
 

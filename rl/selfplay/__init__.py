@@ -15,7 +15,7 @@
 - `checkpoint`: orbax save / restore of the whole training state (exact resume).
 - `train`: the loop (`SpiralConfig`, `train`, `train_step`).
 - `study`: the study's entry points, `run_study` (load, evaluate, train, evaluate, plot,
-  export, report) and `evaluate_study` (games, reasoning harness, strategy tables).
+  export, report) and `evaluate_study` (games, reasoning benchmarks, strategy tables).
 The advantages are `rl.rae.advantages`.
 """
 

@@ -8,6 +8,9 @@ per slot (`rollout.collect(episodes_per_slot=...)`), the policy's seat alternati
     replies (the policy's replies), illegal_replies (the fraction of those that held no legal
     move), reply_tokens (mean generated tokens per policy reply)
 
+Replies are sampled with `EVAL_SAMPLING` (SPIRAL's evaluation: temperature 0.6, top-p 0.95)
+unless `sampling` says otherwise (None: the policy's own, i.e. its training settings).
+
 An invalid game is one the policy ended with an invalid reply (it also counts as a loss); as
 that reply ends the game, `illegal_replies` is the per-reply rate a 95%-legal target reads.
 
@@ -25,11 +28,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import jaxlens
 from rl import envs, text
 from rl.envs.core import INVALID
 from rl.selfplay import rollout as ro
 
 EVAL_OPPONENTS = tuple(o for o in ro.OPPONENTS if o != "self")
+EVAL_SAMPLING = jaxlens.Sampling(temperature=0.6, top_p=0.95)  # SPIRAL's evaluation sampling
 
 
 def summarize(result: ro.Rollout) -> list[dict[str, Any]]:
@@ -75,9 +80,11 @@ def evaluate(
     games_per_slot: int = 2,
     opponent_params: Any = None,
     env_options: dict[str, dict[str, Any]] | None = None,
+    sampling: jaxlens.Sampling | None = EVAL_SAMPLING,
 ) -> list[dict[str, Any]]:
     """Rates of the policy against `opponent` ("random", "optimal" or "model"); `env_options`
-    as `RolloutConfig.env_options`."""
+    as `RolloutConfig.env_options`; `sampling` the policy's sampling in these games (None: its
+    own). A frozen "model" opponent samples as the policy does."""
     if opponent not in EVAL_OPPONENTS:  # self-play is training, not an evaluation
         raise ro.RolloutError(f"evaluate: opponent={opponent!r}: expected one of {EVAL_OPPONENTS}")
     config = ro.RolloutConfig(
@@ -87,6 +94,8 @@ def evaluate(
         convention="eval",
         env_options=env_options or {},
     )
+    if sampling is not None:
+        policy = policy.with_sampling(sampling)
     result = ro.collect(
         policy,
         params,

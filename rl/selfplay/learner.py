@@ -6,9 +6,20 @@ policy and the sample's advantage `A`:
     ratio = exp(lp - old)
     loss_t = -min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A)      (+ kl_coef * k3_t)
 
-summed over response tokens and divided by `PPOConfig.constant` ("constant", SPIRAL's 4096:
-every token weighs the same whatever the batch) or by the batch's number of response tokens
-("token_mean"). `k3_t = exp(ref - lp) - (ref - lp) - 1` is the optional KL to the initial
+aggregated in one of two ways (`PPOConfig.normalize`):
+
+- "constant" (SPIRAL's Dr. GRPO aggregation, oat's `masked_sum` with `constant_normalizer =
+  generate_max_length`): each sequence's token losses are summed and divided by
+  `PPOConfig.constant` (4096), and these per-sequence losses are averaged over the sequences
+  of the batch. Every token weighs the same whatever the reply lengths, and the loss does not
+  grow with the batch size. Micro-batches of equal size averaged as gradient accumulation
+  averages them give the same mean; here each micro-batch's sum is divided by `constant` times
+  the batch's number of sequences (padding rows are not sequences), which is that mean exactly.
+- "token_mean": the batch's token sum divided by its number of response tokens.
+- "batch_constant": the batch's token sum divided by `constant` (not averaged over sequences:
+  N times SPIRAL's loss for N sequences); the normalisation the built-in model's recipe was
+  chosen with, kept so that its recorded runs can be repeated.
+ `k3_t = exp(ref - lp) - (ref - lp) - 1` is the optional KL to the initial
 policy (`kl_coef`, 0 by default as in SPIRAL). No critic, no entropy bonus.
 
 A batch is `[M, m, W]`: M micro-batches of m sequences (prompt + response, left padded to W);
@@ -37,7 +48,7 @@ from flax import struct
 
 import jaxlens
 
-NORMALIZE = ("constant", "token_mean")
+NORMALIZE = ("constant", "token_mean", "batch_constant")
 DTYPES = ("float32", "bfloat16")
 
 
@@ -55,7 +66,9 @@ class PPOConfig:
       grad_clip: global-norm gradient clipping (1.0).
       clip: PPO ratio clipping epsilon (0.2).
       epochs: optimizer updates per batch (2).
-      normalize: "constant" (token sum / `constant`) or "token_mean".
+      normalize: "constant" (SPIRAL: per-sequence token sum / `constant`, averaged over the
+        batch's sequences), "token_mean" (token sum / response tokens) or "batch_constant"
+        (token sum / `constant`).
       constant: the divisor of "constant" (4096).
       kl_coef: weight of the k3 KL to the initial policy (0: off).
       micro_batch: sequences per micro-batch (gradient accumulation over the rest).
@@ -222,8 +235,12 @@ def batch_loss(params, batch: Batch, *, config, ppo: PPOConfig):
 
 
 def _denominator(batch: Batch, ppo: PPOConfig):
-    if ppo.normalize == "constant":
+    """What the batch's token-loss sum is divided by (see the module docstring)."""
+    if ppo.normalize == "batch_constant":
         return jnp.float32(ppo.constant)
+    if ppo.normalize == "constant":
+        sequences = jnp.sum(jnp.max(batch.mask, axis=-1))  # padding rows have an empty mask
+        return jnp.float32(ppo.constant) * jnp.maximum(sequences, 1).astype(jnp.float32)
     return jnp.maximum(jnp.sum(batch.response), 1.0)
 
 

@@ -15,6 +15,7 @@ padded to `rows` with copies of its first prompt, and prompt width is rounded up
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from collections.abc import Sequence
@@ -38,12 +39,16 @@ class GenerationConfig:
 
     Attributes:
       max_new_tokens: reply length cap in tokens (SPIRAL: 4096; the built-in model needs ~60).
-      temperature: sampling temperature (SPIRAL: 1.0; 0 is greedy).
+      temperature: sampling temperature (SPIRAL's training: 1.0; 0 is greedy).
+      top_k: keep the `top_k` most likely tokens (None: all; SPIRAL: all).
+      top_p: nucleus sampling threshold (None: off; SPIRAL's training: off, its evaluation 0.95).
       prompt_multiple: prompt widths are rounded up to a multiple of this (fewer compiles).
     """
 
     max_new_tokens: int = 64
     temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
     prompt_multiple: int = 64
 
     def __post_init__(self):
@@ -53,6 +58,17 @@ class GenerationConfig:
             raise PolicyError(f"temperature={self.temperature!r}: expected a float >= 0")
         if not isinstance(self.prompt_multiple, int) or self.prompt_multiple < 1:
             raise PolicyError(f"prompt_multiple={self.prompt_multiple!r}: expected an int >= 1")
+        try:
+            _ = self.sampling  # the core validates top_k / top_p
+        except ValueError as e:
+            raise PolicyError(f"GenerationConfig top_k/top_p: {e}") from e
+
+    @property
+    def sampling(self) -> jaxlens.Sampling:
+        """The core's sampling settings of these fields."""
+        return jaxlens.Sampling(
+            temperature=float(self.temperature), top_k=self.top_k, top_p=self.top_p
+        )
 
 
 class Replies(NamedTuple):
@@ -91,6 +107,20 @@ class ModelPolicy:
     ) -> ModelPolicy:
         """The policy of a loaded model (`jaxlens.load_model`): its config, tokenizer, mesh."""
         return cls(model.config, model.tokenizer, generation, mesh=model.mesh)
+
+    def with_sampling(self, sampling: jaxlens.Sampling | None) -> ModelPolicy:
+        """This policy sampling with `sampling`'s temperature, top-k and top-p (None: itself);
+        the copy shares the prompt cache."""
+        if sampling is None:
+            return self
+        other = copy.copy(self)
+        other.generation = dataclasses.replace(
+            self.generation,
+            temperature=sampling.temperature,
+            top_k=sampling.top_k,
+            top_p=sampling.top_p,
+        )
+        return other
 
     def encode(self, prompt: str) -> list[int]:
         """Chat-template ids of one user prompt, ending with the assistant header (cached)."""
@@ -134,7 +164,7 @@ class ModelPolicy:
             config=self.config,
             key=key,
             max_new_tokens=self.generation.max_new_tokens,
-            sampling=jaxlens.Sampling(temperature=float(self.generation.temperature)),
+            sampling=self.generation.sampling,
             stop_tokens=self.stop_tokens,
         )
         gen, lengths, logp = jax.device_get((out.tokens, out.lengths, out.logprobs))

@@ -13,8 +13,9 @@ included), `evals.json`, plots of returns, invalid rate and reply length over st
 `checkpoints/` (orbax; a second call with the same `out_dir` resumes), `policy/` (the trained
 policy as an HF directory with its tokenizer) and `report.md`.
 
-`evaluate_study` plays a policy against fixed opponents, runs the offline reasoning harness
-(`rl.reasoning`) and, for every game that registers a `rl.envs.Strategy` (Kuhn Poker), reads
+`evaluate_study` plays a policy against fixed opponents, runs reasoning benchmarks from local
+files (`rl.benchmarks`: pass@1 with its standard error, math graded by math-verify) and, for
+every game that registers a `rl.envs.Strategy` (Kuhn Poker), reads
 the policy's strategy table and what it is worth; its run folder holds `games.json`,
 `reasoning.json`, `<game>_strategy.json` and `report.md`.
 """
@@ -34,7 +35,7 @@ import jax.numpy as jnp
 import jaxlens
 import jaxlens.runs
 from jaxlens.runs import markdown_table
-from rl import envs, reasoning
+from rl import benchmarks, envs, reasoning
 from rl.selfplay import evaluate, learner, train
 from rl.selfplay.policy import GenerationConfig, ModelPolicy
 from rl.selfplay.train import SpiralConfig
@@ -188,6 +189,11 @@ def _cfg_dict(cfg: SpiralConfig) -> dict[str, Any]:
 
 # ---- evaluation ------------------------------------------------------------------------------
 
+EVAL_GENERATION = GenerationConfig(
+    temperature=evaluate.EVAL_SAMPLING.temperature, top_p=evaluate.EVAL_SAMPLING.top_p
+)
+REASONING_COLUMNS = ("name", "kind", "questions", "samples", "pass1", "stderr", "boxed_rate",
+                     "grader")  # fmt: skip
 GAME_COLUMNS = ("opponent", "game", "role", "n", "win", "loss", "draw", "invalid", "moves",
                 "reply_tokens")  # fmt: skip
 
@@ -201,9 +207,10 @@ def evaluate_study(
     frozen: str | Path | None = None,
     games_per_slot: int = 20,
     slots: int = 12,
-    generation: GenerationConfig = GenerationConfig(),  # noqa: B008 - frozen
-    reasoning_file: str | Path = reasoning.BUNDLED,
+    generation: GenerationConfig = EVAL_GENERATION,
+    reasoning_files: str | Path | Sequence[str | Path] = (reasoning.BUNDLED,),
     reasoning_items: int | None = None,
+    reasoning_samples: int = 1,
     strategy_samples: int = 64,
     dtype: str = "float32",
     seed: int = 0,
@@ -212,15 +219,23 @@ def evaluate_study(
 ) -> dict[str, Any]:
     """Evaluate the policy in `model_dir` into `out_dir` (see the module docstring).
 
-    The "model" opponent plays the params in `frozen` (default: the policy's own). Keys: the
-    i-th opponent's games use `fold_in(key, i)`, the reasoning harness `fold_in(key, 99)`, the
-    strategy readouts `fold_in(key, 98)`, `97`, ... (`key = PRNGKey(seed)`). `reasoning_items`
-    keeps the first N items; `strategy_samples=0` skips the strategy readouts. Returns
-    `{"games": rows, "reasoning": {...}, "strategies": {game: worth rows}}`.
+    `generation` samples every reply (games, reasoning, strategy readouts; default SPIRAL's
+    evaluation: temperature 0.6, top-p 0.95). The "model" opponent plays the params in `frozen`
+    (default: the policy's own). `reasoning_files` are local benchmark files
+    (`rl.benchmarks.load`: JSONL or parquet, the usual field names), `reasoning_items` keeps the
+    first N items of each, `reasoning_samples` replies per question (pass@1 over them). Keys:
+    the i-th opponent's games use `fold_in(key, i)`, the reasoning benchmarks
+    `fold_in(key, 99)`, the strategy readouts `fold_in(key, 98)`, `97`, ...
+    (`key = PRNGKey(seed)`). `strategy_samples=0` skips the strategy readouts. Returns
+    `{"games": rows, "reasoning": {"benchmarks": [...], "overall": {...}}, "strategies":
+    {game: worth rows}}`.
     """
+    if isinstance(reasoning_files, (str, Path)):
+        reasoning_files = (reasoning_files,)
     settings = dict(model=model_dir, games=games, opponents=opponents, frozen=frozen, slots=slots,
                     games_per_slot=games_per_slot, generation=generation, dtype=dtype, seed=seed,
-                    reasoning=reasoning_file, reasoning_items=reasoning_items,
+                    reasoning=[str(f) for f in reasoning_files], reasoning_items=reasoning_items,
+                    reasoning_samples=reasoning_samples,
                     strategy_samples=strategy_samples)  # fmt: skip
     model = jaxlens.load_model(model_dir, mesh=mesh, dtype=dtype)
     policy = ModelPolicy.of(model, generation)
@@ -238,11 +253,19 @@ def evaluate_study(
             slots=slots,
             games_per_slot=games_per_slot,
             opponent_params=other,
+            sampling=None,  # `generation`'s
         )
     run.save_json("games.json", rows)
     run.summary([{k: r[k] for k in GAME_COLUMNS} for r in rows])
-    k = jax.random.fold_in(key, 99)
-    found = _reasoning_section(run, policy, model.params, k, reasoning_file, reasoning_items, slots)
+    found = _reasoning_section(
+        run,
+        policy,
+        model.params,
+        jax.random.fold_in(key, 99),
+        [benchmarks.load(f, limit=reasoning_items) for f in reasoning_files],
+        reasoning_samples,
+        slots,
+    )
     strategies = {}
     readable = [g for g in games if envs.get(g).strategy is not None] if strategy_samples else []
     for i, game in enumerate(readable):
@@ -252,19 +275,37 @@ def evaluate_study(
     return {"games": rows, "reasoning": found, "strategies": strategies}
 
 
-def _reasoning_section(run, policy, params, key, path, limit, rows: int) -> dict[str, Any]:
-    """The reasoning harness on the first `limit` items of `path` (all when None):
-    `reasoning.json` and a report section; returns the figures."""
-    items = reasoning.load_jsonl(path)[: limit or None]
-    result = reasoning.evaluate_policy(policy, params, key, items, rows=rows)
-    figures = {"accuracy": result.accuracy, "boxed_rate": result.boxed_rate, "n": result.n}
-    run.save_json("reasoning.json", {**figures, "replies": result.replies})
-    table = {"file": str(path), "items": result.n, **figures}
+def _reasoning_section(run, policy, params, key, benches, samples: int, rows: int) -> dict:
+    """Each benchmark's pass@1 (`rl.benchmarks`; the j-th with key `fold_in(key, j)`) and the
+    overall mean: `reasoning.json` and a report section; returns the figures."""
+    results = [
+        benchmarks.evaluate_policy(
+            policy, params, jax.random.fold_in(key, j), b, samples=samples, rows=rows
+        )
+        for j, b in enumerate(jaxlens.runs.progress(benches, desc="reasoning", unit="set"))
+    ]
+    figures = [{k: r._asdict()[k] for k in REASONING_COLUMNS} for r in results]
+    total = benchmarks.overall(results)
+    run.save_json(
+        "reasoning.json",
+        {"benchmarks": [dict(f, replies=r.replies) for f, r in zip(figures, results, strict=True)],
+         "overall": total},
+    )  # fmt: skip
+    mean_row = {k: "" for k in REASONING_COLUMNS}
+    mean_row.update(
+        name="overall (mean of the benchmarks)",
+        pass1=total["pass1"],
+        stderr=total["stderr"],
+        questions=sum(r.questions for r in results),
+    )
+    table = figures + [mean_row]
     run.section(
         "Reasoning",
-        markdown_table({k: table[k] for k in ("file", "items", "accuracy", "boxed_rate")}),
+        "pass@1 over the samples of each question, with its standard error over questions; "
+        "SPIRAL's evaluation prompt, the last \\boxed{} graded (`rl.benchmarks`).\n\n"
+        + markdown_table(table),
     )
-    return figures
+    return {"benchmarks": figures, "overall": total}
 
 
 def _strategy_section(run, policy, params, key, game: str, samples: int) -> list[dict]:

@@ -5,14 +5,18 @@ Each step:
 1. `rollout.collect` plays until `samples_per_step` policy turns of finished games are held
    (self-play by default: one policy, both seats), with the params the learner holds;
 2. `rl.rae.advantages` turns each finished game's returns into one advantage per (game, role)
-   of the policy, given to every turn of that player in that game; zero advantages are dropped;
+   of the policy, given to every turn of that player in that game; zero advantages are dropped,
+   and when more than `samples_per_step` are left, that many are drawn at random (without
+   replacement, from the step's own key: SPIRAL's draw) - `sample_draw="first"` keeps the
+   first ones instead, which favours short games;
 3. `learner.update` runs `ppo.epochs` PPO-clip updates on the batch;
 4. every `eval_every` steps the policy plays fixed opponents (`evaluate`), every
    `checkpoint_every` steps (and on SIGTERM, and at the end) the state is checkpointed.
 
 The state that makes a resume exact: learner params and Adam state, the PRNG key of the rollout
-stream, the step and the baselines (`checkpoint`). Evaluation draws its keys from a separate
-stream (`fold_in(eval_key, step)`), so evaluating does not change training.
+stream (each step splits it into the next key and the rollout's key; the sample draw's key is
+folded from the rollout's), the step and the baselines (`checkpoint`). Evaluation draws its keys
+from a separate stream (`fold_in(eval_key, step)`), so evaluating does not change training.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ from rl.selfplay.learner import PPOConfig
 from rl.selfplay.policy import GenerationConfig
 from rl.selfplay.rollout import RolloutConfig
 
+SAMPLE_DRAWS = ("random", "first")
+_DRAW_STREAM = 0x5A3D  # fold_in tag of the sample draw's key (off the rollout's split counters)
+
 
 class TrainError(ValueError):
     """Bad training settings."""
@@ -42,33 +49,45 @@ class TrainError(ValueError):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class SpiralConfig:
-    """A SPIRAL run.
+    """A SPIRAL run; the defaults are SPIRAL's Kuhn Poker run (docs/spiral.md has the table).
 
     Attributes:
-      steps: learner steps.
-      samples_per_step: policy turns per batch (SPIRAL: 128).
-      rollout / generation / ppo: what is played, how replies are sampled, the learner.
+      steps: learner steps (400).
+      samples_per_step: policy turns per batch (128).
+      rollout: what is played (Kuhn Poker, SPIRAL's `spiral_v1` scoring, self-play, 16 games
+        side by side).
+      generation: how training replies are sampled (temperature 1.0, up to 4096 new tokens).
+      ppo: the learner (`PPOConfig()`: lr 1e-6, Adam (0.9, 0.95), clip 0.2, 2 epochs, no KL).
       baseline: RAE mode of `rl.rae.advantages` ("role"; ablations "global", "none").
       alpha: RAE EMA decay (0.95).
+      sample_draw: which of more than `samples_per_step` non-zero-advantage samples train:
+        "random" (SPIRAL: a seeded draw without replacement) or "first" (collection order).
       seed: seeds the rollout and evaluation streams.
-      eval_every: evaluate every this many steps (0: only before and after).
-      eval_opponents: opponents of the evaluation games ("random", "optimal", "model").
-      eval_games_per_slot: evaluation games per slot and opponent.
+      eval_every: evaluate every this many steps (16; 0: only before and after).
+      eval_opponents: opponents of the evaluation games ("random", "optimal", "model"; SPIRAL
+        plays a random agent and a fixed strong model: here the game's optimal player).
+      eval_games_per_slot: evaluation games per slot and opponent (1: 16 games on 16 slots).
+      eval_sampling: how the policy samples in evaluation games (SPIRAL: temperature 0.6,
+        top-p 0.95; None: as in training).
       checkpoint_every: checkpoint every this many steps (0: only at the end / on SIGTERM).
       keep_checkpoints: checkpoints kept on disk.
     """
 
     steps: int = 400
     samples_per_step: int = 128
-    rollout: RolloutConfig = RolloutConfig()
-    generation: GenerationConfig = GenerationConfig()
+    rollout: RolloutConfig = RolloutConfig(
+        games=("kuhn_poker",), slots=16, env_options={"kuhn_poker": {"variant": "spiral_v1"}}
+    )
+    generation: GenerationConfig = GenerationConfig(max_new_tokens=4096, temperature=1.0)
     ppo: PPOConfig = PPOConfig()
     baseline: str = "role"
     alpha: float = 0.95
+    sample_draw: str = "random"
     seed: int = 0
     eval_every: int = 16
-    eval_opponents: tuple[str, ...] = ("random",)
-    eval_games_per_slot: int = 2
+    eval_opponents: tuple[str, ...] = ("random", "optimal")
+    eval_games_per_slot: int = 1
+    eval_sampling: jaxlens.Sampling | None = evaluate.EVAL_SAMPLING
     checkpoint_every: int = 16
     keep_checkpoints: int = 2
 
@@ -81,6 +100,15 @@ class SpiralConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise TrainError(f"SpiralConfig.{name}={value!r}: expected an int >= 0")
+        if self.eval_sampling is not None and not isinstance(self.eval_sampling, jaxlens.Sampling):
+            raise TrainError(
+                f"SpiralConfig.eval_sampling={self.eval_sampling!r}: expected a jaxlens.Sampling "
+                "or None"
+            )
+        if self.sample_draw not in SAMPLE_DRAWS:
+            raise TrainError(
+                f"SpiralConfig.sample_draw={self.sample_draw!r}: expected one of {SAMPLE_DRAWS}"
+            )
         if self.baseline not in rae.BASELINES:
             raise TrainError(f"SpiralConfig.baseline={self.baseline!r}: expected {rae.BASELINES}")
         bad = [o for o in self.eval_opponents if o not in evaluate.EVAL_OPPONENTS]
@@ -91,7 +119,9 @@ class SpiralConfig:
 
     @classmethod
     def quick(cls, **overrides: Any) -> SpiralConfig:
-        """A CPU-sized run for the built-in model (minutes, not hours)."""
+        """A CPU-sized run for the built-in model (minutes, not hours): all three built-in games
+        (standard Kuhn Poker rules), 48 samples a step, 48-token replies, lr 2e-5 with the
+        token mean, evaluated against random play before and after only."""
         base = dict(
             steps=8,
             samples_per_step=48,
@@ -99,6 +129,7 @@ class SpiralConfig:
             generation=GenerationConfig(max_new_tokens=48),
             ppo=PPOConfig(lr=2e-5, normalize="token_mean", micro_batch=16),
             eval_every=0,
+            eval_opponents=("random",),
             eval_games_per_slot=4,
             checkpoint_every=4,
         )
@@ -128,9 +159,21 @@ def advantages_of(roll: rollout.Rollout, baselines: dict, cfg: SpiralConfig):
     return per_sample, baselines
 
 
-def make_batch(roll, adv, cfg: SpiralConfig, pad_id: int) -> tuple[learner.Batch, int]:
-    keep = [i for i in np.flatnonzero(adv != 0)][: cfg.samples_per_step]
-    if not keep:
+def choose_samples(adv: np.ndarray, cfg: SpiralConfig, key: jax.Array) -> np.ndarray:
+    """Indices of the samples that train (sorted): the non-zero advantages, and of those, when
+    more than `samples_per_step`, a draw without replacement seeded by `key` ("random") or the
+    first ones ("first")."""
+    nonzero = np.flatnonzero(adv != 0)
+    if len(nonzero) <= cfg.samples_per_step or cfg.sample_draw == "first":
+        return nonzero[: cfg.samples_per_step]
+    order = np.asarray(jax.random.permutation(key, len(nonzero)))
+    return np.sort(nonzero[order[: cfg.samples_per_step]])
+
+
+def make_batch(roll, adv, cfg: SpiralConfig, pad_id: int, key: jax.Array):
+    """The learner batch of the chosen samples (`choose_samples`) and their count."""
+    keep = choose_samples(adv, cfg, key)
+    if not len(keep):
         return None, 0
     s = [roll.samples[i] for i in keep]
     batch = learner.pack(
@@ -243,6 +286,7 @@ def train_step(
     step = int(state.step)
     t0 = time.perf_counter()
     key, k_roll = jax.random.split(state.key)
+    k_draw = jax.random.fold_in(k_roll, _DRAW_STREAM)  # the rollout's own stream is unchanged
     gen = learner.compute_params(state.learner.params, cfg.ppo)
     roll = rollout.collect(
         policy,
@@ -253,7 +297,7 @@ def train_step(
         opponent_params=opponent_params,
     )
     adv, baselines = advantages_of(roll, baselines, cfg)
-    batch, used = make_batch(roll, adv, cfg, policy.pad_id)
+    batch, used = make_batch(roll, adv, cfg, policy.pad_id, k_draw)
     t1 = time.perf_counter()
     lstate, metrics = _learn(policy, state.learner, batch, ref, cfg, mesh)
     state = TrainState(learner=lstate, key=key, step=jnp.int32(step + 1))
@@ -333,5 +377,6 @@ def run_evals(policy, state: TrainState, cfg: SpiralConfig, key, opponent_params
             games_per_slot=cfg.eval_games_per_slot,
             opponent_params=opponent_params,
             env_options=cfg.rollout.env_options,
+            sampling=cfg.eval_sampling,
         )
     return rows

@@ -39,23 +39,36 @@ def _naive_logprobs(params, prompt, response):
     return logits[pos, seq[0, pos + 1]] - logz[pos]
 
 
+def _naive_token_losses(params, prompt, response, adv, old, ppo, ref=None):
+    lp = _naive_logprobs(params, prompt, response)
+    out = []
+    for t in range(len(response)):
+        ratio = np.exp(lp[t] - old[t])
+        clipped = min(max(ratio, 1 - ppo.clip), 1 + ppo.clip)
+        loss = -min(ratio * adv, clipped * adv)
+        if ppo.kl_coef:
+            d = ref[t] - lp[t]
+            loss += ppo.kl_coef * (np.exp(d) - d - 1)
+        out.append(loss)
+    return out
+
+
 def _naive_loss(params, prompts, responses, adv, old, ppo, ref=None):
-    total, count = 0.0, 0
-    for i, (p, r) in enumerate(zip(prompts, responses, strict=True)):
-        lp = _naive_logprobs(params, p, r)
-        for t in range(len(r)):
-            ratio = np.exp(lp[t] - old[i][t])
-            clipped = min(max(ratio, 1 - ppo.clip), 1 + ppo.clip)
-            loss = -min(ratio * adv[i], clipped * adv[i])
-            if ppo.kl_coef:
-                d = ref[i][t] - lp[t]
-                loss += ppo.kl_coef * (np.exp(d) - d - 1)
-            total += loss
-            count += 1
-    return total / (ppo.constant if ppo.normalize == "constant" else count)
+    """token_mean: all token losses / their count; batch_constant: their sum / constant;
+    constant (SPIRAL, oat's masked_sum with
+    constant_normalizer): each sequence's token-loss sum / constant, averaged over sequences."""
+    per_seq = [
+        _naive_token_losses(params, p, r, adv[i], old[i], ppo, None if ref is None else ref[i])
+        for i, (p, r) in enumerate(zip(prompts, responses, strict=True))
+    ]
+    if ppo.normalize == "constant":
+        return float(np.mean([sum(x) / ppo.constant for x in per_seq]))
+    if ppo.normalize == "batch_constant":
+        return sum(sum(x) for x in per_seq) / ppo.constant
+    return sum(sum(x) for x in per_seq) / sum(len(x) for x in per_seq)
 
 
-@pytest.mark.parametrize("normalize", ["constant", "token_mean"])
+@pytest.mark.parametrize("normalize", ["constant", "token_mean", "batch_constant"])
 def test_loss_equals_naive_per_token_reference(setup, normalize):
     params, prompts, responses, adv, old = setup
     ppo = PPOConfig(normalize=normalize, micro_batch=2)
@@ -65,6 +78,42 @@ def test_loss_equals_naive_per_token_reference(setup, normalize):
     )
     want = _naive_loss(params, prompts, responses, adv, old, ppo)
     assert got == pytest.approx(want, rel=1e-4, abs=1e-7)
+
+
+def test_constant_loss_and_gradient_equal_per_sequence_mean_with_micro_batches(setup):
+    """SPIRAL's aggregation on sequences of different lengths, two micro-batches of two plus
+    two padding rows: the loss and its gradient equal the naive per-sequence mean (a whole-batch
+    token sum / 4096 would be 4x larger)."""
+    params, prompts, responses, adv, old = setup
+    ppo = PPOConfig(normalize="constant", micro_batch=2)
+    batch = jax.tree.map(
+        jnp.asarray,
+        learner.pack(prompts, responses, old, adv, micro_batch=2, rows=6, multiple_of=8),
+    )
+    assert batch.tokens.shape[:2] == (3, 2)  # the last micro-batch is padding only
+    loss = jax.jit(
+        jax.value_and_grad(lambda p: learner.batch_loss(p, batch, config=CONFIG, ppo=ppo))
+    )
+    got, grads = loss(params)
+
+    def reference(p):  # per sequence, unpadded, in jax: sum / constant, then the mean
+        total = 0.0
+        for pr, r, a, o in zip(prompts, responses, adv, old, strict=True):
+            seq = jnp.asarray(np.concatenate([pr, r]))[None]
+            logits = jaxlens.forward(p, seq, config=CONFIG).logits[0]
+            logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+            pos = np.arange(len(pr) - 1, seq.shape[1] - 1)
+            lp = logp[pos, seq[0, pos + 1]]
+            loss, _ = learner.token_losses(lp, jnp.asarray(o), jnp.asarray(o), jnp.float32(a), ppo)
+            total = total + jnp.sum(loss) / ppo.constant
+        return total / len(prompts)
+
+    want, want_grads = jax.jit(jax.value_and_grad(reference))(params)
+    whole = float(want) * len(prompts)  # "batch_constant": the batch's token sum / 4096
+    assert float(got) == pytest.approx(float(want), rel=1e-4)
+    assert abs(whole - float(got)) > 1e-3 * abs(whole)
+    for x, y in zip(jax.tree.leaves(grads), jax.tree.leaves(want_grads), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=2e-3, atol=1e-9)
 
 
 def test_response_window_equals_full_width(setup):

@@ -1,5 +1,6 @@
 """scripts/spiral_eval.py on the built-in model, at its smallest: games against random, the
-reasoning harness, and the Kuhn Poker strategy section land in the run folder."""
+reasoning benchmark (the bundled set), and the Kuhn Poker strategy section land in the run
+folder."""
 
 import json
 import runpy
@@ -25,7 +26,8 @@ def test_spiral_eval_writes_games_reasoning_and_the_kuhn_strategy(tmp_path):
     main([*args.split(), "--out", str(tmp_path)])
     rows = json.loads((tmp_path / "games.json").read_text())
     assert {r["role"] for r in rows} == {0, 1, "all"} and rows[-1]["n"] == 2
-    assert json.loads((tmp_path / "reasoning.json").read_text())["n"] == 2
+    (bench,) = json.loads((tmp_path / "reasoning.json").read_text())["benchmarks"]
+    assert (bench["name"], bench["questions"], len(bench["replies"])) == ("arithmetic", 2, 2)
     strategy = json.loads((tmp_path / "kuhn_poker_strategy.json").read_text())
     table = np.array(strategy["table"])
     assert table.shape == (4, 3) and ((0 <= table) & (table <= 1)).all()

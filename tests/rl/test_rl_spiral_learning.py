@@ -62,6 +62,7 @@ def _wins(policy, params, game, key):
         games=(game,),
         slots=EVAL_SLOTS,
         games_per_slot=max(EVAL_GAMES // EVAL_SLOTS, 1),
+        sampling=None,  # the training sampling (1.0), as the recorded figures were measured
     )
     (row,) = [r for r in rows if r["role"] == "all"]
     return row["win"] * row["n"], row["n"]
@@ -74,7 +75,10 @@ def recipe(game, seed, baseline="role"):
         samples_per_step=128,
         rollout=sp.RolloutConfig(games=(game,), slots=32),
         generation=GENERATION,
-        ppo=sp.PPOConfig(lr=1e-4, epochs=1, kl_coef=0.05, micro_batch=32),
+        ppo=sp.PPOConfig(
+            lr=1e-4, epochs=1, kl_coef=0.05, micro_batch=32, normalize="batch_constant"
+        ),
+        sample_draw="first",
         baseline=baseline,
         seed=seed,
         eval_every=0,
