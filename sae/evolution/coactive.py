@@ -19,7 +19,7 @@ in an order that ranks the closed form (Pearson: by `mean / std` of the other si
 for a latent with a non-negative mean ratio; mutual information: by the other side's active
 count, descending, since with no co-activity it grows with either rate; the zeros: by index),
 then the k best of those. The result equals the dense path's top-k over all pairs (values to
-float rounding; among exact ties the lower index first, as `jax.lax.top_k`).
+float rounding; which of several exactly tied latents is listed may differ).
 
 `decoder_cosine` needs no tokens: blocks of decoder rows against all of the other side.
 """
@@ -102,10 +102,14 @@ class PairAccumulator:
         s, c = self.sum_ab[p].total().tocoo(), self.count_ab[p].total().tocoo()
         n = self.thr.shape[1]
         key_s, key_c = s.row.astype(np.int64) * n + s.col, c.row.astype(np.int64) * n + c.col
-        keys = np.union1d(key_s, key_c)
+        keys = key_s  # sorted (canonical CSR); counted pairs are summed pairs unless sums cancel
+        at = np.minimum(np.searchsorted(keys, key_c), max(len(keys) - 1, 0))
+        extra = key_c[keys[at] != key_c] if len(keys) else key_c
+        if len(extra):
+            keys = np.sort(np.concatenate([keys, extra]))
         sab, cab = np.zeros(len(keys)), np.zeros(len(keys))
-        sab[np.searchsorted(keys, key_s)] = s.data
-        cab[np.searchsorted(keys, key_c)] = c.data
+        sab[np.searchsorted(keys, key_s) if len(extra) else slice(None)] = s.data
+        cab[np.searchsorted(keys, key_c) if len(extra) else at] = c.data
         a, b = self.sums[:, p], self.sums[:, p + 1]
         return _Pair(self.n_tokens, a, b, keys // n, keys % n, sab, cab)
 
@@ -205,8 +209,11 @@ def _absent_candidates(pair: _Pair, orders: np.ndarray, group: np.ndarray, k: in
     pos = np.empty_like(orders)
     np.put_along_axis(pos, orders, np.arange(n_b)[None], axis=1)
     q = pos[group[pair.rows], pair.cols]
-    sort = np.lexsort((q, pair.rows))
-    rows, q = pair.rows[sort], q[sort]
+    key = pair.rows * n_b + q
+    if np.any(key[1:] < key[:-1]):  # stored pairs come row-major, columns ascending
+        sort = np.argsort(key, kind="stable")
+        q = q[sort]
+    rows = np.sort(pair.rows, kind="stable")
     start = np.searchsorted(rows, np.arange(n_a))
     free_before = q - (np.arange(len(rows)) - start[rows])  # absent latents ahead of each stored
     key = rows * (n_b + 1) + free_before
@@ -219,8 +226,10 @@ def _absent_candidates(pair: _Pair, orders: np.ndarray, group: np.ndarray, k: in
 
 
 def _top_k(rows, cols, vals, n_rows: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k best `(value, col)` per row, value descending, lower col first on ties."""
-    order = np.lexsort((cols, -vals, rows))
+    """The k best `(value, col)` per row, value descending. One float64 sort key: the row, then
+    `1 - value` (every token measure lies in [-1, 1], so rows never mix); exact ties keep the
+    candidates' order (stored pairs first)."""
+    order = np.argsort(rows * 4.0 + (1.0 - vals), kind="stable")
     rows, cols, vals = rows[order], cols[order], vals[order]
     start = np.searchsorted(rows, np.arange(n_rows))
     rank = np.arange(len(rows)) - start[rows]
