@@ -97,9 +97,8 @@ def keyed_answers(
     ids = [runtime.token_id(model.tokenizer, o) for o in scoring.OPTIONS]
     ev = np.zeros(len(convs))
     for batch in runtime.batches(model.tokenizer, convs, batch_size=min(batch_size, len(convs))):
-        ev[batch.rows] = scoring.readouts(runtime.next_token_logprobs(model, batch, ids, steer))[
-            "ev"
-        ]
+        logp = runtime.next_token_logprobs(model, batch, ids, steer)  # [b, 5]
+        ev[batch.rows] = scoring.readouts(logp)["ev"]
     keyed = np.array([IPIP50[i].keyed for i in item_of])
     return np.where(keyed > 0, ev, 6.0 - ev)
 
