@@ -162,14 +162,16 @@ class EvolutionConfig:
     @classmethod
     def paper(cls, **overrides: Any) -> EvolutionConfig:
         """The paper's setting (docs/evolution.md, its table): windows of 128 tokens with BOS,
-        10M tokens, Pearson and cosine on raw activations, activity at > 0.2 x each latent's
+        10M tokens (the BOS position included, as the paper's code encodes every position),
+        Pearson and cosine on raw activations, activity at > 0.2 x each latent's
         max and > 0 in one run, graph edges from the full statistics (every pair >= 0.1) with
         communities on the Pearson and the Jaccard graph, the accumulation chosen by sparsity
         and backend. SAE sizes are `full()`'s, for runs without SAELens folders."""
         base = dict(
             n_docs=20000,
             seq_len=128,
-            n_windows=-(-10_000_000 // 127),  # 10M tokens of 127 positions after BOS
+            n_windows=-(-10_000_000 // 128),  # 10M tokens, BOS included as the paper's code
+            include_bos=True,
             expansion=16,
             k=32,
             sae_steps=20000,

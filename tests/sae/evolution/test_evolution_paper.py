@@ -47,7 +47,7 @@ def test_paper_preset_settings():
     cfg = EvolutionConfig.paper()
     assert (cfg.seq_len, cfg.threshold, cfg.extra_thresholds) == (128, 0.2, (0.0,))
     assert cfg.full_edges and cfg.extra_graphs == ("jaccard",) and cfg.edge_min == 0.1
-    assert cfg.n_windows * (cfg.seq_len - 1) >= 10_000_000 and not cfg.include_bos
+    assert cfg.n_windows * cfg.seq_len >= 10_000_000 and cfg.include_bos
     with pytest.raises(ValueError, match="extra_thresholds"):
         EvolutionConfig.paper(extra_thresholds=(1.5,))
 
@@ -73,7 +73,7 @@ def _latents(run: Path) -> np.ndarray:
 
 def test_edges_are_every_pair_above_the_threshold(paper_run):
     lat = _latents(paper_run)
-    assert lat.shape[1] == 4 * 127  # BOS left out
+    assert lat.shape[1] == 4 * 128  # BOS included
     summary = store.load_summary(paper_run / "stats" / "first_pass.npz")
     if jax.default_backend() == "cpu":  # "auto" took the co-active path
         assert stream.choose_accumulate("auto", summary, None) == "sparse"
