@@ -24,6 +24,17 @@ import rl.selfplay as sp
 from jaxlens.sharding import parse_mesh
 
 
+def _sampling(text: str):
+    """`--eval-sampling`: "train" (False: sample as in training) or "TEMPERATURE,TOP_P"."""
+    if text == "train":
+        return False
+    try:
+        t, p = (float(x) for x in text.split(","))
+        return jaxlens.Sampling(temperature=t, top_p=p if p < 1 else None)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected 'train' or T,P ({e})") from None
+
+
 def _given(**flags):
     """The flags the user set (None means: keep the preset's value)."""
     return {k: v for k, v in flags.items() if v is not None}
@@ -85,6 +96,13 @@ def parse_args(argv=None):
     )
     p.add_argument("--eval-every", type=int, default=None)
     p.add_argument(
+        "--eval-sampling",
+        type=_sampling,
+        default=None,
+        metavar="TEMPERATURE,TOP_P",
+        help="evaluation games' sampling (default SPIRAL's 0.6,0.95; 'train': as in training)",
+    )
+    p.add_argument(
         "--eval-opponents",
         default=None,
         help="comma-separated: random,optimal,model (default: the preset's)",
@@ -126,7 +144,8 @@ def build_config(args) -> sp.SpiralConfig:
     gen = cfg.generation
     if args.max_new_tokens:
         gen = dataclasses.replace(gen, max_new_tokens=args.max_new_tokens)
-    top = _given(
+    top = {} if args.eval_sampling is None else {"eval_sampling": args.eval_sampling or None}
+    top |= _given(
         steps=args.steps,
         samples_per_step=args.samples_per_step,
         sample_draw=args.sample_draw,
