@@ -38,6 +38,7 @@ from sae.evolution.codes import Codes
 from sae.evolution.store import Neighbours
 
 _DECODER_BLOCK = 2048  # decoder rows per decoder-cosine matmul
+CHECKPOINT_TOKENS = 1 << 20  # a resumable pass saves its sums after about this many tokens
 
 
 def _empty(n: int) -> sp.csr_matrix:
@@ -96,6 +97,29 @@ class PairAccumulator:
             self.sum_ab[p].add((values[p].T.tocsr() @ values[p + 1]).tocsr())
             self.count_ab[p].add((active[p].T.tocsr() @ active[p + 1]).tocsr())
         self.n_tokens += codes.shape[1]
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Everything summed so far, as arrays (`from_state` reads them back); each pair's
+        levels are merged into one first."""
+        out = {"n_tokens": np.int64(self.n_tokens), "sums": self.sums}
+        for name in ("sum_ab", "count_ab"):
+            for p, levels in enumerate(getattr(self, name)):
+                m = levels.total()
+                levels.levels = [m]
+                out[f"{name}{p}/indptr"], out[f"{name}{p}/indices"] = m.indptr, m.indices
+                out[f"{name}{p}/data"] = m.data
+        return out
+
+    @classmethod
+    def from_state(cls, thresholds: np.ndarray, state: dict[str, np.ndarray]) -> PairAccumulator:
+        acc = cls(thresholds)
+        acc.n_tokens, acc.sums = int(state["n_tokens"]), np.array(state["sums"])
+        n = acc.thr.shape[1]
+        for name in ("sum_ab", "count_ab"):
+            for p, levels in enumerate(getattr(acc, name)):
+                arrays = (state[f"{name}{p}/{k}"] for k in ("data", "indices", "indptr"))
+                levels.levels = [sp.csr_matrix(tuple(arrays), shape=(n, n))]
+        return acc
 
     def pair(self, p: int) -> _Pair:
         """Layer pair p's stored entries (the union of its summed and counted pairs)."""

@@ -472,7 +472,8 @@ def _keep_dense(got: _Collected, name, block, j, keep_dense, options, out_dir) -
 
 def _sparse_pass(source, summary, options, decoders, out_dir, keep_dense, progress):
     """`pair_pass` with `accumulate="sparse"` (`sae.evolution.coactive`): one read of the
-    source, no blocks; resumable once finished (the state is written at the end)."""
+    source, no blocks. With `out_dir` the sums so far are saved (`coactive.npz`) about every
+    `coactive.CHECKPOINT_TOKENS` tokens, and a rerun continues after the saved batches."""
     L, N = summary.max.shape
     out_dir, done, state = _resume_state(out_dir, options, (L, N), summary.n_tokens)
     k = min(options.top_k, N)
@@ -480,10 +481,7 @@ def _sparse_pass(source, summary, options, decoders, out_dir, keep_dense, progre
         if keep_dense:
             raise PassError("keep_dense needs a pass that ran (not a resumed one)")
         return _Collected.resume(state, options.measures, k).neighbours(), None
-    acc = coactive.PairAccumulator(thresholds(summary, options.threshold))
-    for batch in codes.progress(source(), progress, "pairs (co-active)"):
-        codes.check_batch(batch, (L, 0, N))
-        acc.add(codes.to_codes(batch))
+    acc = _co_active_sums(source, thresholds(summary, options.threshold), out_dir, progress)
     if acc.n_tokens != summary.n_tokens:
         raise PassError(f"the source gave {acc.n_tokens} tokens, the first pass {summary.n_tokens}")
     with_dense = keep_dense or (options.dense and out_dir is not None)
@@ -497,6 +495,7 @@ def _sparse_pass(source, summary, options, decoders, out_dir, keep_dense, progre
         acc, options.measures, k, decoders=decoders, keep_dense=with_dense, edge_sink=edge_sink
     )
     if out_dir is not None:
+        (out_dir / "coactive.npz").unlink(missing_ok=True)
         rows = {m: [nb.row_values[m], nb.row_index[m]] for m in options.measures}
         cols = {m: (nb.col_values[m], nb.col_index[m]) for m in options.measures}
         got = _Collected(options.measures, k, rows, cols, {})
@@ -505,3 +504,25 @@ def _sparse_pass(source, summary, options, decoders, out_dir, keep_dense, progre
             (out_dir / "dense").mkdir(exist_ok=True)
             np.save(out_dir / "dense" / f"{name}_block0000.npy", dense[name])
     return nb, dense if keep_dense else None
+
+
+def _co_active_sums(source, thr: np.ndarray, out_dir, progress) -> coactive.PairAccumulator:
+    """The co-active sums over the source, resumed from and checkpointed to
+    `out_dir/coactive.npz` (batches already summed are read and skipped)."""
+    L, N = thr.shape
+    ckpt = None if out_dir is None else out_dir / "coactive.npz"
+    acc, skip = coactive.PairAccumulator(thr), 0
+    if ckpt is not None and ckpt.exists():
+        with np.load(ckpt) as f:
+            state = {key: f[key] for key in f.files}
+        acc, skip = coactive.PairAccumulator.from_state(thr, state), int(state["batches"])
+    saved = acc.n_tokens
+    for i, batch in enumerate(codes.progress(source(), progress, "pairs (co-active)")):
+        codes.check_batch(batch, (L, 0, N))
+        if i < skip:
+            continue
+        acc.add(codes.to_codes(batch))
+        if ckpt is not None and acc.n_tokens - saved >= coactive.CHECKPOINT_TOKENS:
+            store.write_atomic(ckpt, {**acc.state(), "batches": np.int64(i + 1)})
+            saved = acc.n_tokens
+    return acc

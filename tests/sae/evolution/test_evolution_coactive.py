@@ -13,7 +13,7 @@ from _evolution_ref import all_measures
 
 import jaxlens
 from sae import evolution
-from sae.evolution import codes, store, stream
+from sae.evolution import coactive, codes, store, stream
 
 # Prime sizes; 3 layers (2 pairs); low density so most pairs never co-occur.
 T, N, L = 211, 23, 3
@@ -209,3 +209,29 @@ def test_full_edges_equal_on_both_paths(acts, sparse_runs, tmp_path):
                 _close(values, want[rows, cols], name)
     with pytest.raises(evolution.PassError, match="edge_measures"):
         stream.PassOptions(edge_measures=("mutual_info",))
+
+
+def test_killed_sparse_pass_resumes_to_the_same_result(acts, tmp_path, monkeypatch):
+    monkeypatch.setattr(coactive, "CHECKPOINT_TOKENS", 1)  # save after every batch
+    src = _source(acts)
+    summary = stream.first_pass(src)
+    options = stream.PassOptions(top_k=5, accumulate="sparse", threshold=0.2)
+    want, _ = stream.pair_pass(src, summary, options)
+
+    def killed():
+        for i, batch in enumerate(src()):
+            if i == 3:
+                raise RuntimeError("killed")
+            yield batch
+
+    with pytest.raises(RuntimeError, match="killed"):
+        stream.pair_pass(killed, summary, options, out_dir=tmp_path)
+    assert (tmp_path / "coactive.npz").exists()
+    added, add = [], coactive.PairAccumulator.add
+    monkeypatch.setattr(coactive.PairAccumulator, "add", lambda acc, c: added.append(add(acc, c)))
+    got, _ = stream.pair_pass(src, summary, options, out_dir=tmp_path)
+    assert len(added) == 3  # the 3 batches summed before the kill are not summed again
+    assert not (tmp_path / "coactive.npz").exists()
+    for name in options.measures:
+        np.testing.assert_allclose(got.row_values[name], want.row_values[name], atol=1e-6)
+        np.testing.assert_allclose(got.col_values[name], want.col_values[name], atol=1e-6)
