@@ -16,7 +16,7 @@ from sae import evolution
 from sae.evolution import coactive, codes, store, stream
 
 # Prime sizes; 3 layers (2 pairs); low density so most pairs never co-occur.
-T, N, L = 211, 23, 3
+T, N, L = 211, 17, 3
 
 
 def _codes(rng, density=0.06) -> np.ndarray:
@@ -112,7 +112,7 @@ def test_lineage_on_the_sparse_statistics(sparse_runs):
 def test_sparse_equals_the_sharded_dense_pass_on_eight_devices(acts):
     # the sparse path runs on the host; on a mesh "auto" takes the sharded dense path, whose
     # values must equal the host path's
-    x = np.pad(acts[:, :200], ((0, 0), (0, 0), (0, 1)))  # 24 latents: 6 per tensor shard
+    x = np.pad(acts[:, :200], ((0, 0), (0, 0), (0, 7)))  # 24 latents: 6 per tensor shard
     mesh = jaxlens.sharding.make_mesh(data=2, tensor=4)
     summary = stream.first_pass(_source(x, 40), mesh=mesh)
     assert stream.choose_accumulate("auto", summary, mesh) == "dense"
@@ -168,7 +168,7 @@ def test_cache_runs_the_source_once_across_a_blocked_pass(acts, tmp_path, on_dis
     model = _Counting(acts)
     cache = codes.CodeCache(model, folder=tmp_path / "codes" if on_disk else None)
     summary = stream.first_pass(cache)
-    # 4 blocks; the jitted functions are the ones test_sparse_top_k_equals_dense_path compiled
+    # 3 blocks; the jitted functions are the ones test_sparse_top_k_equals_dense_path compiled
     options = stream.PassOptions(
         measures=evolution.TOKEN_MEASURES, top_k=5, block=7, accumulate="dense"
     )
