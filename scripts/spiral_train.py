@@ -73,6 +73,13 @@ def parse_args(argv=None):
     )
     p.add_argument("--samples-per-step", type=int, default=None)
     p.add_argument(
+        "--batch-fill",
+        choices=sp.train.BATCH_FILLS,
+        default=None,
+        help="nonzero: play on until --samples-per-step non-zero-advantage samples (SPIRAL); "
+        "once: one collection",
+    )
+    p.add_argument(
         "--sample-draw",
         choices=sp.train.SAMPLE_DRAWS,
         default=None,
@@ -149,6 +156,7 @@ def build_config(args) -> sp.SpiralConfig:
         steps=args.steps,
         samples_per_step=args.samples_per_step,
         sample_draw=args.sample_draw,
+        batch_fill=args.batch_fill,
         eval_every=args.eval_every,
         checkpoint_every=args.checkpoint_every,
         eval_opponents=tuple(args.eval_opponents.split(",")) if args.eval_opponents else None,

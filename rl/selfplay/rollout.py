@@ -131,6 +131,19 @@ class Rollout(NamedTuple):
     reply_tokens: int  # tokens in those replies
 
 
+def concat(a: Rollout, b: Rollout) -> Rollout:
+    """`b` after `a` as one rollout (`b`'s sample and episode indices shifted)."""
+    ns, ne = len(a.samples), len(a.episodes)
+    return Rollout(
+        a.samples + [s._replace(episode=s.episode + ne) for s in b.samples],
+        a.episodes + [e._replace(samples=tuple(i + ns for i in e.samples)) for e in b.episodes],
+        {k: a.timing.get(k, 0.0) + b.timing.get(k, 0.0) for k in {*a.timing, *b.timing}},
+        a.turns + b.turns,
+        a.replies + b.replies,
+        a.reply_tokens + b.reply_tokens,
+    )
+
+
 class Reply(NamedTuple):
     """A generated reply waiting for its game's step."""
 

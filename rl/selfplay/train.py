@@ -5,7 +5,10 @@ Each step:
 1. `rollout.collect` plays until `samples_per_step` policy turns of finished games are held
    (self-play by default: one policy, both seats), with the params the learner holds;
 2. `rl.rae.advantages` turns each finished game's returns into one advantage per (game, role)
-   of the policy, given to every turn of that player in that game; zero advantages are dropped,
+   of the policy, given to every turn of that player in that game; zero advantages are dropped
+   (with `batch_fill="nonzero"`, SPIRAL's, play goes on - further `collect` calls, the baselines
+   carried in order - until `samples_per_step` non-zero ones are held; `"once"` trains on what
+   the first collection left, possibly fewer),
    and when more than `samples_per_step` are left, that many are drawn at random (without
    replacement, from the step's own key: SPIRAL's draw) - `sample_draw="first"` keeps the
    first ones instead, which favours short games;
@@ -40,7 +43,11 @@ from rl.selfplay.policy import GenerationConfig
 from rl.selfplay.rollout import RolloutConfig
 
 SAMPLE_DRAWS = ("random", "first")
-_DRAW_STREAM = 0x5A3D  # fold_in tag of the sample draw's key (off the rollout's split counters)
+BATCH_FILLS = ("nonzero", "once")
+MAX_EXTRA_COLLECTS = 16  # "nonzero": at most this many further collections a step
+# fold_in tags of the draw's and the further collections' keys, far from the split counters
+_DRAW_STREAM = 0x5A3D
+_FILL_STREAM = 0x3C000000
 
 
 class TrainError(ValueError):
@@ -60,6 +67,9 @@ class SpiralConfig:
       ppo: the learner (`PPOConfig()`: lr 1e-6, Adam (0.9, 0.95), clip 0.2, 2 epochs, no KL).
       baseline: RAE mode of `rl.rae.advantages` ("role"; ablations "global", "none").
       alpha: RAE EMA decay (0.95).
+      batch_fill: "nonzero" (SPIRAL: play on until `samples_per_step` non-zero-advantage
+        samples are held, at most `MAX_EXTRA_COLLECTS` further collections) or "once" (one
+        collection of `samples_per_step` samples; its zero-advantage ones dropped).
       sample_draw: which of more than `samples_per_step` non-zero-advantage samples train:
         "random" (SPIRAL: a seeded draw without replacement) or "first" (collection order).
       seed: seeds the rollout and evaluation streams.
@@ -82,6 +92,7 @@ class SpiralConfig:
     ppo: PPOConfig = PPOConfig()
     baseline: str = "role"
     alpha: float = 0.95
+    batch_fill: str = "nonzero"
     sample_draw: str = "random"
     seed: int = 0
     eval_every: int = 16
@@ -105,6 +116,10 @@ class SpiralConfig:
                 f"SpiralConfig.eval_sampling={self.eval_sampling!r}: expected a jaxlens.Sampling "
                 "or None"
             )
+        if self.batch_fill not in BATCH_FILLS:
+            raise TrainError(
+                f"SpiralConfig.batch_fill={self.batch_fill!r}: expected one of {BATCH_FILLS}"
+            )
         if self.sample_draw not in SAMPLE_DRAWS:
             raise TrainError(
                 f"SpiralConfig.sample_draw={self.sample_draw!r}: expected one of {SAMPLE_DRAWS}"
@@ -120,14 +135,15 @@ class SpiralConfig:
     @classmethod
     def quick(cls, **overrides: Any) -> SpiralConfig:
         """A CPU-sized run for the built-in model (minutes, not hours): all three built-in games
-        (standard Kuhn Poker rules), 48 samples a step, 48-token replies, lr 2e-5 with the
-        token mean, evaluated against random play before and after only."""
+        (standard Kuhn Poker rules), one collection of 48 samples a step, 48-token replies,
+        lr 2e-5 with the token mean, evaluated against random play before and after only."""
         base = dict(
             steps=8,
             samples_per_step=48,
             rollout=RolloutConfig(slots=12),
             generation=GenerationConfig(max_new_tokens=48),
             ppo=PPOConfig(lr=2e-5, normalize="token_mean", micro_batch=16),
+            batch_fill="once",
             eval_every=0,
             eval_opponents=("random",),
             eval_games_per_slot=4,
@@ -272,6 +288,28 @@ def _learn(policy, lstate, batch, ref, cfg: SpiralConfig, mesh: Any):
     return lstate, {k: float(v) for k, v in jax.device_get(metrics).items()}
 
 
+def collect_batch(policy, params, key, baselines: dict, cfg: SpiralConfig, opponent_params):
+    """The step's rollout and per-sample advantages: one `collect` of `samples_per_step`, then
+    (`batch_fill="nonzero"`) more, with keys `fold_in(key, _FILL_STREAM + i)`, until as many
+    non-zero advantages are held. Returns (rollout, advantages, new baselines)."""
+
+    def more(k, n):
+        return rollout.collect(
+            policy, params, k, config=cfg.rollout, min_samples=n, opponent_params=opponent_params
+        )
+
+    roll = more(key, cfg.samples_per_step)
+    adv, baselines = advantages_of(roll, baselines, cfg)
+    for i in range(MAX_EXTRA_COLLECTS if cfg.batch_fill == "nonzero" else 0):
+        short = cfg.samples_per_step - int(np.count_nonzero(adv))
+        if short <= 0:
+            break
+        extra = more(jax.random.fold_in(key, _FILL_STREAM + i), short)
+        extra_adv, baselines = advantages_of(extra, baselines, cfg)
+        roll, adv = rollout.concat(roll, extra), np.concatenate([adv, extra_adv])
+    return roll, adv, baselines
+
+
 def train_step(
     policy: Any,
     state: TrainState,
@@ -288,15 +326,7 @@ def train_step(
     key, k_roll = jax.random.split(state.key)
     k_draw = jax.random.fold_in(k_roll, _DRAW_STREAM)  # the rollout's own stream is unchanged
     gen = learner.compute_params(state.learner.params, cfg.ppo)
-    roll = rollout.collect(
-        policy,
-        gen,
-        k_roll,
-        config=cfg.rollout,
-        min_samples=cfg.samples_per_step,
-        opponent_params=opponent_params,
-    )
-    adv, baselines = advantages_of(roll, baselines, cfg)
+    roll, adv, baselines = collect_batch(policy, gen, k_roll, baselines, cfg, opponent_params)
     batch, used = make_batch(roll, adv, cfg, policy.pad_id, k_draw)
     t1 = time.perf_counter()
     lstate, metrics = _learn(policy, state.learner, batch, ref, cfg, mesh)

@@ -79,6 +79,7 @@ def recipe(game, seed, baseline="role"):
             lr=1e-4, epochs=1, kl_coef=0.05, micro_batch=32, normalize="batch_constant"
         ),
         sample_draw="first",
+        batch_fill="once",
         baseline=baseline,
         seed=seed,
         eval_every=0,

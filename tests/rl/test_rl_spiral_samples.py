@@ -105,3 +105,27 @@ def test_recorded_logprobs_equal_the_learners_first_ratio_is_one():
     ratio = np.exp(np.asarray(lp) - np.asarray(mb.old_logprobs[:, -k:]))[w]
     assert w.sum() == sum(len(t) for t in out.tokens) > len(ids)
     assert np.abs(ratio - 1).max() < 1e-4, np.abs(ratio - 1).max()  # measured: 5e-7
+
+
+def test_nonzero_fill_plays_on_until_the_batch_is_full(monkeypatch):
+    """SPIRAL keeps playing until `samples_per_step` non-zero-advantage samples are held: here
+    every collection holds one drawn game (4 zero-advantage turns) and one won game (4 turns),
+    so 10 non-zero samples take three collections, each asked for what is still missing."""
+    calls = []
+
+    def collect(policy, params, key, *, config, min_samples, opponent_params):
+        calls.append((min_samples, tuple(np.asarray(key).tolist())))
+        return _rollout([(0.0, 0.0), (1.0, -1.0)])
+
+    monkeypatch.setattr(rollout, "collect", collect)
+    key = jax.random.PRNGKey(0)
+    once = sp.SpiralConfig(samples_per_step=10, baseline="none", batch_fill="once")
+    roll, adv, _ = train.collect_batch(None, None, key, {}, once, None)
+    assert (len(calls), np.count_nonzero(adv), len(roll.samples)) == (1, 4, 8)
+    calls.clear()
+    full = sp.SpiralConfig(samples_per_step=10, baseline="none")
+    roll, adv, _ = train.collect_batch(None, None, key, {}, full, None)
+    assert [n for n, _ in calls] == [10, 6, 2] and len({k for _, k in calls}) == 3
+    assert np.count_nonzero(adv) == 12 and len(roll.samples) == len(adv) == 24
+    assert [e.samples for e in roll.episodes][-1] == tuple(range(20, 24))  # indices shifted
+    assert {s.episode for s in roll.samples[20:]} == {5}

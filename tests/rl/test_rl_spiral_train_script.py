@@ -33,6 +33,8 @@ def test_flags_on_the_presets(script):
     assert ttt.rollout.env_options == {} and ttt.ppo.normalize == "batch_constant"
     quick = _cfg(script, "--quick", "--sample-draw", "first", "--eval-sampling", "1,0.9")
     assert quick.sample_draw == "first" and quick.eval_opponents == ("random",)
+    assert quick.batch_fill == "once" and cfg.batch_fill == "nonzero"
+    assert _cfg(script, "--quick", "--batch-fill", "nonzero").batch_fill == "nonzero"
     assert quick.eval_sampling == jaxlens.Sampling(temperature=1.0, top_p=0.9)
     with pytest.raises(SystemExit):
         _cfg(script, "--eval-sampling", "0.6")
