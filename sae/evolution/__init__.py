@@ -21,11 +21,13 @@ From SAEs on every layer of a model (trained with `sae.fit` or loaded from SAELe
   analysis (its screenshot through `jaxlens.runs.webdriver`'s headless chromium);
 - `sae.evolution.model_source`: the model (`jaxlens.load_model`), its text, per-layer SAEs and
   the latent source;
+- `sae.evolution.config`: `EvolutionConfig` and its presets (`quick`, `full`, `paper`);
 - `sae.evolution.pipeline`: the study's entry point, `run_study(model_dir, out_dir, *, ...)`
-  (exported here with its `EvolutionConfig`), everything from a model into a run folder, and
+  (exported here), everything from a model into a run folder, and
   `rebuild_browser`.
 """
 
+from sae.evolution.config import EvolutionConfig
 from sae.evolution.dense import layer_pair_stats
 from sae.evolution.graph import (
     communities,
@@ -35,7 +37,7 @@ from sae.evolution.graph import (
     save_node_link,
 )
 from sae.evolution.lineage import and_or, and_or_top, classify, classify_top, turnover
-from sae.evolution.pipeline import EvolutionConfig, rebuild_browser, run_study
+from sae.evolution.pipeline import rebuild_browser, run_study
 from sae.evolution.stats import MEASURES, TOKEN_MEASURES, MeasureError
 from sae.evolution.stream import (
     LatentSummary,
