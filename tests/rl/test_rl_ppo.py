@@ -81,16 +81,16 @@ def test_loss_equals_naive_per_token_reference(setup, normalize):
 
 
 def test_constant_loss_and_gradient_equal_per_sequence_mean_with_micro_batches(setup):
-    """SPIRAL's aggregation on sequences of different lengths, two micro-batches of two plus
-    two padding rows: the loss and its gradient equal the naive per-sequence mean (a whole-batch
-    token sum / 4096 would be 4x larger)."""
+    """SPIRAL's aggregation on sequences of different lengths, two micro-batches of three (the
+    second holding two padding rows): the loss and its gradient equal the naive per-sequence
+    mean (a whole-batch token sum / 4096 would be 4x larger)."""
     params, prompts, responses, adv, old = setup
-    ppo = PPOConfig(normalize="constant", micro_batch=2)
+    ppo = PPOConfig(normalize="constant", micro_batch=3)
     batch = jax.tree.map(
         jnp.asarray,
-        learner.pack(prompts, responses, old, adv, micro_batch=2, rows=6, multiple_of=8),
+        learner.pack(prompts, responses, old, adv, micro_batch=3, rows=6, multiple_of=8),
     )
-    assert batch.tokens.shape[:2] == (3, 2)  # the last micro-batch is padding only
+    assert batch.tokens.shape[:2] == (2, 3) and int(batch.mask[1].max(-1).sum()) == 1
     loss = jax.jit(
         jax.value_and_grad(lambda p: learner.batch_loss(p, batch, config=CONFIG, ppo=ppo))
     )
