@@ -29,6 +29,7 @@ starts JAX's distributed runtime from the launcher's environment); process 0 wri
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -271,6 +272,16 @@ def finish(root: jaxlens.runs.RunFolder, stages: list[run_index.Stage], *, secon
     print(f"\ntotal {seconds:.0f} s; open {index.resolve().as_uri()}")
 
 
+def preflight(args) -> None:
+    """Refuses now what a later stage would refuse only after the stages before it ran: the
+    paper preset's SPIRAL replies (4096 tokens) need a model with a longer context."""
+    if "spiral" in args.stages and args.preset == "paper":
+        import rl.selfplay
+
+        hf = json.loads((args.model / "config.json").read_text())
+        rl.selfplay.SpiralConfig().check_model(jaxlens.ModelConfig.from_hf(hf))
+
+
 def main(argv=None) -> int:
     jaxlens.distributed.maybe_initialize()  # before anything touches the devices
     args = parse_args(argv)
@@ -281,6 +292,7 @@ def main(argv=None) -> int:
             f"--model {str(args.model)!r} is not a directory: expected a Hugging Face checkpoint "
             "directory (the built-in model is written by scripts/train_builtin.py)"
         )
+    preflight(args)
     mesh = jaxlens.sharding.parse_mesh(args.mesh)
     root = jaxlens.runs.RunFolder(args.out, config=args, command=sys.argv)
     t0 = time.monotonic()

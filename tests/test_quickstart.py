@@ -216,3 +216,16 @@ def test_index_opens_from_file_with_every_link_and_image(run):
             assert browser in targets
             b.open(browser)
             assert b.run("return location.href") == browser  # not a chrome-error:// page
+
+
+def test_paper_preset_on_a_short_context_model_fails_before_any_stage(tmp_path):
+    """SPIRAL's 4096-token replies do not fit the built-in model's 2048 positions: the script
+    says so at once (exit 2, one line) instead of after the personality and SAE stages."""
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "scripts/quickstart.py", "--preset", "paper", "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "max_new_tokens=4096" in proc.stderr and "max_seq_len=2048" in proc.stderr
+    assert not out.exists()

@@ -114,6 +114,7 @@ def run_study(
     """
     cfg = _study_config(config, quick, steps)
     model = jaxlens.load_model(model_dir, mesh=mesh, dtype=dtype)
+    cfg.check_model(model.config)
     policy = ModelPolicy.of(model, cfg.generation)
     out = Path(out_dir)
     folder = jaxlens.runs.RunFolder(

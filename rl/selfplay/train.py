@@ -132,6 +132,17 @@ class SpiralConfig:
                 f"SpiralConfig.eval_opponents has {bad}: expected some of {evaluate.EVAL_OPPONENTS}"
             )
 
+    def check_model(self, model_config: jaxlens.ModelConfig) -> None:
+        """Raises `TrainError` when the model's context cannot hold a prompt and the longest
+        reply (`generation.max_new_tokens`): checked when a run starts, not at the first turn."""
+        cap = self.generation.max_new_tokens
+        if cap >= model_config.max_seq_len:
+            raise TrainError(
+                f"SpiralConfig.generation.max_new_tokens={cap} leaves no room for a prompt in "
+                f"the model's max_seq_len={model_config.max_seq_len}: expected fewer new tokens "
+                "(SpiralConfig.quick() or GenerationConfig(max_new_tokens=...))"
+            )
+
     @classmethod
     def quick(cls, **overrides: Any) -> SpiralConfig:
         """A CPU-sized run for the built-in model (minutes, not hours): all three built-in games
