@@ -54,7 +54,7 @@ SAE_SIZES = {
     "quick": dict(n_docs=60, n_windows=64, sae_steps=60, sae_batch=256, expansion=2),
     "laptop": dict(n_docs=100, n_windows=128, sae_steps=120, sae_batch=512, expansion=4),
 }
-SPIRAL_STEPS = {"quick": 2, "laptop": 4, "paper": None}
+SPIRAL_STEPS = {"quick": 1, "laptop": 4, "paper": None}
 # Evaluation games per slot and opponent (12 slots over the three games): the smoke run plays
 # one wave, enough to check every artifact; the laptop run four (16 games per game).
 SPIRAL_EVAL_GAMES = {"quick": 1, "laptop": 4}
@@ -85,7 +85,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--spiral-steps",
         type=int,
         default=None,
-        help="SPIRAL learner steps (default: quick 2, laptop 4, paper the study's)",
+        help="SPIRAL learner steps (default: quick 1, laptop 4, paper the study's)",
     )
     args = p.parse_args(argv)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
@@ -106,11 +106,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def run_personality(model: Path, out: Path, args, mesh):
     import jaxlens.personality as personality
+    import jaxlens.personality.study as study
 
     size = ROSTER_SIZES[args.preset]
     roster = personality.bundled_roster() if size is None else personality.make_roster(size)
+    config = None
+    if args.preset == "quick":  # the smoke run: the band at each probe's best layer, no sweep
+        config = study.StudyConfig.quick(layers="probe")
     head = personality.run_study(model, out, roster=roster, quick=args.preset != "paper",
-                                 mesh=mesh)  # fmt: skip
+                                 mesh=mesh, config=config)  # fmt: skip
     rows = [
         {
             "trait": t,
@@ -181,7 +185,11 @@ def run_spiral(model: Path, out: Path, args, mesh):
     steps = args.spiral_steps if args.spiral_steps is not None else SPIRAL_STEPS[args.preset]
     config = None
     if args.preset in SPIRAL_EVAL_GAMES:
-        config = rl.selfplay.SpiralConfig.quick(eval_games_per_slot=SPIRAL_EVAL_GAMES[args.preset])
+        config = rl.selfplay.SpiralConfig.quick(
+            eval_games_per_slot=SPIRAL_EVAL_GAMES[args.preset],
+            # the smoke run evaluates as it trains (one program less to compile)
+            **({"eval_sampling": None} if args.preset == "quick" else {}),
+        )
     head = rl.selfplay.run_study(model, out, steps=steps, quick=args.preset != "paper",
                                  mesh=mesh, config=config, command=sys.argv)  # fmt: skip
     rows = [
