@@ -39,8 +39,14 @@ FAMILIES = {
     ),
     # Llama 3 instruct: header tokens, <|eot_id|> ends a turn, eos <|end_of_text|>, no pad
     "llama3": dict(
-        specials=["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>",
-                  "<|end_header_id|>", "<|eot_id|>", "<|eom_id|>"],  # fmt: skip
+        specials=[
+            "<|begin_of_text|>",
+            "<|end_of_text|>",
+            "<|start_header_id|>",
+            "<|end_header_id|>",
+            "<|eot_id|>",
+            "<|eom_id|>",
+        ],  # fmt: skip
         tokens=dict(bos_token="<|begin_of_text|>", eos_token="<|end_of_text|>"),
         template=LLAMA3,
         end_of_turn="<|eot_id|>",
