@@ -29,7 +29,6 @@ starts JAX's distributed runtime from the launcher's environment); process 0 wri
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -286,8 +285,7 @@ def preflight(args) -> None:
     if "spiral" in args.stages and args.preset == "paper":
         import rl.selfplay
 
-        hf = json.loads((args.model / "config.json").read_text())
-        rl.selfplay.SpiralConfig().check_model(jaxlens.ModelConfig.from_hf(hf))
+        rl.selfplay.SpiralConfig().check_model(jaxlens.hf.load_config(args.model))
 
 
 def main(argv=None) -> int:

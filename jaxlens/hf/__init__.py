@@ -17,6 +17,7 @@ from jaxlens.hf.io import (
     CheckpointError,
     CheckpointNotFoundError,
     CorruptCheckpointError,
+    load_config,
     load_hf,
     save_hf,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "config_from_hf",
     "config_to_hf",
     "left_pad",
+    "load_config",
     "load_hf",
     "load_tokenizer",
     "save_hf",

@@ -188,6 +188,21 @@ def _set(tree: Params, path: Path_, value: Any) -> None:
     tree[path[-1]] = value
 
 
+def load_config(path: str | os.PathLike, *, dtype: Any = None) -> ModelConfig:
+    """A checkpoint directory's `config.json` as a `ModelConfig`, without reading weights."""
+    root = Path(path)
+    if not root.is_dir():
+        raise CheckpointNotFoundError(f"{root}: checkpoint directory does not exist")
+    cfg_file = root / "config.json"
+    if not cfg_file.is_file():
+        raise CheckpointNotFoundError(f"{cfg_file}: not found (is {root} a HF checkpoint dir?)")
+    try:
+        hf = json.loads(cfg_file.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{cfg_file}: not valid JSON ({e})") from None
+    return ModelConfig.from_hf(hf, dtype=dtype)
+
+
 def load_hf(
     path: str | os.PathLike, *, dtype: Any = None, mesh: Any = None, layout: str = "fsdp"
 ) -> tuple[ModelConfig, Params]:
@@ -202,16 +217,7 @@ def load_hf(
       layout: `"fsdp"` or `"tensor"`, the rules of `jaxlens.sharding`.
     """
     root = Path(path)
-    if not root.is_dir():
-        raise CheckpointNotFoundError(f"{root}: checkpoint directory does not exist")
-    cfg_file = root / "config.json"
-    if not cfg_file.is_file():
-        raise CheckpointNotFoundError(f"{cfg_file}: not found (is {root} a HF checkpoint dir?)")
-    try:
-        hf = json.loads(cfg_file.read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{cfg_file}: not valid JSON ({e})") from None
-    config = ModelConfig.from_hf(hf, dtype=dtype)
+    config = load_config(root, dtype=dtype)
     files = _find_files(root)
     maps = tensor_maps(config, _detect_prefix(set(files), config))
     _check_names(maps, set(files), config, root)
