@@ -32,6 +32,7 @@ from rl.envs.negotiation import Negotiation
 from rl.envs.registry import (
     GAMES,
     Game,
+    Mirror,
     Strategy,
     check_names,
     game_of,
@@ -58,6 +59,7 @@ __all__ = [
     "EnvError",
     "Game",
     "KuhnPoker",
+    "Mirror",
     "Negotiation",
     "Rollout",
     "Strategy",

@@ -31,6 +31,9 @@ What a `Game` holds (the callables' contracts):
   `rl.transcripts`, `kind` one of "random", "heuristic", "strong" (noise already applied).
 - `corpus_options`: the env options the corpus games use.
 - `strategy` (optional): a `Strategy`, how to read a policy's strategy as a table.
+- `mirror` (optional): a `Mirror`, how SPIRAL's TextArena env of the game is kept beside ours
+  (`rl.envs.mirror`), which gives the game SPIRAL's observation text (the "spiral" prompt
+  style, `rl.styles`).
 """
 
 from __future__ import annotations
@@ -70,6 +73,35 @@ class Strategy:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
+class Mirror:
+    """How a game's TextArena env (SPIRAL's wording) is built and stepped beside ours.
+
+    The callables get the `textarena` module as `ta` where they need it, so a game's package
+    imports nothing optional (`rl.envs.mirror` imports TextArena, or says how to install it).
+
+    Attributes:
+      make: `(ta, env, row) -> wrapped` a fresh TextArena env, reset to the start of `row`'s
+        game (Kuhn Poker: our deal of every round; Negotiation: SPIRAL's Wood / Gold start) and
+        wrapped in the observation wrapper SPIRAL uses for the game.
+      moves: `(env, row) -> [text]` the moves made so far in `row`'s game as TextArena reads
+        them (rebuilding a mirror from a state).
+      move_text: `(env, action) -> text` one of our action ids as TextArena reads it.
+      sync: `(wrapped, env, row)` after a move, align TextArena's state with ours where its
+        rules differ (None: nothing to align).
+      actions: `(observation, legal, rng) -> [text]` SPIRAL's list of acceptable actions read
+        from the observation text (None: the legal moves `legal`, as written in the prompt).
+      check: `(env)` raises `EnvError` when TextArena cannot word the env's options.
+    """
+
+    make: Callable[..., Any]
+    moves: Callable[[core.Env, Any], list[str]]
+    move_text: Callable[[core.Env, int], str]
+    sync: Callable[..., None] | None = None
+    actions: Callable[..., list[str]] | None = None
+    check: Callable[[core.Env], None] | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, eq=False)
 class Game:
     """Everything about one game (see the module docstring for each callable's contract)."""
 
@@ -84,6 +116,7 @@ class Game:
     player: Callable[..., tuple[int, str]] | None = None
     corpus_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     strategy: Strategy | None = None
+    mirror: Mirror | None = None
 
     @property
     def name(self) -> str:

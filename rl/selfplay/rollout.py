@@ -4,12 +4,14 @@ Slot `i` plays game `games[i % len(games)]` for its whole life; the slots of one
 `[B_g]` batch of env states, stepped with one jitted call per game per turn. Each turn:
 
 1. every game group reports who is to move; rows whose mover is the policy get their prompt
-   (`rl.text.render_batch`), the others their fixed opponent's move (a jitted, vmapped
-   `rl.opponents` policy, or the replies of a frozen model);
+   in the config's prompt style (`rl.styles`: "builtin", `rl.text.render_batch`; "spiral",
+   SPIRAL's template around TextArena's observation text), the others their fixed
+   opponent's move (a jitted, vmapped `rl.opponents` policy, or the replies of a frozen model);
 2. all the policy's prompts, across game types, go through one `ModelPolicy.generate` call of
    fixed batch size (`slots` rows) - one compiled program per prompt-width bucket;
-3. replies are parsed (`rl.text.parse_batch`, SPIRAL's boxed format check), the envs step, and a
-   reply that fails the check ends its game with the convention's penalty (`rl.envs.forfeit`);
+3. replies are parsed (the style's check: `rl.text.parse_batch`'s boxed format check, or
+   SPIRAL's action list), the envs step, and a reply that fails the check ends its game with
+   the convention's penalty (`rl.envs.forfeit`);
 4. finished games are recorded and their slots reset in place from fresh keys.
 
 Any registered game can be played (`rl.envs.GAMES`; default the built-in ones): the envs come
@@ -41,7 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rl import envs, opponents, text
+from rl import envs, opponents, styles, text
 from rl.envs.batch import step_or_forfeit, tree_where
 from rl.envs.core import PENALTIES
 
@@ -64,6 +66,9 @@ class RolloutConfig:
         "eval" for evaluation).
       env_options: `{game: {option: value}}`, each game's env options for `rl.envs.make`
         (e.g. `{"kuhn_poker": {"variant": "spiral_v1"}}`); games not named use their defaults.
+      prompt_style: how prompts are worded and replies checked, a name in `rl.styles.STYLES`:
+        "builtin" (this project's wording, the built-in model's) or "spiral" (SPIRAL's template
+        around TextArena's observation text, SPIRAL's check; needs textarena==0.7.4).
     """
 
     games: tuple[str, ...] = envs.BUILTIN
@@ -71,6 +76,7 @@ class RolloutConfig:
     opponent: str = "self"
     convention: str = "spiral"
     env_options: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    prompt_style: str = "builtin"
 
     def __post_init__(self):
         object.__setattr__(self, "games", envs.check_names(self.games, "games"))
@@ -89,8 +95,11 @@ class RolloutConfig:
         if stray:
             raise RolloutError(f"env_options names {stray}: not among games={self.games}")
         object.__setattr__(self, "env_options", options)
-        for game in self.games:
-            self.make_env(game)  # validates the options
+        made = [self.make_env(game) for game in self.games]  # validates the options
+        try:
+            styles.check_games(self.prompt_style, made)
+        except (styles.StyleError, envs.EnvError) as e:
+            raise RolloutError(f"RolloutConfig.prompt_style: {e}") from None
 
     def make_env(self, game: str) -> Any:
         """The env of `game` with its `env_options`."""
@@ -184,6 +193,8 @@ class _Group:
         self.apply, self.opponent, init = _jitted(self.env, kind, PENALTIES[cfg.convention])
         n = len(slots)
         self.states = init(key, n)
+        self.prompter = styles.prompter(cfg.prompt_style, self.env, n)
+        self.prompter.start(self.states, range(n))
         self.returns = np.zeros((n, 2))
         self.moves = np.zeros(n, int)
         self.invalid = np.full(n, -1)
@@ -273,16 +284,16 @@ def _prompts(groups: list[_Group], config: RolloutConfig, timing: dict) -> tuple
     mine: Asked = ([], [])
     theirs: Asked = ([], [])
     for g, mover in zip(groups, movers, strict=True):
-        rendered = None
-        for j in range(len(g.slots)):
-            if g.idle[j]:
-                continue
-            own = int(mover[j]) in g.seats(j)
-            if own or config.opponent == "model":
-                rendered = rendered or text.render_batch(g.env, g.states)
-                prompts, places = mine if own else theirs
-                prompts.append(rendered[j])
-                places.append((g.gi, j))
+        asking = [
+            (j, int(mover[j]) in g.seats(j))
+            for j in range(len(g.slots))
+            if not g.idle[j] and (int(mover[j]) in g.seats(j) or config.opponent == "model")
+        ]
+        rendered = g.prompter.render(g.states, [j for j, _ in asking]) if asking else []
+        for (j, own), prompt in zip(asking, rendered, strict=True):
+            prompts, places = mine if own else theirs
+            prompts.append(prompt)
+            places.append((g.gi, j))
     timing["text"] += time.perf_counter() - t0
     return mine, theirs
 
@@ -320,7 +331,7 @@ def _step(g: _Group, replies: dict, k_opp, k_reset, config, per_slot, timing) ->
     t0 = time.perf_counter()
     texts = [replies[(g.gi, j)].text if (g.gi, j) in replies else "" for j in range(n)]
     mode = "env" if config.convention == "env" else "boxed"
-    parsed = text.parse_batch(g.env, g.states, texts, mode=mode)
+    parsed = g.prompter.parse(g.states, texts, mode=mode, key=k_opp)
     timing["text"] += time.perf_counter() - t0
     t0 = time.perf_counter()
     from_reply = np.array([(g.gi, j) in replies for j in range(n)])
@@ -343,7 +354,18 @@ def _step(g: _Group, replies: dict, k_opp, k_reset, config, per_slot, timing) ->
     )
     rewards, ended = jax.device_get((stepped.rewards, stepped.terminated))
     timing["env"] += time.perf_counter() - t0
-    return _Stepped(parsed, from_reply, movers, before, live, rewards, np.asarray(ended))
+    t0 = time.perf_counter()
+    ended = np.asarray(ended)
+    g.prompter.advance(
+        actions,
+        from_reply,
+        stepped,
+        np.flatnonzero(live & ~ended),
+        g.states,
+        np.flatnonzero(live & ended & ~last),
+    )
+    timing["text"] += time.perf_counter() - t0
+    return _Stepped(parsed, from_reply, movers, before, live, rewards, ended)
 
 
 def _advance(g: _Group, replies, k_opp, k_reset, config, per_slot, log: _Log) -> None:

@@ -9,7 +9,7 @@ The names of the rules (`KuhnPoker`, `State`, `CHECK`, `BET`, nodes `START`, `C`
 ...) and the table players and calculators are importable from here.
 """
 
-from rl.envs.kuhn_poker import exact, opponent, player, strategy, text
+from rl.envs.kuhn_poker import exact, mirror, opponent, player, strategy, text
 from rl.envs.kuhn_poker.exact import (
     kuhn_best_response,
     kuhn_chips_per_round,
@@ -68,6 +68,7 @@ GAME = Game(
     aliases=("kuhn",),
     optimal=_optimal,
     player=player.play,
+    mirror=mirror.MIRROR,
     corpus_options={"variant": "standard"},
     strategy=strategy.STRATEGY,
 )
@@ -113,6 +114,7 @@ __all__ = [
     "kuhn_round_outcomes",
     "kuhn_round_value",
     "opener",
+    "mirror",
     "opponent",
     "player",
     "round_result",

@@ -9,7 +9,7 @@ Moves are free text: SPIRAL's format check passes the boxed answer to the gramma
 (`free_form`). The names of the rules are importable from here.
 """
 
-from rl.envs.negotiation import opponent, player, text
+from rl.envs.negotiation import mirror, opponent, player, text
 from rl.envs.negotiation.opponent import HeuristicNegotiator
 from rl.envs.negotiation.rules import (
     ACCEPT,
@@ -61,6 +61,7 @@ GAME = Game(
     aliases=("simple_negotiation",),
     optimal=_optimal,
     player=player.play,
+    mirror=mirror.MIRROR,
 )
 
 __all__ = [
@@ -96,6 +97,7 @@ __all__ = [
     "decode_int",
     "encode",
     "gains",
+    "mirror",
     "opponent",
     "player",
     "response_mask",

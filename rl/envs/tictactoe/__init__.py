@@ -7,7 +7,7 @@ The names of the rules (`TicTacToe`, `State`, `LINES`, `MARKS`, ...) are importa
 """
 
 from rl.envs.registry import Game
-from rl.envs.tictactoe import opponent, player, text
+from rl.envs.tictactoe import mirror, opponent, player, text
 from rl.envs.tictactoe.opponent import Minimax, minimax_table
 from rl.envs.tictactoe.rules import (
     CELL_BITS,
@@ -37,6 +37,7 @@ GAME = Game(
     aliases=("tic_tac_toe",),
     optimal=_optimal,
     player=player.play,
+    mirror=mirror.MIRROR,
 )
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "State",
     "TicTacToe",
     "minimax_table",
+    "mirror",
     "opponent",
     "player",
     "text",
