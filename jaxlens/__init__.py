@@ -7,7 +7,10 @@ pytree arguments, so new values never recompile.
 
 from jaxlens.config import Llama3RopeScaling, ModelConfig, UnsupportedConfigError
 from jaxlens.dtypes import DtypeError, canonical_dtype
+from jaxlens.heads import head_ablate, head_patch, offset
 from jaxlens.hooks import (
+    HEAD_SITES,
+    INNER_SITES,
     LAYER_SITES,
     SITES,
     Capture,
@@ -34,6 +37,8 @@ from jaxlens.params import (
 )
 
 __all__ = [
+    "HEAD_SITES",
+    "INNER_SITES",
     "LAYER_SITES",
     "SITES",
     "Capture",
@@ -52,10 +57,13 @@ __all__ = [
     "check_params",
     "count_params",
     "forward",
+    "head_ablate",
+    "head_patch",
     "init_params",
     "logical_axes",
     "model_apply",
     "next_token_loss",
+    "offset",
     "param_shapes",
     "param_shardings",
     "patch",

@@ -50,6 +50,7 @@ from jaxtyping import Array, Float, Int
 
 from jaxlens.config import ModelConfig
 from jaxlens.decode_layout import pack_kernels, unpack_kernels
+from jaxlens.heads import check_forward_only
 from jaxlens.hooks import Capture, Interventions
 from jaxlens.inputs import check_generation, check_specs, check_tokens
 from jaxlens.layers import KVCache
@@ -435,6 +436,7 @@ def _checked(params, prompts, attention_mask, config, sampling, n, stop_tokens, 
     tokens, mask = check_tokens(prompts, attention_mask, config, name="prompts")
     stop_tokens = check_generation(mask, config, n, stop_tokens)
     check_specs(None, interventions, config, tuple(tokens.shape))
+    check_forward_only(capture, interventions)
     if capture is not None:
         check_specs(capture, None, config, (tokens.shape[0], n))
     return tokens, mask, stop_tokens

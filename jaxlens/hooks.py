@@ -8,6 +8,11 @@ Every decoder layer exposes five sites, in TransformerLens's meaning:
 plus `final`, the residual stream after the last norm. At each site a layer first applies the
 interventions aimed at it, then records the (edited) value for the capture.
 
+Inner sites (`INNER_SITES`, TransformerLens's names; `jaxlens.heads` has their layouts and the
+per-head edits): per query head `q`, `k`, `v` (after rope), `z`, `result`, `scores`, `pattern`,
+and the MLP's hidden activation `mlp_post`. A layer computes them only when a capture or an
+edit names one (`SiteHook.active`), so the default program is unchanged.
+
 `Capture` and `Interventions` are pytrees: what changes the program (sites, layers asked, reduce
 mode, edit kinds, spliced functions) lives in their static fields; what is only data (steering
 vectors, alphas, target layers of an edit, position masks, patch values, SAE weights) is traced.
@@ -19,6 +24,7 @@ edit compares it with the current layer index, so no edit needs to know the mode
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,6 +37,9 @@ from jaxtyping import Array, Float, Shaped
 LAYER_SITES = ("resid_pre", "attn_out", "resid_mid", "mlp_out", "resid_post")
 FINAL_SITE = "final"
 SITES = LAYER_SITES + (FINAL_SITE,)
+# Per query head, in layer order; inside a layer each is `[B, T, H, X]` (see `jaxlens.heads`).
+HEAD_SITES = ("q", "k", "v", "scores", "pattern", "z", "result")
+INNER_SITES = HEAD_SITES + ("mlp_post",)
 REDUCTIONS = ("none", "last", "mean", "positions")
 POSITION_MODES = ("all", "last", "mask")
 
@@ -39,20 +48,22 @@ class HookSpecError(ValueError):
     """A capture or intervention request that names an unknown site, layer or mode."""
 
 
-def _check_site(site: str, *, allow_final: bool = True) -> None:
-    allowed = SITES if allow_final else LAYER_SITES
+def _check_site(site: str, *, allow_final: bool = True, allow_inner: bool = False) -> None:
+    allowed = (SITES if allow_final else LAYER_SITES) + (INNER_SITES if allow_inner else ())
     if site not in allowed:
         raise HookSpecError(f"unknown hook site {site!r}: expected one of {allowed}")
 
 
-def _layers_tuple(layers: int | Sequence[int] | None) -> tuple[int, ...] | None:
+def _layers_tuple(
+    layers: int | Sequence[int] | None, what: str = "layers"
+) -> tuple[int, ...] | None:
     if layers is None:
         return None
     layers = (layers,) if isinstance(layers, (int, np.integer)) else tuple(layers)
     if not layers or any(not isinstance(x, (int, np.integer)) or x < 0 for x in layers):
-        raise HookSpecError(f"layers={layers!r}: expected non-negative layer indices")
+        raise HookSpecError(f"{what}={layers!r}: expected non-negative indices")
     if len(set(layers)) != len(layers):
-        raise HookSpecError(f"layers={layers!r}: a layer is listed twice")
+        raise HookSpecError(f"{what}={layers!r}: an index is listed twice")
     return tuple(int(x) for x in layers)
 
 
@@ -65,8 +76,10 @@ class Capture:
     """Which activations to return from `forward`/`generate`, reduced inside the jit.
 
     Attributes:
-      sites: hook sites to capture (`LAYER_SITES` and/or `"final"`).
+      sites: hook sites to capture (`LAYER_SITES`, `"final"` and/or `INNER_SITES`).
       layers: layer indices, returned in the order asked; `None` means every layer.
+      heads: query-head indices kept at the head sites, in the order asked (static); `None`
+        keeps every head. Selection happens before the buffers, so unasked heads cost nothing.
       reduce: over positions: `"none"` keeps `[B, T, D]`; `"last"` the last real token; `"mean"`
         the mean over the attention mask (or over `span` when given); `"positions"` gathers the
         token indices in `positions`.
@@ -74,7 +87,22 @@ class Capture:
       positions: `[B, P]` int token indices for `"positions"` (traced).
 
     Captured arrays come back as `[len(layers), B, (T|P,) D]` per layer site and `[B, (T|P,) D]`
-    for `"final"`. During `generate` the positions are the N generated tokens (stop included):
+    for `"final"`. Inner sites, with `h = len(heads)` (or H) and `P` the kept positions (T for
+    `"none"`, the index count for `"positions"`, none for `"last"`/`"mean"`), return (bytes:
+    the product times the activation dtype's size, per layer asked):
+
+      q, k, v, z   `[n, B, (P,) h, E]`  (k and v per query head: head h reads kv head h // G)
+      result       `[n, B, (P,) h, D]`  (z @ that head's W_O slice, no bias)
+      scores       `[n, B, h, (P,) S]`  (scaled q.k, masked keys at the fp32 minimum)
+      pattern      `[n, B, h, (P,) S]`  (softmax of scores)
+      mlp_post     `[n, B, (P,) F]`
+
+    `[L, B, H, T, S]` exists only when asked for (`pattern`, every head, `"none"`). Inside the
+    jit a layer that computes head sites also holds one layer's `[B, T, H, S]` scores and, for
+    `result`, one layer's `[B, T, H, D]`, transiently. Inner sites are captured by `forward`
+    only (not `generate`).
+
+    During `generate` the positions are the N generated tokens (stop included):
     `"mean"` averages over them (`span [B, N]` weights them), `"last"` takes each row's last
     one, `"none"` keeps `[.., B, N, D]` and `"positions"` indexes them (zeros past a row's
     length), as a forward pass over prompt + generated tokens would record them.
@@ -85,15 +113,22 @@ class Capture:
     reduce: str = struct.field(pytree_node=False, default="none")
     span: Array | None = None
     positions: Array | None = None
+    heads: tuple[int, ...] | None = struct.field(pytree_node=False, default=None)
 
     def __post_init__(self):
         sites = (self.sites,) if isinstance(self.sites, str) else tuple(self.sites)
         object.__setattr__(self, "sites", sites)
         object.__setattr__(self, "layers", _layers_tuple(self.layers))
+        object.__setattr__(self, "heads", _layers_tuple(self.heads, "Capture.heads"))
         if not sites:
             raise HookSpecError("Capture.sites is empty: name at least one site")
         for site in sites:
-            _check_site(site)
+            _check_site(site, allow_inner=True)
+        if self.heads is not None and not set(sites) & set(HEAD_SITES):
+            raise HookSpecError(
+                f"Capture.heads={self.heads} selects heads, but none of {sites} is a head site "
+                f"{HEAD_SITES}"
+            )
         if self.reduce not in REDUCTIONS:
             raise HookSpecError(f"Capture.reduce={self.reduce!r}: expected one of {REDUCTIONS}")
         if (self.reduce == "positions") != (self.positions is not None):
@@ -115,21 +150,24 @@ class Capture:
 
 
 def reduce_positions(
-    x: Float[Array, "B T D"], capture: Capture, token_mask: Shaped[Array, "B T"]
-) -> Float[Array, "B *P D"]:
-    """Reduces `x [B, T, D]` over positions as `capture.reduce` asks."""
+    x: Float[Array, "B T ..."], capture: Capture, token_mask: Shaped[Array, "B T"]
+) -> Float[Array, "B ..."]:
+    """Reduces `x [B, T, ...]` over positions (axis 1) as `capture.reduce` asks."""
     if capture.reduce == "none":
         return x
+    trail = (None,) * (x.ndim - 2)  # index arrays broadcast over the trailing axes
     if capture.reduce == "last":
         t = jnp.arange(x.shape[1])
         last = jnp.max(jnp.where(token_mask, t, 0), axis=1)  # [B]
-        return jnp.take_along_axis(x, last[:, None, None], axis=1)[:, 0]
+        return jnp.take_along_axis(x, last[(slice(None), None) + trail], axis=1)[:, 0]
     if capture.reduce == "mean":
         weights = token_mask if capture.span is None else token_mask * capture.span
         weights = weights.astype(jnp.float32)
-        total = jnp.einsum("btd,bt->bd", x.astype(jnp.float32), weights)
-        return (total / jnp.maximum(weights.sum(1), 1.0)[:, None]).astype(x.dtype)
-    return jnp.take_along_axis(x, capture.positions[:, :, None].astype(jnp.int32), axis=1)
+        total = jnp.einsum("bt...,bt->b...", x.astype(jnp.float32), weights)
+        scale = jnp.maximum(weights.sum(1), 1.0)[(slice(None),) + trail]
+        return (total / scale).astype(x.dtype)
+    index = capture.positions.astype(jnp.int32)
+    return jnp.take_along_axis(x, index[(slice(None), slice(None)) + trail], axis=1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -378,6 +416,8 @@ def _match(layers: Array, layer: Array) -> Array:
 
 
 def _apply_edit(edit: Edit, x: Array, layer: Array, chunk: Chunk) -> Array:
+    if hasattr(edit, "apply"):  # edits defined beside their sites (`jaxlens.heads`)
+        return edit.apply(x, layer, chunk)
     if isinstance(edit, Splice):
 
         def spliced(x):
@@ -414,3 +454,25 @@ def apply_edits(edits: tuple[Edit, ...], x: Array, layer: Array, chunk: Chunk) -
     for edit in edits:
         x = _apply_edit(edit, x, layer, chunk)
     return x
+
+
+@dataclasses.dataclass(frozen=True)
+class SiteHook:
+    """What a decoder layer calls at each hook site: `hook(name, x) -> x` (edit, then record).
+
+    `active` (static) names the inner sites a capture or an edit asks for; a layer computes
+    an inner site only when it is active, so a plain forward compiles as before.
+    """
+
+    fn: Callable[[str, Array], Array]
+    active: frozenset[str] = frozenset()
+
+    def __call__(self, name: str, x: Array) -> Array:
+        return self.fn(name, x)
+
+
+def active_sites(capture: Capture | None, interventions: Interventions | None) -> frozenset[str]:
+    """The inner sites a capture or an intervention names."""
+    names = set(capture.sites if capture is not None else ())
+    names |= {e.site for e in (interventions.edits if interventions is not None else ())}
+    return frozenset(names & set(INNER_SITES))

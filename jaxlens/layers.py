@@ -18,7 +18,12 @@ from jaxtyping import Array, Bool, Float, Int
 
 from jaxlens.config import ModelConfig
 from jaxlens.dtypes import canonical_dtype
-from jaxlens.hooks import Chunk
+from jaxlens.hooks import HEAD_SITES, Chunk, HookSpecError
+
+
+def _active(site: Any) -> frozenset[str]:
+    """The inner sites asked for (`hooks.SiteHook.active`; a bare function asks for none)."""
+    return getattr(site, "active", frozenset())
 
 
 def _dtype(value: Any) -> jnp.dtype:
@@ -215,12 +220,57 @@ def attend_cached(
     return jnp.einsum("BKGTS,BKSE->BTKGE", probs, v).reshape(b, t, h, e)
 
 
+def attend_per_head(
+    q: Float[Array, "B T H E"],
+    k: Float[Array, "B S K E"],
+    v: Float[Array, "B S K E"],
+    mask: Bool[Array, "B 1 T S"],
+    scale: float,
+    site: Any,
+) -> Float[Array, "B T H E"]:
+    """Attention written out per query head, calling `site` at `k`, `v`, `scores`, `pattern`
+    and `z` (edits apply, captures record); the same numbers as `jax.nn.dot_product_attention`.
+
+    Keys and values are repeated to the query heads first (`H = K * G`, head h reads kv head
+    h // G, HF's `repeat_kv`), so every head site is indexed by query head. Scores and pattern
+    are laid out `[B, T, H, S]` here (query positions first, as the capture reduces them).
+    """
+    g = q.shape[2] // k.shape[2]
+    k = site("k", jnp.repeat(k, g, axis=2))  # [B, S, H, E]
+    v = site("v", jnp.repeat(v, g, axis=2))
+    scores = jnp.einsum("BTHE,BSHE->BTHS", q, k, preferred_element_type=jnp.float32) * scale
+    scores = jnp.where(mask[:, 0, :, None, :], scores, jnp.finfo(jnp.float32).min)
+    scores = site("scores", scores)
+    pattern = site("pattern", jax.nn.softmax(scores, axis=-1).astype(q.dtype))
+    return site("z", jnp.einsum("BTHS,BSHE->BTHE", pattern, v))
+
+
+class HeadOutput(nn.Module):
+    """`o_proj` kept per head: `result [B, T, H, D]` (site `result`), summed over heads + bias.
+
+    Same parameters as the `Dense` it replaces when `result` is asked for.
+    """
+
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, z: Float[Array, "B T H E"], site: Any) -> Float[Array, "B T D"]:
+        c = self.config
+        shape, axes = (c.n_heads, c.head_dim, c.d_model), ("heads", "head_dim", "embed")
+        kernel = _param(self, "kernel", axes, shape).astype(z.dtype)
+        result = site("result", jnp.einsum("BTHE,HED->BTHD", z, kernel))
+        out = result.sum(axis=2)
+        if c.o_bias:
+            out = out + _param(self, "bias", axes[-1:], shape[-1:], nn.initializers.zeros)
+        return out.astype(z.dtype)
+
+
 class Attention(nn.Module):
     config: ModelConfig
 
     @nn.compact
     def __call__(
-        self, x: Array, step: Step, layer: Array, cache: KVCache | None
+        self, x: Array, step: Step, layer: Array, cache: KVCache | None, site: Any = None
     ) -> tuple[Array, KVCache | None]:
         c = self.config
         dt = x.dtype
@@ -261,7 +311,17 @@ class Attention(nn.Module):
         if step.sin is not None:
             q, k = apply_rope(q, step.sin, step.cos), apply_rope(k, step.sin, step.cos)
         scale = 1.0 / math.sqrt(c.head_dim)
-        if cache is None:
+        inner = _active(site) & set(HEAD_SITES)
+        if inner:  # written out per head; without head sites the fused path below, as before
+            if cache is not None:
+                raise HookSpecError(
+                    f"head sites {sorted(inner)} run in forward only, not over a KV cache"
+                )
+            z = attend_per_head(site("q", q), k, v, step.mask, scale, site)
+            if "result" in inner:
+                return HeadOutput(c, name="o_proj")(z, site), cache
+            out = z
+        elif cache is None:
             out = jax.nn.dot_product_attention(q, k, v, mask=step.mask, scale=scale)
         else:
             cache = cache_write(cache, layer, step.cache_index, k, v)
@@ -282,7 +342,7 @@ class MLP(nn.Module):
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, x: Array) -> Array:
+    def __call__(self, x: Array, site: Any = None) -> Array:
         c = self.config
         up_in = ((c.d_model, c.d_ff), ("embed", "mlp"))
         up = Dense(c, "BTD,DF->BTF", *up_in, c.mlp_bias, name="up_proj")(x)
@@ -291,6 +351,8 @@ class MLP(nn.Module):
             hidden = jax.nn.silu(gate) * up
         else:
             hidden = jax.nn.gelu(up, approximate=True)  # GPT-2's gelu_new
+        if "mlp_post" in _active(site):
+            hidden = site("mlp_post", hidden)
         return Dense(
             c, "BTF,FD->BTD", (c.d_ff, c.d_model), ("mlp", "embed"), c.mlp_bias, name="down_proj"
         )(hidden)
@@ -308,10 +370,10 @@ class DecoderLayer(nn.Module):
         c = self.config
         x = site("resid_pre", x)
         attn, cache = Attention(c, name="attn")(
-            Norm(c, c.d_model, c.norm_eps, name="attn_norm")(x), step, layer, cache
+            Norm(c, c.d_model, c.norm_eps, name="attn_norm")(x), step, layer, cache, site
         )
         x = site("resid_mid", x + site("attn_out", attn))
-        mlp = MLP(c, name="mlp")(Norm(c, c.d_model, c.norm_eps, name="mlp_norm")(x))
+        mlp = MLP(c, name="mlp")(Norm(c, c.d_model, c.norm_eps, name="mlp_norm")(x), site)
         x = site("resid_post", x + site("mlp_out", mlp))
         return x, cache
 

@@ -35,7 +35,17 @@ from flax import struct
 from jaxtyping import Array, Bool, Float, Int, Shaped
 
 from jaxlens.config import ModelConfig
-from jaxlens.hooks import FINAL_SITE, Capture, Chunk, Interventions, apply_edits, reduce_positions
+from jaxlens.heads import check_heads, finish_capture, select_heads, site_shape
+from jaxlens.hooks import (
+    FINAL_SITE,
+    Capture,
+    Chunk,
+    Interventions,
+    SiteHook,
+    active_sites,
+    apply_edits,
+    reduce_positions,
+)
 from jaxlens.inputs import check_specs, check_tokens
 from jaxlens.layers import DecoderLayer, Embedding, KVCache, Norm, Step, rope_tables
 from jaxlens.params import Params, check_params
@@ -74,30 +84,41 @@ class ForwardOutput(NamedTuple):
 
 
 def _capture_buffers(
-    capture: Capture | None, x: Array, token_mask: Array, n_layers: int
+    capture: Capture | None, x: Array, token_mask: Array, config: ModelConfig
 ) -> tuple[dict[str, Array], np.ndarray]:
-    """Zeroed capture buffers `[n (+1), B, (T,) D]` per layer site and the layer -> slot table.
+    """Zeroed capture buffers `[n (+1), B, (T,) ...]` per layer site and the layer -> slot
+    table.
 
     Layers not asked for write into one spare last slot (dropped at the end) rather than
     being masked out, so no layer reads a buffer back.
     """
+    n_layers = config.n_layers
     if capture is None or not capture.layer_sites():
         return {}, np.zeros(n_layers, np.int32)
     layers = capture.resolved_layers(n_layers)
     slots = np.full(n_layers, len(layers), np.int32)
     slots[list(layers)] = np.arange(len(layers))
     spare = int(len(layers) < n_layers)
-    shape = jax.eval_shape(lambda h: reduce_positions(h, capture, token_mask), x)
-    return {
-        s: jnp.zeros((len(layers) + spare,) + shape.shape, x.dtype) for s in capture.layer_sites()
-    }, slots
+
+    def buffer(site: str) -> Array:
+        value = jax.ShapeDtypeStruct(site_shape(site, config, *x.shape[:2]), x.dtype)
+        shape = jax.eval_shape(
+            lambda h: reduce_positions(select_heads(site, h, capture.heads), capture, token_mask),
+            value,
+        ).shape
+        return jnp.zeros((len(layers) + spare,) + shape, x.dtype)
+
+    return {s: buffer(s) for s in capture.layer_sites()}, slots
 
 
 def _drop_spare(captures: dict[str, Array], capture: Capture | None, n_layers: int):
+    """Drops the spare slot and puts each site in its returned layout."""
     if capture is None:
         return captures
     n = len(capture.resolved_layers(n_layers))
-    return {s: (a[:n] if a.shape[0] > n else a) for s, a in captures.items()}
+    return {
+        s: finish_capture(s, a[:n] if a.shape[0] > n else a, capture) for s, a in captures.items()
+    }
 
 
 def _layer_body(
@@ -114,6 +135,8 @@ def _layer_body(
     per-layer cache).
     """
 
+    active = active_sites(capture, interventions)
+
     def layer_body(carry: _Carry, params: Params, layer: Array, cache_slot: Array) -> _Carry:
         captures = dict(carry.captures)
 
@@ -121,14 +144,15 @@ def _layer_body(
             if interventions is not None:
                 h = apply_edits(interventions.for_site(name), h, layer, step.chunk)
             if name in captures:
-                new = reduce_positions(h, capture, step.chunk.token_mask)
+                kept = select_heads(name, h, capture.heads)
+                new = reduce_positions(kept, capture, step.chunk.token_mask)
                 captures[name] = jax.lax.dynamic_update_index_in_dim(
                     captures[name], new.astype(captures[name].dtype), slots[layer], 0
                 )
             return h
 
         x, cache = DecoderLayer(config).apply(
-            {"params": params}, carry.x, step, cache_slot, carry.cache, site
+            {"params": params}, carry.x, step, cache_slot, carry.cache, SiteHook(site, active)
         )
         return _Carry(x=x, cache=cache, captures=captures)
 
@@ -151,7 +175,7 @@ def _run_layers(
 ) -> _Carry:
     """All decoder layers: one `lax.scan` over stacked params, or (given a sequence of
     per-layer params and per-layer caches, see `unstack_layers`) an unrolled loop."""
-    buffers, slot_table = _capture_buffers(capture, x, step.chunk.token_mask, config.n_layers)
+    buffers, slot_table = _capture_buffers(capture, x, step.chunk.token_mask, config)
     body = _layer_body(config, step, jnp.asarray(slot_table), capture, interventions)
     if isinstance(layer_params, (list, tuple)):
         caches = [None] * config.n_layers if cache is None else list(cache)
@@ -364,6 +388,7 @@ def forward(
     check_params(params, config)
     tokens, mask = check_tokens(tokens, attention_mask, config)
     check_specs(capture, interventions, config, tuple(tokens.shape))
+    check_heads(capture, interventions, config)
     return _jitted_model_apply(
         params,
         tokens,

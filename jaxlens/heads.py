@@ -1,0 +1,230 @@
+"""Per-head and inner hook sites: their layouts, head selection, and the edits made for them.
+
+Inside a layer every head site is a `[B, T, H, X]` array, indexed by query head (keys and
+values repeated to the query heads, head h reading kv head h // G under GQA):
+
+    site      X   TransformerLens      what
+    q         E   hook_q               queries after rope (and q-norm)
+    k, v      E   hook_k, hook_v       keys after rope, values (T: key positions)
+    scores    S   hook_attn_scores     q.k / sqrt(E); masked keys at the fp32 minimum
+    pattern   S   hook_pattern         softmax(scores)
+    z         E   hook_z               pattern-weighted values
+    result    D   hook_result          z @ W_O[h] (no bias): summed over heads + b_O = attn_out
+    mlp_post  F   mlp.hook_post        the MLP's hidden activation (no head axis)
+
+Captures return `scores`/`pattern` as `[.., B, H, (T,) S]` (TransformerLens's order); the
+others keep positions before heads. The edits here are pytrees like `jaxlens.hooks`' (values
+traced, kinds static): `head_patch` replaces heads' values (patching z or result from another
+run, a pattern edit), `head_ablate` zeroes heads or sets them to a reference mean, and
+`offset` adds a per-position array at every listed layer (the zero offset whose gradient is
+the attribution of `jaxlens.patching`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+from jaxtyping import Array, Float
+
+from jaxlens.config import ModelConfig
+from jaxlens.hooks import (
+    HEAD_SITES,
+    INNER_SITES,
+    LAYER_SITES,
+    Capture,
+    Chunk,
+    HookSpecError,
+    Interventions,
+)
+
+_HEADS_LAST = ("scores", "pattern")  # returned with heads before query positions
+
+
+def site_shape(site: str, config: ModelConfig, batch: int, seq: int) -> tuple[int, ...]:
+    """A site's value inside a layer on a `[batch, seq]` forward: `[B, T, (H,) X]`."""
+    c = config
+    width = {
+        "q": c.head_dim, "k": c.head_dim, "v": c.head_dim, "z": c.head_dim,
+        "result": c.d_model, "scores": seq, "pattern": seq, "mlp_post": c.d_ff,
+    }  # fmt: skip
+    if site in HEAD_SITES:
+        return (batch, seq, c.n_heads, width[site])
+    return (batch, seq, width.get(site, c.d_model))
+
+
+def select_heads(site: str, x: Array, heads: tuple[int, ...] | None) -> Array:
+    """Keeps `heads` (static, in order) on axis 2 of a head site's `[B, T, H, X]`."""
+    if heads is None or site not in HEAD_SITES:
+        return x
+    return jnp.take(x, np.asarray(heads, np.int32), axis=2)
+
+
+def finish_capture(site: str, x: Array, capture: Capture) -> Array:
+    """`[n, B, P, h, S]` -> `[n, B, h, P, S]` for scores/pattern (others unchanged)."""
+    if site in _HEADS_LAST and capture.reduce in ("none", "positions"):
+        return jnp.swapaxes(x, 2, 3)
+    return x
+
+
+def check_heads(
+    capture: Capture | None, interventions: Interventions | None, config: ModelConfig
+) -> None:
+    """Head indices within `config.n_heads` (the concrete ones; traced ones are trusted)."""
+    if capture is not None and capture.heads is not None:
+        bad = [h for h in capture.heads if h >= config.n_heads]
+        if bad:
+            raise HookSpecError(f"Capture.heads {bad}: the model has {config.n_heads} heads")
+    for edit in interventions.edits if interventions is not None else ():
+        heads = getattr(edit, "heads", None)
+        if heads is not None and not isinstance(heads, jax.core.Tracer):
+            if (np.asarray(heads) >= config.n_heads).any():
+                raise HookSpecError(
+                    f"{type(edit).__name__} at {edit.site} names heads "
+                    f"{np.asarray(heads).tolist()}: the model has {config.n_heads}"
+                )
+
+
+def check_forward_only(capture: Capture | None, interventions: Interventions | None) -> None:
+    """Inner sites are computed by a whole-sequence forward, not by a cached decode step."""
+    names = set(capture.sites if capture is not None else ())
+    names |= {e.site for e in (interventions.edits if interventions is not None else ())}
+    inner = sorted(names & set(INNER_SITES))
+    if inner:
+        raise HookSpecError(
+            f"inner sites {inner} are captured and edited by forward/model_apply only, "
+            "not by generate"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Edits
+
+
+@struct.dataclass
+class HeadPatch:
+    """Sets head `heads[i]` of a head site at layer `layers[i]` to `replacement[i]` where
+    `where[i]` holds.
+
+    `replacement [n|1, B|1, T|1, X]` and `where [n|1, B|1, T|1]` broadcast over entries, rows
+    and positions.
+    """
+
+    site: str = struct.field(pytree_node=False)
+    layers: Array  # [n] int
+    heads: Array  # [n] int
+    replacement: Array
+    where: Array
+
+    def apply(self, x: Float[Array, "B T H X"], layer: Array, chunk: Chunk) -> Array:
+        if not chunk.is_prompt:
+            return x
+        b, t, h, w = x.shape
+        n = self.layers.shape[0]
+        values = jnp.broadcast_to(self.replacement, (n, b, t, w)).astype(x.dtype)
+        where = jnp.broadcast_to(self.where, (n, b, t))
+        hit = (self.layers == layer)[:, None, None, None] & where[..., None]  # [n, B, T, 1]
+        hit = hit & (self.heads[:, None] == jnp.arange(h))[:, None, None, :]  # [n, B, T, H]
+        slot = jnp.argmax(hit, axis=0)  # [B, T, H]: the last listed edit does not win ties
+        new = jnp.take_along_axis(jnp.moveaxis(values, 0, 2), slot[..., None], axis=2)
+        return jnp.where(hit.any(0)[..., None], new, x)
+
+
+@struct.dataclass
+class Offset:
+    """Adds `offsets[i] [B, T, ...]` to `site` at layer `layers[i]` (any layer or inner site)."""
+
+    site: str = struct.field(pytree_node=False)
+    layers: Array  # [n] int
+    offsets: Array  # [n, B, T, ...]
+
+    def apply(self, x: Array, layer: Array, chunk: Chunk) -> Array:
+        if not chunk.is_prompt:
+            return x
+        hit = self.layers == layer
+        delta = jax.lax.dynamic_index_in_dim(self.offsets, jnp.argmax(hit), 0, keepdims=False)
+        return x + jnp.where(jnp.any(hit), delta, 0).astype(x.dtype)
+
+
+def _int_array(name: str, value: Any) -> Array:
+    value = jnp.atleast_1d(jnp.asarray(value))
+    if value.ndim != 1 or not jnp.issubdtype(value.dtype, jnp.integer):
+        raise HookSpecError(f"{name}={value!r}: expected an int or a 1-d int array")
+    return value.astype(jnp.int32)
+
+
+def _check_head_site(site: str) -> None:
+    if site not in HEAD_SITES:
+        raise HookSpecError(f"head edit at {site!r}: expected one of {HEAD_SITES}")
+
+
+def head_patch(
+    site: str,
+    layers: int | Sequence[int] | Array,
+    heads: int | Sequence[int] | Array,
+    values: Any,
+    *,
+    positions: Any = None,
+) -> Interventions:
+    """Replaces heads' values at a head site, e.g. patching a head's `z` or `result` from a
+    clean run, or editing its `pattern`.
+
+    Args:
+      site: one of `HEAD_SITES`.
+      layers, heads: paired entries `[n]` (an int broadcasts): head `heads[i]` at `layers[i]`.
+      values: `[X]`, `[T, X]`, `[B, T, X]` or with a leading `[n]`: the new value of each
+        (layer, head); X is the site's last axis (E, D or S). Traced: new values never
+        recompile.
+      positions: `[T]` or `[B, T]` bool mask of positions to replace (or `[n, B, T]`);
+        None replaces every position.
+    """
+    _check_head_site(site)
+    layers, heads = _int_array("layers", layers), _int_array("heads", heads)
+    n = max(layers.shape[0], heads.shape[0])
+    layers, heads = jnp.broadcast_to(layers, (n,)), jnp.broadcast_to(heads, (n,))
+    values = jnp.asarray(values)
+    if values.ndim < 1 or values.ndim > 4:
+        raise HookSpecError(f"head_patch values have shape {values.shape}: expected [.., X]")
+    values = values.reshape((1,) * (4 - values.ndim) + values.shape)  # [n|1, B|1, T|1, X]
+    where = jnp.ones((1,), bool) if positions is None else jnp.asarray(positions, bool)
+    if where.ndim > 3:
+        raise HookSpecError(f"head_patch positions have shape {where.shape}: expected [B, T]")
+    where = where.reshape((1,) * (3 - where.ndim) + where.shape)  # [n|1, B|1, T|1]
+    return Interventions(
+        edits=(HeadPatch(site=site, layers=layers, heads=heads, replacement=values, where=where),)
+    )
+
+
+def head_ablate(
+    site: str,
+    layers: int | Sequence[int] | Array,
+    heads: int | Sequence[int] | Array,
+    *,
+    mean: Any = None,
+    positions: Any = None,
+) -> Interventions:
+    """Zeroes heads at a head site (`mean=None`) or sets them to a reference mean.
+
+    `mean`: the value to put, `[X]` or `[T, X]` (or `[n, 1, T, X]` per entry), e.g. the
+    site captured on a reference batch and averaged over its rows (and positions). Values
+    are traced: a new mean of the same shape never recompiles.
+    """
+    value = jnp.zeros((1,), jnp.float32) if mean is None else mean
+    return head_patch(site, layers, heads, value, positions=positions)
+
+
+def offset(site: str, layers: int | Sequence[int] | Array, offsets: Any) -> Interventions:
+    """Adds `offsets [n, B, T, ...]` (the site's shape inside a layer) at `layers [n]`."""
+    if site not in LAYER_SITES + INNER_SITES:
+        raise HookSpecError(f"offset at {site!r}: expected one of {LAYER_SITES + INNER_SITES}")
+    layers = _int_array("layers", layers)
+    offsets = jnp.asarray(offsets)
+    if offsets.shape[0] != layers.shape[0]:
+        raise HookSpecError(
+            f"offsets have shape {offsets.shape}: expected [n_layers={layers.shape[0]}, B, T, ..]"
+        )
+    return Interventions(edits=(Offset(site=site, layers=layers, offsets=offsets),))
