@@ -105,3 +105,17 @@ from jaxlens.builtin import BUILTIN_MODEL  # noqa: E402
 from jaxlens.loaded import LoadedModel, load_model  # noqa: E402
 
 __all__ += ["BUILTIN_MODEL", "LoadedModel", "load_model"]
+
+from jaxlens import heads, lens, patching  # noqa: E402
+from jaxlens.lens import layer_predictions, logit_lens  # noqa: E402
+from jaxlens.patching import attribution_patch, patch_sweep  # noqa: E402
+
+__all__ += [
+    "attribution_patch",
+    "heads",
+    "layer_predictions",
+    "lens",
+    "logit_lens",
+    "patch_sweep",
+    "patching",
+]

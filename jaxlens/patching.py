@@ -1,0 +1,195 @@
+"""Activation patching sweeps as one compiled program; attribution patching in one backward pass.
+
+A sweep runs the corrupted batch once per grid point (layer x position, optionally x head),
+each time with one site's clean activation patched in, and returns `metric(logits)` for every
+point. In TransformerLens that is a Python loop of forward passes; here every patched forward
+is the same program with traced edit values, so the grid is `vmap`ped and run in chunks of
+`chunk` forwards by `lax.map` inside one `jit`. Peak memory is about `chunk` forwards'
+activations on `[B, T]` plus the clean activations of the site (`[L, B, T, ...]`).
+
+Attribution patching (Nanda 2023; Syed et al. 2023) approximates the same grid to first order:
+`sum_x grad(metric)(corrupted) * (clean - corrupted)` at every site at once, the gradient taken
+through a zero `jaxlens.heads.offset` at every layer in one backward pass. It returns the
+estimated change `metric(patched) - metric(corrupted)`, summed over batch rows.
+
+Grids: `over` names the swept axes among `("layer", "pos", "head")`; positions are columns of
+the (equally padded) clean and corrupted batches, patched in every row at once; without
+`"pos"` every position is patched together; `"head"` needs a head site.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int, Shaped
+
+from jaxlens.config import ModelConfig
+from jaxlens.heads import HeadPatch, Offset
+from jaxlens.hooks import HEAD_SITES, LAYER_SITES, Capture, HookSpecError, Interventions, Patch
+from jaxlens.model import model_apply
+from jaxlens.params import Params
+
+AXES = ("layer", "pos", "head")
+Metric = Callable[[Float[Array, "B T V"]], Array]
+
+
+def _check(site: str, over: tuple[str, ...]) -> None:
+    if site not in LAYER_SITES + HEAD_SITES:
+        raise HookSpecError(f"patching site {site!r}: expected one of {LAYER_SITES + HEAD_SITES}")
+    if not over or any(a not in AXES for a in over) or len(set(over)) != len(over):
+        raise HookSpecError(f"over={over!r}: expected distinct axes among {AXES}")
+    if over != tuple(a for a in AXES if a in over):
+        raise HookSpecError(f"over={over!r}: list the axes in the order {AXES}")
+    if "head" in over and site not in HEAD_SITES:
+        raise HookSpecError(f"over={over!r} sweeps heads: {site!r} is not a head site")
+
+
+def site_activations(
+    params: Params,
+    tokens: Int[Array, "B T"],
+    mask: Shaped[Array, "B T"],
+    site: str,
+    config: ModelConfig,
+) -> Array:
+    """Every layer's value of `site` as a layer sees it: `[L, B, T, (H,) X]`."""
+    out = model_apply(params, tokens, config=config, attention_mask=mask, capture=Capture((site,)))
+    acts = out.captures[site]
+    return jnp.swapaxes(acts, 2, 3) if site in ("scores", "pattern") else acts
+
+
+def _edit(site: str, clean: Array, layer: Array, where: Array, head: Array | None):
+    """One grid point's patch: `clean [L, B, T, ...]` at `layer` where `where [B, T]` holds."""
+    value = jax.lax.dynamic_index_in_dim(clean, layer, 0, keepdims=False)  # [B, T, ...]
+    if site in LAYER_SITES:
+        return Patch(site=site, layers=layer[None], values=value[None], mask=where)
+    if head is None:  # every head of the layer at once
+        h = value.shape[2]
+        return HeadPatch(
+            site=site, layers=jnp.full((h,), layer), heads=jnp.arange(h),
+            replacement=jnp.moveaxis(value, 2, 0), where=where[None],
+        )  # fmt: skip
+    replacement = jax.lax.dynamic_index_in_dim(value, head, 2, keepdims=False)
+    return HeadPatch(
+        site=site, layers=layer[None], heads=head[None], replacement=replacement[None],
+        where=where[None],
+    )  # fmt: skip
+
+
+@functools.partial(
+    jax.jit, static_argnames=("config", "metric", "site", "over", "chunk", "grid_shape")
+)
+def _sweep(params, clean, corrupted, mask, grid, *, config, metric, site, over, chunk, grid_shape):
+    clean_acts = site_activations(params, clean, mask, site, config)
+    t = clean.shape[1]
+
+    def one(point: Array) -> Array:
+        layer, pos, head = point[0], point[1], point[2]
+        where = jnp.broadcast_to(jnp.arange(t) == pos, mask.shape) if "pos" in over else mask
+        edit = _edit(site, clean_acts, layer, where, head if "head" in over else None)
+        logits = model_apply(
+            params, corrupted, config=config, attention_mask=mask,
+            interventions=Interventions(edits=(edit,)),
+        ).logits  # fmt: skip
+        return metric(logits)
+
+    values = jax.lax.map(one, grid, batch_size=chunk)
+    return values.reshape(grid_shape + values.shape[1:])
+
+
+def _grid(over, config, t, layers, positions, heads) -> tuple[np.ndarray, tuple[int, ...]]:
+    """`[n, 3]` int rows (layer, pos, head) in C order over the swept axes, and their shape."""
+    axes = {
+        "layer": np.arange(config.n_layers) if layers is None else np.asarray(layers),
+        "pos": np.arange(t) if positions is None else np.asarray(positions),
+        "head": np.arange(config.n_heads) if heads is None else np.asarray(heads),
+    }
+    swept = [axes[a] if a in over else np.zeros(1, np.int64) for a in AXES]
+    mesh = np.meshgrid(*swept, indexing="ij")
+    grid = np.stack([m.reshape(-1) for m in mesh], axis=1).astype(np.int32)
+    return grid, tuple(len(axes[a]) for a in over)
+
+
+def patch_sweep(
+    params: Params,
+    clean: Int[Array, "B T"],
+    corrupted: Int[Array, "B T"],
+    metric: Metric,
+    *,
+    config: ModelConfig,
+    site: str = "resid_pre",
+    over: Sequence[str] = ("layer", "pos"),
+    attention_mask: Shaped[Array, "B T"] | None = None,
+    layers: Sequence[int] | None = None,
+    positions: Sequence[int] | None = None,
+    heads: Sequence[int] | None = None,
+    chunk: int = 8,
+) -> Array:
+    """`metric` of the corrupted run with each single clean activation patched in.
+
+    Args:
+      clean, corrupted: `[B, T]` token batches aligned position by position (one
+        `attention_mask` for both, left padded alike).
+      metric: `logits [B, T, V] -> scalar` (or any fixed shape); static: pass the same
+        function object to reuse the compiled program.
+      site: a layer site (`resid_pre`, `attn_out`, ...) or a head site (`z`, `result`, ...).
+      over: the swept axes, in the order `("layer", "pos", "head")`.
+      layers, positions, heads: the values of each swept axis (default: all).
+      chunk: patched forwards run at once (the memory bound, see the module docstring).
+
+    Returns:
+      `[len(layers), len(positions), len(heads)]` over the swept axes (+ the metric's shape).
+    """
+    over = tuple(over)
+    _check(site, over)
+    clean, corrupted = jnp.asarray(clean, jnp.int32), jnp.asarray(corrupted, jnp.int32)
+    if clean.shape != corrupted.shape:
+        raise HookSpecError(f"clean {clean.shape} and corrupted {corrupted.shape} differ")
+    mask = jnp.ones(clean.shape, bool) if attention_mask is None else jnp.asarray(attention_mask)
+    grid, shape = _grid(over, config, clean.shape[1], layers, positions, heads)
+    return _sweep(
+        params, clean, corrupted, mask.astype(bool), jnp.asarray(grid), config=config,
+        metric=metric, site=site, over=over, chunk=int(chunk), grid_shape=shape,
+    )  # fmt: skip
+
+
+@functools.partial(jax.jit, static_argnames=("config", "metric", "site", "over"))
+def attribution_patch(
+    params: Params,
+    clean: Int[Array, "B T"],
+    corrupted: Int[Array, "B T"],
+    metric: Metric,
+    *,
+    config: ModelConfig,
+    site: str = "resid_pre",
+    over: tuple[str, ...] = ("layer", "pos"),
+    attention_mask: Shaped[Array, "B T"] | None = None,
+) -> Array:
+    """First-order estimate of `patch_sweep(...) - metric(corrupted)` over every layer,
+    position (and head), from one forward and one backward pass of the corrupted run.
+
+    Returns `[L, T]`, `[L, T, H]`, `[L]` or `[L, H]` as `over` asks (a scalar `metric`).
+    """
+    _check(site, over)
+    mask = jnp.ones(clean.shape, bool) if attention_mask is None else attention_mask.astype(bool)
+    diff = site_activations(params, clean, mask, site, config) - site_activations(
+        params, corrupted, mask, site, config
+    )  # [L, B, T, (H,) X]
+    layers = jnp.arange(config.n_layers)
+
+    def patched_metric(offsets: Array) -> Array:
+        edit = Offset(site=site, layers=layers, offsets=offsets)
+        logits = model_apply(
+            params, corrupted, config=config, attention_mask=mask,
+            interventions=Interventions(edits=(edit,)),
+        ).logits  # fmt: skip
+        return metric(logits)
+
+    grad = jax.grad(patched_metric)(jnp.zeros_like(diff))
+    attr = jnp.sum(grad.astype(jnp.float32) * diff.astype(jnp.float32), axis=-1).sum(1)
+    if site in HEAD_SITES and "head" not in over:
+        attr = attr.sum(-1)  # [L, T]
+    return attr if "pos" in over else attr.sum(1)  # [L, T, (H)] or [L, (H)]

@@ -1,0 +1,99 @@
+"""Patching sweeps equal the loop of single patches they replace (residual layer x position,
+heads' z layer x head); attribution patching equals central finite differences of the same
+patches taken along the clean - corrupted direction."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxlens import Capture, HookSpecError, ModelConfig, forward, head_patch, init_params, patch
+from jaxlens.heads import offset
+from jaxlens.patching import attribution_patch, patch_sweep
+
+
+@pytest.fixture(scope="module")
+def setup():
+    config = ModelConfig.tiny(n_layers=2)  # H=4 over K=2
+    params = init_params(jax.random.key(1), config)
+    rng = np.random.default_rng(4)
+    clean = rng.integers(3, 101, (2, 6)).astype(np.int32)
+    corrupted = clean.copy()
+    corrupted[:, 1] = rng.integers(3, 101, 2)  # one token differs
+    return config, params, clean, corrupted
+
+
+def metric(logits):
+    """Logit difference of tokens 5 and 7 at the last position, mean over rows."""
+    return jnp.mean(logits[:, -1, 5] - logits[:, -1, 7])
+
+
+def _run(setup, edit):
+    config, params, _, corrupted = setup
+    return float(metric(forward(params, corrupted, config=config, interventions=edit).logits))
+
+
+def test_resid_sweep_equals_loop(setup):
+    config, params, clean, corrupted = setup
+    got = np.asarray(patch_sweep(params, clean, corrupted, metric, config=config, chunk=4))
+    assert got.shape == (2, 6)
+    acts = forward(params, clean, config=config, capture=Capture(("resid_pre",))).captures
+    want = np.zeros((2, 6))
+    for layer in range(2):
+        for pos in range(6):
+            where = np.zeros(clean.shape, bool)
+            where[:, pos] = True
+            want[layer, pos] = _run(
+                setup, patch("resid_pre", layer, acts["resid_pre"][layer], mask=where)
+            )
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert np.abs(want[0, 1] - _run(setup, None)) > 1e-4  # the differing token matters
+
+
+def test_head_sweep_equals_loop(setup):
+    config, params, clean, corrupted = setup
+    got = np.asarray(
+        patch_sweep(
+            params, clean, corrupted, metric, config=config, site="z", over=("layer", "head")
+        )
+    )
+    assert got.shape == (2, 4)
+    z = forward(params, clean, config=config, capture=Capture(("z",))).captures["z"]
+    want = np.array(
+        [[_run(setup, head_patch("z", i, h, z[i][:, :, h])) for h in range(4)] for i in range(2)]
+    )
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert np.ptp(want) > 1e-5
+
+
+@pytest.mark.parametrize(
+    "site,over", [("resid_pre", ("layer", "pos")), ("z", ("layer", "pos", "head"))]
+)
+def test_attribution_equals_finite_differences(setup, site, over):
+    config, params, clean, corrupted = setup
+    attr = np.asarray(
+        attribution_patch(params, clean, corrupted, metric, config=config, site=site, over=over)
+    )
+    cap = Capture((site,))
+    diff = np.asarray(
+        forward(params, clean, config=config, capture=cap).captures[site]
+    ) - np.asarray(
+        forward(params, corrupted, config=config, capture=cap).captures[site]
+    )  # [L, B, T, (H,) X]
+    eps = 1e-2
+    points = [(0, 1), (1, 1), (1, 5)] if site == "resid_pre" else [(0, 1, 2), (1, 5, 0), (1, 3, 3)]
+    for point in points:
+        d = np.zeros_like(diff)
+        index = (point[0], slice(None), point[1]) + point[2:]
+        d[index] = diff[index]
+        up, down = (_run(setup, offset(site, (0, 1), s * eps * d)) for s in (1, -1))
+        np.testing.assert_allclose(attr[point], (up - down) / (2 * eps), rtol=2e-2, atol=1e-6)
+    assert np.abs(attr).max() > 1e-4
+
+
+def test_sweep_errors(setup):
+    config, params, clean, corrupted = setup
+    with pytest.raises(HookSpecError, match="not a head site"):
+        patch_sweep(params, clean, corrupted, metric, config=config, over=("layer", "head"))
+    with pytest.raises(HookSpecError, match="in the order"):
+        patch_sweep(params, clean, corrupted, metric, config=config, over=("pos", "layer"))
