@@ -43,7 +43,7 @@ import jax
 import numpy as np
 
 import jaxlens
-from rl import text
+from rl import envs, text
 from rl.envs import mirror, prompt
 from rl.envs.core import INVALID
 
@@ -78,6 +78,13 @@ def check_games(name: str, envs: Sequence[Any]) -> None:
         for env in envs:
             mirror.spec(env)
         mirror.textarena()
+
+
+def env_options(name: str, game: str) -> dict[str, Any]:
+    """The env options a game is played with in style `name` when none are given: SPIRAL's
+    version of the game in the "spiral" style (`rl.envs.Mirror.options`), else its defaults."""
+    spec = envs.get(game).mirror
+    return dict(spec.options) if check_style(name) == "spiral" and spec is not None else {}
 
 
 def default_style(model_dir: str | Path) -> str:

@@ -24,6 +24,7 @@ import jaxlens.runs
 import rl.envs
 import rl.reasoning
 import rl.selfplay as sp
+import rl.styles
 from jaxlens.runs import markdown_table
 from jaxlens.sharding import parse_mesh
 
@@ -58,6 +59,13 @@ def parse_args(argv=None):
         help="replies sampled per cell of a game's strategy table (Kuhn Poker: betting node and "
         "card; default 64, 16 with --quick; 0 skips it)",
     )
+    p.add_argument(
+        "--prompt-style",
+        choices=rl.styles.STYLES,
+        default=None,
+        help="how games are worded (default: the style a trained policy records; builtin for the "
+        "built-in model; spiral for any other checkpoint)",
+    )
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--mesh", default=None, help="device mesh, e.g. data=2,fsdp=4,tensor=1")
@@ -88,6 +96,7 @@ def main(argv=None):
         seed=args.seed,
         mesh=parse_mesh(args.mesh),
         command=sys.argv,
+        prompt_style=args.prompt_style,
     )
     print(markdown_table(summary["games"]))
     for b in summary["reasoning"]["benchmarks"]:

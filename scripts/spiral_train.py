@@ -21,6 +21,7 @@ import jaxlens
 import jaxlens.runs
 import rl.envs
 import rl.selfplay as sp
+import rl.styles
 from jaxlens.sharding import parse_mesh
 
 
@@ -116,6 +117,13 @@ def parse_args(argv=None):
     )
     p.add_argument("--checkpoint-every", type=int, default=None)
     p.add_argument(
+        "--prompt-style",
+        choices=rl.styles.STYLES,
+        default=None,
+        help="how games are worded and replies checked (default: builtin for the built-in model, "
+        "spiral - SPIRAL's template around TextArena's text - for any other checkpoint)",
+    )
+    p.add_argument(
         "--dtype",
         default="float32",
         choices=("float32", "bfloat16"),
@@ -159,6 +167,7 @@ def build_config(args) -> sp.SpiralConfig:
         batch_fill=args.batch_fill,
         eval_every=args.eval_every,
         checkpoint_every=args.checkpoint_every,
+        prompt_style=args.prompt_style,
         eval_opponents=tuple(args.eval_opponents.split(",")) if args.eval_opponents else None,
     )
     return dataclasses.replace(

@@ -91,6 +91,8 @@ class Mirror:
       actions: `(observation, legal, rng) -> [text]` SPIRAL's list of acceptable actions read
         from the observation text (None: the legal moves `legal`, as written in the prompt).
       check: `(env)` raises `EnvError` when TextArena cannot word the env's options.
+      options: env options of SPIRAL's version of the game, used where none are given (Kuhn
+        Poker: `{"variant": "spiral_v1"}`, its default "standard" having no TextArena wording).
     """
 
     make: Callable[..., Any]
@@ -99,6 +101,7 @@ class Mirror:
     sync: Callable[..., None] | None = None
     actions: Callable[..., list[str]] | None = None
     check: Callable[[core.Env], None] | None = None
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, eq=False)

@@ -8,8 +8,9 @@ per slot (`rollout.collect(episodes_per_slot=...)`), the policy's seat alternati
     replies (the policy's replies), illegal_replies (the fraction of those that held no legal
     move), reply_tokens (mean generated tokens per policy reply)
 
-Replies are sampled with `EVAL_SAMPLING` (SPIRAL's evaluation: temperature 0.6, top-p 0.95)
-unless `sampling` says otherwise (None: the policy's own, i.e. its training settings).
+Prompts and the reply check follow `prompt_style` (`rl.styles`; a training run evaluates in
+its own style). Replies are sampled with `EVAL_SAMPLING` (SPIRAL's evaluation: temperature 0.6,
+top-p 0.95) unless `sampling` says otherwise (None: the policy's own, i.e. its training settings).
 
 An invalid game is one the policy ended with an invalid reply (it also counts as a loss); as
 that reply ends the game, `illegal_replies` is the per-reply rate a 95%-legal target reads.
@@ -29,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxlens
-from rl import envs, text
+from rl import envs, styles
 from rl.envs.core import INVALID
 from rl.selfplay import rollout as ro
 
@@ -81,10 +82,12 @@ def evaluate(
     opponent_params: Any = None,
     env_options: dict[str, dict[str, Any]] | None = None,
     sampling: jaxlens.Sampling | None = EVAL_SAMPLING,
+    prompt_style: str = "builtin",
 ) -> list[dict[str, Any]]:
     """Rates of the policy against `opponent` ("random", "optimal" or "model"); `env_options`
     as `RolloutConfig.env_options`; `sampling` the policy's sampling in these games (None: its
-    own). A frozen "model" opponent samples as the policy does."""
+    own); `prompt_style` as `RolloutConfig.prompt_style`. A frozen "model" opponent samples
+    and is prompted as the policy is."""
     if opponent not in EVAL_OPPONENTS:  # self-play is training, not an evaluation
         raise ro.RolloutError(f"evaluate: opponent={opponent!r}: expected one of {EVAL_OPPONENTS}")
     config = ro.RolloutConfig(
@@ -93,6 +96,7 @@ def evaluate(
         opponent=opponent,
         convention="eval",
         env_options=env_options or {},
+        prompt_style=prompt_style,
     )
     if sampling is not None:
         policy = policy.with_sampling(sampling)
@@ -114,7 +118,13 @@ def win_rates(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def read_strategy(
-    policy: Any, params: Any, key: jax.Array, *, game: str, samples: int = 64
+    policy: Any,
+    params: Any,
+    key: jax.Array,
+    *,
+    game: str,
+    samples: int = 64,
+    prompt_style: str = "builtin",
 ) -> dict[str, np.ndarray]:
     """A policy's strategy in `game`, sampled at the positions its `Strategy` names.
 
@@ -124,23 +134,28 @@ def read_strategy(
     Returns `table` (float [rows, columns]: the fraction of the legal replies that are one of
     `Strategy.counted`; Kuhn Poker: bet or call, the layout of `rl.opponents`' Kuhn tables;
     `Strategy.fallback` where no reply was legal) and `illegal` (float [rows, columns]: the
-    fraction of replies with no legal move). Played on the game's default env.
+    fraction of replies with no legal move). Played on the game's default env, prompted and
+    checked in `prompt_style` (`rl.styles`; "spiral" plays Kuhn Poker as `spiral_v1`, the
+    variant TextArena words).
     """
     if not isinstance(samples, int) or samples < 1:
         raise ro.RolloutError(f"read_strategy samples={samples!r}: expected an int >= 1")
     spec = envs.get(game).strategy
     if spec is None:
         raise ro.RolloutError(f"read_strategy: game {game!r} registers no Strategy")
-    env = envs.make(game)
+    env = envs.make(game, **styles.env_options(prompt_style, game))
     table = np.zeros((len(spec.rows), len(spec.columns)))
     illegal = np.zeros_like(table)
     for r, states in enumerate(spec.positions(env)):
-        prompts = [text.render(env, s, int(s.current_player)) for s in states]
-        replies = policy.generate(
-            params, [p for p in prompts for _ in range(samples)], jax.random.fold_in(key, r)
-        ).texts
         batch = jax.tree.map(lambda *x: jnp.repeat(jnp.stack(x), samples, axis=0), *states)
-        actions = text.parse_batch(env, batch, replies).actions.reshape(len(states), samples)
+        n = len(states) * samples
+        prompter = styles.prompter(prompt_style, env, n)
+        prompter.start(batch, range(n))
+        prompts = prompter.render(batch, range(n))
+        k_row = jax.random.fold_in(key, r)
+        replies = policy.generate(params, prompts, k_row).texts
+        parsed = prompter.parse(batch, replies, mode="boxed", key=jax.random.fold_in(k_row, 1))
+        actions = parsed.actions.reshape(len(states), samples)
         legal = (actions != INVALID).sum(axis=1)
         counted = np.isin(actions, spec.counted).sum(axis=1)
         table[r] = np.where(legal > 0, counted / np.maximum(legal, 1), spec.fallback)

@@ -11,13 +11,17 @@ evaluates again with the same keys and against its start, and writes a run folde
 (`jaxlens.runs.RunFolder`): `config.json`, `metrics.jsonl` (one record per step, evaluation rows
 included), `evals.json`, plots of returns, invalid rate and reply length over steps,
 `checkpoints/` (orbax; a second call with the same `out_dir` resumes), `policy/` (the trained
-policy as an HF directory with its tokenizer) and `report.md`.
+policy as an HF directory with its tokenizer and the prompt style it was trained in,
+`rl.styles.STYLE_FILE`) and `report.md`. The prompt style is settled for the checkpoint
+(`SpiralConfig.for_model`) and recorded in `config.json`.
 
 `evaluate_study` plays a policy against fixed opponents, runs reasoning benchmarks from local
 files (`rl.benchmarks`: pass@1 with its standard error, math graded by math-verify) and, for
 every game that registers a `rl.envs.Strategy` (Kuhn Poker), reads
 the policy's strategy table and what it is worth; its run folder holds `games.json`,
-`reasoning.json`, `<game>_strategy.json` and `report.md`.
+`reasoning.json`, `<game>_strategy.json` and `report.md`. Its games are prompted in the
+policy's style (`rl.styles.default_style`: the one a trained policy records, "builtin" for the
+built-in model, "spiral" for any other checkpoint) unless `prompt_style` says otherwise.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import jax.numpy as jnp
 import jaxlens
 import jaxlens.runs
 from jaxlens.runs import markdown_table
-from rl import benchmarks, envs, reasoning
+from rl import benchmarks, envs, reasoning, styles
 from rl.selfplay import evaluate, learner, train
 from rl.selfplay.policy import GenerationConfig, ModelPolicy
 from rl.selfplay.train import SpiralConfig
@@ -73,11 +77,16 @@ def _plots(run: Any, records: list[dict]) -> None:
         run.figure("win_rates", fig)
 
 
-def export(out: Path, config: Any, params: Any, tokenizer: Any) -> Path:
-    """The policy as an HF checkpoint directory (`jaxlens.save_hf` + the tokenizer)."""
+def export(
+    out: Path, config: Any, params: Any, tokenizer: Any, prompt_style: str | None = None
+) -> Path:
+    """The policy as an HF checkpoint directory (`jaxlens.save_hf` + the tokenizer), with the
+    prompt style it plays in when given (`rl.styles.write_style`)."""
     out.mkdir(parents=True, exist_ok=True)
     jaxlens.save_hf(out, config, params)
     tokenizer.save_pretrained(out)
+    if prompt_style is not None:
+        styles.write_style(out, prompt_style)
     return out
 
 
@@ -112,7 +121,7 @@ def run_study(
     the same evaluation keys, and the trained policy also plays the start policy (a frozen
     copy kept through the run).
     """
-    cfg = _study_config(config, quick, steps)
+    cfg = _study_config(config, quick, steps).for_model(model_dir)
     model = jaxlens.load_model(model_dir, mesh=mesh, dtype=dtype)
     cfg.check_model(model.config)
     policy = ModelPolicy.of(model, cfg.generation)
@@ -144,7 +153,7 @@ def run_study(
     after = train.run_evals(policy, state, after_cfg, key, opponent_params=start_policy)
     folder.save_json("evals.json", {"before": before, "after": after, "during": evals})
     trained = learner.compute_params(state.learner.params, cfg.ppo)
-    export(out / "policy", model.config, trained, model.tokenizer)
+    export(out / "policy", model.config, trained, model.tokenizer, cfg.rollout.prompt_style)
     headline = _headline(before, after, int(state.step))
     _study_report(folder, headline.pop("table"), before, after, baselines)
     return headline
@@ -217,6 +226,7 @@ def evaluate_study(
     seed: int = 0,
     mesh: Any = None,
     command: Any = None,
+    prompt_style: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate the policy in `model_dir` into `out_dir` (see the module docstring).
 
@@ -227,17 +237,20 @@ def evaluate_study(
     first N items of each, `reasoning_samples` replies per question (pass@1 over them). Keys:
     the i-th opponent's games use `fold_in(key, i)`, the reasoning benchmarks
     `fold_in(key, 99)`, the strategy readouts `fold_in(key, 98)`, `97`, ...
-    (`key = PRNGKey(seed)`). `strategy_samples=0` skips the strategy readouts. Returns
-    `{"games": rows, "reasoning": {"benchmarks": [...], "overall": {...}}, "strategies":
-    {game: worth rows}}`.
+    (`key = PRNGKey(seed)`). `prompt_style` words the games (None: the policy's,
+    `rl.styles.default_style(model_dir)`); in the "spiral" style each game is SPIRAL's version
+    (`rl.styles.env_options`: Kuhn Poker as `spiral_v1`). `strategy_samples=0` skips the
+    strategy readouts. Returns `{"games": rows, "reasoning": {"benchmarks": [...], "overall":
+    {...}}, "strategies": {game: worth rows}}`.
     """
     if isinstance(reasoning_files, (str, Path)):
         reasoning_files = (reasoning_files,)
+    style = styles.check_style(prompt_style or styles.default_style(model_dir))
     settings = dict(model=model_dir, games=games, opponents=opponents, frozen=frozen, slots=slots,
                     games_per_slot=games_per_slot, generation=generation, dtype=dtype, seed=seed,
                     reasoning=[str(f) for f in reasoning_files], reasoning_items=reasoning_items,
                     reasoning_samples=reasoning_samples,
-                    strategy_samples=strategy_samples)  # fmt: skip
+                    strategy_samples=strategy_samples, prompt_style=style)  # fmt: skip
     model = jaxlens.load_model(model_dir, mesh=mesh, dtype=dtype)
     policy = ModelPolicy.of(model, generation)
     other = jaxlens.load_model(frozen, mesh=mesh, dtype=dtype).params if frozen else model.params
@@ -255,6 +268,8 @@ def evaluate_study(
             games_per_slot=games_per_slot,
             opponent_params=other,
             sampling=None,  # `generation`'s
+            env_options={g: styles.env_options(style, g) for g in games},
+            prompt_style=style,
         )
     run.save_json("games.json", rows)
     run.summary([{k: r[k] for k in GAME_COLUMNS} for r in rows])
@@ -271,7 +286,9 @@ def evaluate_study(
     readable = [g for g in games if envs.get(g).strategy is not None] if strategy_samples else []
     for i, game in enumerate(readable):
         k = jax.random.fold_in(key, 98 - i)
-        strategies[game] = _strategy_section(run, policy, model.params, k, game, strategy_samples)
+        strategies[game] = _strategy_section(
+            run, policy, model.params, k, game, strategy_samples, style
+        )
     run.write_report("SPIRAL evaluation")
     return {"games": rows, "reasoning": found, "strategies": strategies}
 
@@ -309,10 +326,12 @@ def _reasoning_section(run, policy, params, key, benches, samples: int, rows: in
     return {"benchmarks": figures, "overall": total}
 
 
-def _strategy_section(run, policy, params, key, game: str, samples: int) -> list[dict]:
+def _strategy_section(run, policy, params, key, game: str, samples: int, style: str) -> list:
     """The policy's strategy table in `game` and what it is worth beside the references."""
     spec = envs.get(game).strategy
-    read = evaluate.read_strategy(policy, params, key, game=game, samples=samples)
+    read = evaluate.read_strategy(
+        policy, params, key, game=game, samples=samples, prompt_style=style
+    )
     rows = [
         {"position": name, **dict(zip(spec.columns, map(float, cells), strict=True))}
         for name, cells in zip(spec.rows, read["table"], strict=True)

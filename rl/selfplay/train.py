@@ -36,7 +36,7 @@ import numpy as np
 from flax import struct
 
 import jaxlens
-from rl import rae
+from rl import rae, styles
 from rl.selfplay import checkpoint, evaluate, learner, rollout
 from rl.selfplay.learner import PPOConfig
 from rl.selfplay.policy import GenerationConfig
@@ -81,6 +81,12 @@ class SpiralConfig:
         top-p 0.95; None: as in training).
       checkpoint_every: checkpoint every this many steps (0: only at the end / on SIGTERM).
       keep_checkpoints: checkpoints kept on disk.
+      prompt_style: how the games are worded to the policy and its replies checked, in training
+        and evaluation alike (`rl.styles`): "spiral" (SPIRAL's template around TextArena's
+        observation text, SPIRAL's check) or "builtin" (this project's wording, which the
+        built-in model was trained on). None: chosen by the checkpoint when a run starts
+        (`for_model`, `rl.styles.default_style`: "builtin" for the built-in model, "spiral" for
+        any other). A name given here is also `rollout.prompt_style`.
     """
 
     steps: int = 400
@@ -101,8 +107,16 @@ class SpiralConfig:
     eval_sampling: jaxlens.Sampling | None = evaluate.EVAL_SAMPLING
     checkpoint_every: int = 16
     keep_checkpoints: int = 2
+    prompt_style: str | None = None
 
     def __post_init__(self):
+        if self.prompt_style is not None:
+            try:
+                styles.check_style(self.prompt_style, "SpiralConfig.prompt_style")
+                roll = dataclasses.replace(self.rollout, prompt_style=self.prompt_style)
+            except (styles.StyleError, rollout.RolloutError) as e:
+                raise TrainError(str(e)) from None
+            object.__setattr__(self, "rollout", roll)
         for name in ("steps", "samples_per_step", "eval_games_per_slot", "keep_checkpoints"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -142,6 +156,13 @@ class SpiralConfig:
                 f"the model's max_seq_len={model_config.max_seq_len}: expected fewer new tokens "
                 "(SpiralConfig.quick() or GenerationConfig(max_new_tokens=...))"
             )
+
+    def for_model(self, model_dir: Any) -> SpiralConfig:
+        """This config with its prompt style settled for the checkpoint in `model_dir`
+        (`prompt_style`, or when None `rl.styles.default_style(model_dir)`)."""
+        return dataclasses.replace(
+            self, prompt_style=self.prompt_style or styles.default_style(model_dir)
+        )
 
     @classmethod
     def quick(cls, **overrides: Any) -> SpiralConfig:
@@ -419,5 +440,6 @@ def run_evals(policy, state: TrainState, cfg: SpiralConfig, key, opponent_params
             opponent_params=opponent_params,
             env_options=cfg.rollout.env_options,
             sampling=cfg.eval_sampling,
+            prompt_style=cfg.rollout.prompt_style,
         )
     return rows

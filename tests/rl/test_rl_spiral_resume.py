@@ -3,6 +3,7 @@ middle of a step, and resumed equals the uninterrupted run; the study entry poin
 (`rl.selfplay.run_study`) resumes from its own run folder."""
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from _spiral_model import save_tiny, tiny_model
 
 import jaxlens
 import rl.selfplay as sp
+import rl.styles
 from rl.selfplay import train
 
 
@@ -157,6 +159,10 @@ def test_run_study_writes_its_folder_and_resumes(tmp_path):
     assert head["games"] == {"tictactoe": 2}  # the trained policy against its start
     for name in ("config.json", "evals.json", "report.md", "policy/config.json"):
         assert (out / name).is_file(), name
+    # a checkpoint other than the built-in model plays in SPIRAL's prompt style, recorded in
+    # the run's config and beside the exported policy (which evaluates in it by default)
+    assert json.loads((out / "config.json").read_text())["config"]["prompt_style"] == "spiral"
+    assert rl.styles.default_style(out / "policy") == "spiral"
     again = sp.run_study(model, out, config=cfg, steps=2, command=["test"])
     assert again["steps"] == 2
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 2  # step 1 kept, step 2 added

@@ -65,4 +65,6 @@ def move_text(env: Any, action: int) -> str:
     return ACTION_NAMES[action] if 0 <= action < len(ACTION_NAMES) else "[raise]"
 
 
-MIRROR = Mirror(make=make, moves=moves, move_text=move_text, check=check)
+MIRROR = Mirror(
+    make=make, moves=moves, move_text=move_text, check=check, options={"variant": "spiral_v1"}
+)
