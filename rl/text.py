@@ -19,6 +19,9 @@ Two ways to read a reply (`mode`):
   a missing `\\boxed{}` fails the check.
 - `"env"`: the game's own grammar (`Game.read`, TextArena's) over the whole reply.
 
+This is the "builtin" prompt style; `rl.styles` holds the styles, SPIRAL's ("spiral": its
+template around TextArena's observation text, its action lists) beside this one.
+
 Every game-specific piece (the prompt's wording, the example move of the answer instruction,
 the grammar, free-form or not) comes from the game's registry entry (`rl.envs.game_of`).
 
