@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,21 @@ def env_options(name: str, game: str) -> dict[str, Any]:
     version of the game in the "spiral" style (`rl.envs.Mirror.options`), else its defaults."""
     spec = envs.get(game).mirror
     return dict(spec.options) if check_style(name) == "spiral" and spec is not None else {}
+
+
+def worded_options(
+    name: str, games: Sequence[str], options: Mapping[str, Mapping[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """`options` (`{game: {option: value}}`) with every game that style `name` cannot word as
+    given switched to the style's version of it (`env_options`: Kuhn Poker's "standard" variant
+    to SPIRAL's "spiral_v1" in the "spiral" style)."""
+    out = {g: dict(o) for g, o in options.items()}
+    for game in games if check_style(name) == "spiral" else ():
+        try:
+            mirror.spec(envs.make(game, **out.get(game, {})))
+        except mirror.MirrorError:
+            out[game] = {**out.get(game, {}), **env_options(name, game)}
+    return out
 
 
 def default_style(model_dir: str | Path) -> str:

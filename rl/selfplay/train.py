@@ -159,10 +159,16 @@ class SpiralConfig:
 
     def for_model(self, model_dir: Any) -> SpiralConfig:
         """This config with its prompt style settled for the checkpoint in `model_dir`
-        (`prompt_style`, or when None `rl.styles.default_style(model_dir)`)."""
-        return dataclasses.replace(
-            self, prompt_style=self.prompt_style or styles.default_style(model_dir)
-        )
+        (`prompt_style`, or when None `rl.styles.default_style(model_dir)`). A style chosen so
+        plays each game in a version it can word (`rl.styles.worded_options`: Kuhn Poker's
+        "standard" variant, e.g. `quick()`'s, as SPIRAL's "spiral_v1" in the "spiral" style)."""
+        if self.prompt_style is not None:
+            return self
+        style = styles.default_style(model_dir)
+        roll = self.rollout
+        options = styles.worded_options(style, roll.games, roll.env_options)
+        roll = dataclasses.replace(roll, env_options=options)
+        return dataclasses.replace(self, rollout=roll, prompt_style=style)
 
     @classmethod
     def quick(cls, **overrides: Any) -> SpiralConfig:

@@ -274,6 +274,10 @@ def test_style_is_chosen_by_checkpoint_and_validated(tmp_path, monkeypatch):
     )
     assert cfg.for_model(jaxlens.BUILTIN_MODEL).rollout.prompt_style == "builtin"
     assert cfg.for_model(tmp_path / "other").rollout.prompt_style == "spiral"
+    quick = train.SpiralConfig.quick().for_model(tmp_path / "other")  # Kuhn Poker: SPIRAL's
+    assert quick.rollout.env_options == {"kuhn_poker": {"variant": "spiral_v1"}}
+    with pytest.raises(train.TrainError, match="variant='standard'"):  # asked for: refused
+        train.SpiralConfig.quick(prompt_style="spiral")
     with pytest.raises(train.TrainError, match="prompt_style='bogus'"):
         train.SpiralConfig(prompt_style="bogus")
     with pytest.raises(ro.RolloutError, match="variant='standard'"):
