@@ -3,7 +3,8 @@
 Random games are played first in TextArena 0.7.4 alone (a fresh env per game, in the wrapper
 SPIRAL uses for it), recording each acting player's observation; the same move texts are then
 played through our env with the "spiral" prompter, whose observation must equal the recorded
-one at every turn. Kuhn Poker's deals are TextArena's, copied into our state before play.
+one at every turn, and in TicTacToe and Kuhn Poker the moves SPIRAL's parser reads from it must
+be our legal moves. Kuhn Poker's deals are TextArena's, copied into our state before play.
 
 SPIRAL's own environments (its KuhnPoker-v1 and SimpleNegotiation-v1, written for TextArena
 0.6.4) are not TextArena 0.7.4's; where they differ, `SPIRAL_ENV_DIFFERS` says how, and
@@ -136,6 +137,18 @@ def _record(game: str, env, n: int, seed: int):
     return played
 
 
+def _spirals_moves(game: str, observation: str):
+    """The moves SPIRAL's parser reads from an observation (TicTacToe: the quoted cells after
+    "Available Moves:"; Kuhn Poker: the bracketed words of the last line but [GAME])."""
+    if game == "tictactoe":
+        section = observation.split("Available Moves:")[1].split("Next Action:")[0]
+        return [f"[{c}]" for c in re.findall(r"'\[(\d+)\]'", section)]
+    if game == "kuhn_poker":
+        words = re.findall(r"\[(.*?)\]", observation.strip().split("\n")[-1])
+        return [f"[{w}]" for w in words if w != "GAME"]
+    return None
+
+
 def _our_offer(row):
     if row.offer_from < 0:
         return None
@@ -178,6 +191,10 @@ def test_spiral_observations_equal_textarena_074(game, n):
             player, seen, _ = played[i][0][t]
             assert int(states.current_player[i]) == player
             assert text == S.SPIRAL_TEMPLATE.format(observation=seen), (game, i, t)
+            listed = _spirals_moves(game, seen)
+            if listed is not None:  # SPIRAL's list of moves is our legal moves
+                mask = np.asarray(states.legal_action_mask[i])
+                assert set(listed) == {env.action_names[a] for a in np.flatnonzero(mask)}
             compared += 1
         moves = [played[i][0][t][2] if i in rows else "" for i in range(n)]
         parsed = prompter.parse(states, moves, mode="env")
