@@ -3,6 +3,9 @@ q/k norm, GPT-2) under left padding, the per-head algebra (results sum to `attn_
 selection and reductions against slices of the full capture, head edits, a mesh, and
 TransformerLens's hooks on the same GPT-2 weights when transformer_lens is installed."""
 
+import os
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -46,12 +49,13 @@ def test_pattern_matches_hf_and_results_sum_to_attn_out(arch, tmp_path):
     config, params = load_hf(tmp_path / arch)
     tokens, mask = left_padded_batch(config.vocab_size, (11, 7, 2), seed=1)
     with torch.no_grad():
-        hf = model(
+        hf_out = model(
             input_ids=torch.as_tensor(tokens, dtype=torch.long),
             attention_mask=torch.as_tensor(mask, dtype=torch.long),
             position_ids=torch.as_tensor(positions(mask), dtype=torch.long),
             output_attentions=True,
-        ).attentions
+        )
+    hf = hf_out.attentions
     capture = Capture(sites=("pattern", "result", "attn_out", "z", "k"))
     out = forward(params, tokens, config=config, attention_mask=mask, capture=capture)
     caps = _np(out.captures)
@@ -71,8 +75,8 @@ def test_pattern_matches_hf_and_results_sum_to_attn_out(arch, tmp_path):
     )
     g = config.n_heads // config.n_kv_heads  # k per query head: heads of one group agree
     np.testing.assert_array_equal(caps["k"], np.repeat(caps["k"][:, :, :, ::g], g, axis=3))
-    plain = forward(params, tokens, config=config, attention_mask=mask)
-    np.testing.assert_allclose(np.asarray(out.logits), np.asarray(plain.logits), atol=1e-5)
+    # the per-head path computes what the fused attention does
+    np.testing.assert_allclose(np.asarray(out.logits)[real], hf_out.logits.numpy()[real], atol=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -152,30 +156,22 @@ def test_head_edits(tiny, full):
         + head_patch("z", 0, 3, oc["z"][0][:, :, 3], positions=where)
         + head_patch("pattern", 2, 1, uniform)
     )
-    _, got = run(tiny, capture, edits)
+    logits, got = run(tiny, capture, edits)
     np.testing.assert_allclose(got["attn_out"][1], oc["attn_out"][1], atol=2e-6)
     close(got["z"][0][:, -1, 3], oc["z"][0][:, -1, 3])
     close(got["z"][0][:, :-1], c["z"][0][:, :-1])
     np.testing.assert_allclose(got["pattern"][2][:, 1], np.broadcast_to(uniform, (3, 11, 11)))
 
-
-def test_head_edits_never_recompile(tiny):
     from test_interventions import CompileCounter
 
-    rng = np.random.default_rng(0)
-
-    def call(i):
-        values = rng.normal(size=(2, 3, 11, 40)).astype(np.float32)
-        edit = head_patch("result", (i % 3, 2), (i % 4, 1), values) + head_ablate(
-            "z", i % 3, (i + 1) % 4, mean=rng.normal(size=(11, 10)).astype(np.float32)
+    with CompileCounter() as counter:  # new layers, heads, values: the same program
+        moved = (
+            head_patch("result", 2, (3, 2, 1, 0), np.moveaxis(oc["result"][0], 2, 0))
+            + head_patch("z", 1, 0, c["z"][2][:, :, 1], positions=~where)
+            + head_patch("pattern", 0, 3, uniform[::-1])
         )
-        return run(tiny, interventions=edit)[0]
-
-    first = call(0)
-    with CompileCounter() as counter:
-        later = [call(i) for i in (1, 2)]
-    assert counter.count == 0
-    assert all(np.abs(x - first).max() > 1e-3 for x in later)
+        again, _ = run(tiny, capture, moved)
+    assert counter.count == 0 and np.abs(again - logits).max() > 1e-3
 
 
 def test_head_site_errors(tiny):
@@ -215,10 +211,19 @@ def test_head_capture_on_a_mesh(tiny, full):
         np.testing.assert_allclose(np.asarray(value), want[1][site][:, :2], atol=1e-5)
 
 
-def test_transformer_lens_hooks_on_gpt2(tmp_path):
-    tl = pytest.importorskip(
-        "transformer_lens", reason="transformer_lens is not installed (see .ci/peers)"
+def _transformer_lens():
+    """TransformerLens 3.x (HookedTransformer): the main environment's, else the one that
+    .ci/peers/sae.sh installs beside sae-lens (appended, so the main packages win)."""
+    folder = os.environ.get("SAE_PEERS_DIR", "/opt/jaxlens-peers/saelens")
+    if os.path.isdir(folder) and folder not in sys.path:
+        sys.path.append(folder)
+    return pytest.importorskip(
+        "transformer_lens", reason="transformer_lens is not installed (.ci/peers/sae.sh)"
     )
+
+
+def test_transformer_lens_hooks_on_gpt2(tmp_path):
+    tl = _transformer_lens()
     from transformer_lens.pretrained.weight_conversions import convert_gpt2_weights
 
     model = make_hf_model("gpt2")
@@ -240,4 +245,4 @@ def test_transformer_lens_hooks_on_gpt2(tmp_path):
         for layer in range(config.n_layers):
             want = cache[f"blocks.{layer}.attn.{hook}"].numpy()
             got = np.asarray(out.captures[site][layer])
-            np.testing.assert_allclose(got, want, atol=1e-4, err_msg=f"{site} {layer}")
+            np.testing.assert_allclose(got, want, atol=2e-6, err_msg=f"{site} {layer}")

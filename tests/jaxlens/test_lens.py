@@ -9,6 +9,7 @@ import pytest
 from jaxlens import Capture, ModelConfig, forward, init_params
 from jaxlens.lens import (
     fit_tuned_lens,
+    init_tuned_lens,
     layer_predictions,
     load_tuned_lens,
     logit_lens,
@@ -29,7 +30,7 @@ def model():
 
 def test_logit_lens_reads_the_model(model):
     config, params, tokens = model
-    batch, mask = tokens[:3], np.ones((3, 16), np.int32)
+    batch, mask = tokens[80:83], np.ones((3, 16), np.int32)
     mask[2, :5] = 0
     out = forward(
         params, batch, config=config, attention_mask=mask, capture=Capture(("resid_post",))
@@ -37,10 +38,12 @@ def test_logit_lens_reads_the_model(model):
     lens = np.asarray(logit_lens(params, out.captures["resid_post"], config=config))
     assert lens.shape == (3, 3, 16, 101)
     np.testing.assert_allclose(lens[-1], np.asarray(out.logits), atol=1e-5)
-    stats = layer_predictions(params, batch, config=config, attention_mask=mask, k=3)
-    assert stats.kl.shape == (3,) and stats.top_tokens.shape == (3, 3, 16, 3)
+    # the identity translators are the logit lens (and the program the next test reuses)
+    identity = init_tuned_lens(config)
+    stats = layer_predictions(params, batch, config=config, attention_mask=mask, lens=identity)
+    assert stats.kl.shape == (3,) and stats.top_tokens.shape == (3, 3, 16, 5)
     assert float(stats.kl[-1]) < 1e-6 < float(stats.kl[0])
-    np.testing.assert_array_equal(stats.top_tokens[-1], np.argsort(-lens[-1], -1)[..., :3])
+    np.testing.assert_array_equal(stats.top_tokens[-1], np.argsort(-lens[-1], -1)[..., :5])
     # KL averaged over real tokens only
     kl = np.asarray(stats.kl_tokens)
     np.testing.assert_allclose(stats.kl, (kl * mask).sum((1, 2)) / mask.sum(), rtol=1e-5)
@@ -48,12 +51,14 @@ def test_logit_lens_reads_the_model(model):
 
 def test_tuned_lens_beats_logit_lens_on_held_out_rows(model, tmp_path):
     config, params, tokens = model
-    train, held_out = tokens[:80], tokens[80:]
+    train, held_out, mask = tokens[:80], tokens[80:83], np.ones((3, 16), np.int32)
     lens = fit_tuned_lens(
-        params, train, config=config, key=jax.random.key(0), steps=20, batch_size=16, lr=1e-2
+        params, train, config=config, key=jax.random.key(0), steps=12, batch_size=16, lr=1e-2
     )
-    tuned = layer_predictions(params, held_out, config=config, lens=lens).kl
-    plain = layer_predictions(params, held_out, config=config).kl
+    tuned = layer_predictions(params, held_out, config=config, attention_mask=mask, lens=lens).kl
+    identity = init_tuned_lens(config)
+    plain = layer_predictions(params, held_out, config=config, attention_mask=mask, lens=identity)
+    plain = plain.kl
     assert np.all(np.asarray(tuned[:-1]) < 0.8 * np.asarray(plain[:-1])), (tuned, plain)
     save_tuned_lens(tmp_path / "lens.safetensors", lens)
     back = load_tuned_lens(tmp_path / "lens.safetensors", config)

@@ -66,10 +66,8 @@ def test_head_sweep_equals_loop(setup):
     assert np.ptp(want) > 1e-5
 
 
-@pytest.mark.parametrize(
-    "site,over", [("resid_pre", ("layer", "pos")), ("z", ("layer", "pos", "head"))]
-)
-def test_attribution_equals_finite_differences(setup, site, over):
+def test_attribution_equals_finite_differences(setup):
+    site, over = "z", ("layer", "pos", "head")  # per head: the gradient through head sites
     config, params, clean, corrupted = setup
     attr = np.asarray(
         attribution_patch(params, clean, corrupted, metric, config=config, site=site, over=over)
@@ -81,7 +79,7 @@ def test_attribution_equals_finite_differences(setup, site, over):
         forward(params, corrupted, config=config, capture=cap).captures[site]
     )  # [L, B, T, (H,) X]
     eps = 1e-2
-    points = [(0, 1), (1, 1), (1, 5)] if site == "resid_pre" else [(0, 1, 2), (1, 5, 0), (1, 3, 3)]
+    points = [(0, 1, 2), (1, 5, 0), (1, 3, 3), (0, 5, 1)]
     for point in points:
         d = np.zeros_like(diff)
         index = (point[0], slice(None), point[1]) + point[2:]
