@@ -108,7 +108,7 @@ __all__ += ["BUILTIN_MODEL", "LoadedModel", "load_model"]
 
 from jaxlens import heads, lens, patching  # noqa: E402
 from jaxlens.lens import layer_predictions, logit_lens  # noqa: E402
-from jaxlens.patching import attribution_patch, patch_sweep  # noqa: E402
+from jaxlens.patching import attribution_patch, patch_sweep, path_patch  # noqa: E402
 
 __all__ += [
     "attribution_patch",
@@ -118,4 +118,5 @@ __all__ += [
     "logit_lens",
     "patch_sweep",
     "patching",
+    "path_patch",
 ]

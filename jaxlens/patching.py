@@ -1,4 +1,5 @@
-"""Activation patching sweeps as one compiled program; attribution patching in one backward pass.
+"""Activation patching sweeps as one compiled program; attribution patching in one backward
+pass; path patching from one head to others' inputs.
 
 A sweep runs the corrupted batch once per grid point (layer x position, optionally x head),
 each time with one site's clean activation patched in, and returns `metric(logits)` for every
@@ -193,3 +194,68 @@ def attribution_patch(
     if site in HEAD_SITES and "head" not in over:
         attr = attr.sum(-1)  # [L, T]
     return attr if "pos" in over else attr.sum(1)  # [L, T, (H)] or [L, (H)]
+
+
+@functools.partial(
+    jax.jit, static_argnames=("config", "metric", "sender", "receivers", "receiver_sites")
+)
+def path_patch(
+    params: Params,
+    clean: Int[Array, "B T"],
+    corrupted: Int[Array, "B T"],
+    metric: Metric,
+    *,
+    config: ModelConfig,
+    sender: tuple[int, int],
+    receivers: tuple[tuple[int, int], ...],
+    receiver_sites: tuple[str, ...] = ("q", "k", "v"),
+    attention_mask: Shaped[Array, "B T"] | None = None,
+) -> Array:
+    """`metric` of the corrupted run when the clean output of the `sender` head `(layer,
+    head)` reaches only the `receivers`' inputs (`receiver_sites` of each `(layer, head)`).
+
+    Two forwards (Wang et al. 2022): the first patches the sender's `result` and freezes
+    every later attention and MLP output at its corrupted value, so the residual stream
+    differs only by the sender's direct contribution, and records the receivers' q/k/v; the
+    second patches those into the corrupted run and reads the metric.
+    """
+    s_layer, s_head = sender
+    if any(layer <= s_layer for layer, _ in receivers) or not receivers:
+        raise HookSpecError(f"receivers {receivers}: expected heads in layers after {s_layer}")
+    if any(site not in ("q", "k", "v") for site in receiver_sites):
+        raise HookSpecError(f"receiver_sites={receiver_sites}: expected among 'q', 'k', 'v'")
+    mask = jnp.ones(clean.shape, bool) if attention_mask is None else attention_mask.astype(bool)
+    sender_out = site_activations(params, clean, mask, "result", config)[s_layer][:, :, s_head]
+    frozen = model_apply(
+        params, corrupted, config=config, attention_mask=mask,
+        capture=Capture(("attn_out", "mlp_out")),
+    ).captures  # fmt: skip
+    later = np.arange(s_layer + 1, config.n_layers)
+    first = Interventions(
+        edits=(
+            HeadPatch(site="result", layers=jnp.array([s_layer]), heads=jnp.array([s_head]),
+                      replacement=sender_out[None], where=mask[None]),
+            Patch(site="attn_out", layers=jnp.asarray(later), values=frozen["attn_out"][later],
+                  mask=mask),
+            Patch(site="mlp_out", layers=jnp.arange(s_layer, config.n_layers),
+                  values=frozen["mlp_out"][s_layer:], mask=mask),
+        )
+    )  # fmt: skip
+    inputs = model_apply(
+        params, corrupted, config=config, attention_mask=mask, interventions=first,
+        capture=Capture(receiver_sites),
+    ).captures  # fmt: skip
+    layers = jnp.array([layer for layer, _ in receivers])
+    heads = jnp.array([head for _, head in receivers])
+    second = tuple(
+        HeadPatch(
+            site=site, layers=layers, heads=heads, where=mask[None],
+            replacement=inputs[site][layers, :, :, heads],  # [n, B, T, E]
+        )
+        for site in receiver_sites
+    )  # fmt: skip
+    logits = model_apply(
+        params, corrupted, config=config, attention_mask=mask,
+        interventions=Interventions(edits=second),
+    ).logits  # fmt: skip
+    return metric(logits)
