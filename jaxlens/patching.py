@@ -6,7 +6,8 @@ each time with one site's clean activation patched in, and returns `metric(logit
 point. In TransformerLens that is a Python loop of forward passes; here every patched forward
 is the same program with traced edit values, so the grid is `vmap`ped and run in chunks of
 `chunk` forwards by `lax.map` inside one `jit`. Peak memory is about `chunk` forwards'
-activations on `[B, T]` plus the clean activations of the site (`[L, B, T, ...]`).
+activations on `[B, T]` plus the clean activations of the site (`[L, B, T, ...]`); by default
+`chunk` is the most forwards that fit `max_bytes` (`sweep_chunk`).
 
 Attribution patching (Nanda 2023; Syed et al. 2023) approximates the same grid to first order:
 `sum_x grad(metric)(corrupted) * (clean - corrupted)` at every site at once, the gradient taken
@@ -101,6 +102,21 @@ def _sweep(params, clean, corrupted, mask, grid, *, config, metric, site, over, 
     return values.reshape(grid_shape + values.shape[1:])
 
 
+def forward_bytes(config: ModelConfig, batch: int, seq: int) -> int:
+    """A rough bound on the live activations of one forward on `[batch, seq]`: its fp32
+    logits, one layer's attention scores and MLP hidden state, a few residual-width copies."""
+    c, item = config, jnp.dtype(config.dtype).itemsize
+    per_token = 4 * c.vocab_size + item * (
+        8 * c.d_model + 3 * c.d_ff + 3 * c.n_heads * seq + 4 * c.n_heads * c.head_dim
+    )
+    return batch * seq * per_token
+
+
+def sweep_chunk(config: ModelConfig, batch: int, seq: int, max_bytes: int, points: int) -> int:
+    """How many patched forwards of a `points`-point sweep run at once under `max_bytes`."""
+    return int(max(1, min(points, max_bytes // forward_bytes(config, batch, seq))))
+
+
 def _grid(over, config, t, layers, positions, heads) -> tuple[np.ndarray, tuple[int, ...]]:
     """`[n, 3]` int rows (layer, pos, head) in C order over the swept axes, and their shape."""
     axes = {
@@ -127,7 +143,8 @@ def patch_sweep(
     layers: Sequence[int] | None = None,
     positions: Sequence[int] | None = None,
     heads: Sequence[int] | None = None,
-    chunk: int = 8,
+    chunk: int | None = None,
+    max_bytes: int = 2**30,
 ) -> Array:
     """`metric` of the corrupted run with each single clean activation patched in.
 
@@ -139,7 +156,8 @@ def patch_sweep(
       site: a layer site (`resid_pre`, `attn_out`, ...) or a head site (`z`, `result`, ...).
       over: the swept axes, in the order `("layer", "pos", "head")`.
       layers, positions, heads: the values of each swept axis (default: all).
-      chunk: patched forwards run at once (the memory bound, see the module docstring).
+      chunk: patched forwards run at once; None: as many as `max_bytes` of activations
+        allow (`sweep_chunk`, a rough estimate; see the module docstring).
 
     Returns:
       `[len(layers), len(positions), len(heads)]` over the swept axes (+ the metric's shape).
@@ -151,6 +169,8 @@ def patch_sweep(
         raise HookSpecError(f"clean {clean.shape} and corrupted {corrupted.shape} differ")
     mask = jnp.ones(clean.shape, bool) if attention_mask is None else jnp.asarray(attention_mask)
     grid, shape = _grid(over, config, clean.shape[1], layers, positions, heads)
+    if chunk is None:
+        chunk = sweep_chunk(config, *clean.shape, max_bytes, len(grid))
     return _sweep(
         params, clean, corrupted, mask.astype(bool), jnp.asarray(grid), config=config,
         metric=metric, site=site, over=over, chunk=int(chunk), grid_shape=shape,

@@ -9,7 +9,13 @@ import pytest
 
 from jaxlens import Capture, HookSpecError, ModelConfig, forward, head_patch, init_params, patch
 from jaxlens.heads import offset
-from jaxlens.patching import attribution_patch, patch_sweep, path_patch
+from jaxlens.patching import (
+    attribution_patch,
+    forward_bytes,
+    patch_sweep,
+    path_patch,
+    sweep_chunk,
+)
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +128,13 @@ def test_path_patch_equals_shifting_the_receivers_residual(setup):
         )
 
 
-def test_sweep_errors(setup):
+def test_sweep_errors_and_chunks(setup):
     config, params, clean, corrupted = setup
+    one = forward_bytes(config, 2, 6)
+    assert one > 2 * 6 * 101 * 4  # at least the fp32 logits
+    assert forward_bytes(config, 2, 12) > 2 * one  # attention scores grow with T^2
+    assert sweep_chunk(config, 2, 6, 5 * one, 18) == 5
+    assert sweep_chunk(config, 2, 6, 10, 18) == 1 and sweep_chunk(config, 2, 6, 2**40, 18) == 18
     with pytest.raises(HookSpecError, match="not a head site"):
         patch_sweep(params, clean, corrupted, metric, config=config, over=("layer", "head"))
     with pytest.raises(HookSpecError, match="in the order"):
