@@ -8,14 +8,16 @@ to minimise KL(final || lens) on a token stream. A tuned lens is a plain dict
 `{"A": [L, D, D], "b": [L, D]}`, saved as safetensors.
 
 Everything here is a pure function of `(params, ...)`; `layer_predictions` is one jitted
-program: the forward, the capture, the lens and the statistics.
+program: the forward, the capture, the lens and the statistics. `write_lens_report` puts them
+in a run folder with the KL-by-layer plot.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -177,3 +179,53 @@ def load_tuned_lens(path: str | Path, config: ModelConfig | None = None) -> Tune
                 f"{path}: A {lens['A'].shape}, b {lens['b'].shape}; this model needs A {want}"
             )
     return lens
+
+
+def write_lens_report(
+    run: Any,
+    stats: LensStats,
+    *,
+    tuned: LensStats | None = None,
+    decode: Callable[[int], str] = str,
+    row: int = 0,
+) -> Path:
+    """Writes the per-layer readings into a `jaxlens.runs.RunFolder`: `metrics.jsonl` (one
+    record per layer), the summary table, the KL-by-layer plot (`lens_kl.png`, with the tuned
+    lens beside the logit lens when given), the top tokens of batch row `row` at its last
+    position per layer (`decode` turns an id into text), and `report.md`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from jaxlens.runs import markdown_table
+
+    readings = (
+        {"logit lens": stats} if tuned is None else {"logit lens": stats, "tuned lens": tuned}
+    )
+    kl = {name: np.asarray(s.kl, np.float64) for name, s in readings.items()}
+    rows = [
+        {"layer": layer, **{f"{name} KL": float(v[layer]) for name, v in kl.items()}}
+        for layer in range(len(kl["logit lens"]))
+    ]
+    for record in rows:
+        run.log(record)
+    run.summary(rows)
+    fig, ax = plt.subplots(figsize=(5, 3))
+    for name, values in kl.items():
+        ax.plot(np.arange(len(values)), values, marker="o", label=name)
+    ax.set(xlabel="layer (resid_post)", ylabel="KL(final || lens) [nats]")
+    ax.set_xticks(np.arange(len(kl["logit lens"])))
+    ax.legend()
+    run.figure("lens_kl", fig, caption="Per-layer KL to the model's output, over real tokens.")
+    for name, s in readings.items():
+        top = np.asarray(s.top_tokens)[:, row, -1]  # [L, k]
+        probs = np.asarray(s.top_probs)[:, row, -1]
+        table = [
+            {"layer": layer, "top tokens": ", ".join(
+                f"{decode(int(t))!r} {p:.2f}" for t, p in zip(top[layer], probs[layer], strict=True)
+            )}
+            for layer in range(top.shape[0])
+        ]  # fmt: skip
+        run.section(f"{name}: top tokens at the last position of row {row}", markdown_table(table))
+    return run.write_report("Logit lens" if tuned is None else "Logit lens and tuned lens")

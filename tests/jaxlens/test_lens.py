@@ -1,6 +1,6 @@
 """Logit lens and tuned lens: the last layer reads the model's own output, statistics over
 real tokens only, and a trained tuned lens lowers the per-layer KL below the logit lens on
-held-out rows; safetensors round trip."""
+held-out rows; safetensors round trip; the run folder's report and plot."""
 
 import jax
 import numpy as np
@@ -14,6 +14,7 @@ from jaxlens.lens import (
     load_tuned_lens,
     logit_lens,
     save_tuned_lens,
+    write_lens_report,
 )
 
 
@@ -55,11 +56,20 @@ def test_tuned_lens_beats_logit_lens_on_held_out_rows(model, tmp_path):
     lens = fit_tuned_lens(
         params, train, config=config, key=jax.random.key(0), steps=12, batch_size=16, lr=1e-2
     )
-    tuned = layer_predictions(params, held_out, config=config, attention_mask=mask, lens=lens).kl
+    tuned = layer_predictions(params, held_out, config=config, attention_mask=mask, lens=lens)
     identity = init_tuned_lens(config)
     plain = layer_predictions(params, held_out, config=config, attention_mask=mask, lens=identity)
-    plain = plain.kl
-    assert np.all(np.asarray(tuned[:-1]) < 0.8 * np.asarray(plain[:-1])), (tuned, plain)
+    assert np.all(np.asarray(tuned.kl[:-1]) < 0.8 * np.asarray(plain.kl[:-1])), (tuned, plain)
+    from jaxlens.runs import RunFolder
+
+    report = write_lens_report(RunFolder(tmp_path / "run"), plain, tuned=tuned, decode=str)
+    text = report.read_text()
+    assert (
+        "lens_kl.png" in text
+        and "tuned lens KL" in text
+        and (tmp_path / "run/lens_kl.png").stat().st_size > 0
+    )
+    assert text.count("top tokens at the last position") == 2
     save_tuned_lens(tmp_path / "lens.safetensors", lens)
     back = load_tuned_lens(tmp_path / "lens.safetensors", config)
     for name in ("A", "b"):
