@@ -50,7 +50,7 @@ from jaxtyping import Array, Float, Int
 
 from jaxlens.config import ModelConfig
 from jaxlens.decode_layout import pack_kernels, unpack_kernels
-from jaxlens.heads import check_forward_only
+from jaxlens.heads import check_for_generate, flatten_step, unflatten_capture
 from jaxlens.hooks import Capture, Interventions
 from jaxlens.inputs import check_generation, check_specs, check_tokens
 from jaxlens.layers import KVCache
@@ -81,7 +81,7 @@ def _step_capture(capture: Capture | None) -> Capture | None:
     """What one decode step records: every asked site at its single position."""
     if capture is None:
         return None
-    return Capture(sites=capture.sites, layers=capture.layers, reduce="none")
+    return Capture(sites=capture.sites, layers=capture.layers, reduce="none", heads=capture.heads)
 
 
 def _capture_init(capture: Capture | None, shapes: dict[str, Any], n: int) -> dict[str, Array]:
@@ -90,6 +90,7 @@ def _capture_init(capture: Capture | None, shapes: dict[str, Any], n: int) -> di
         return {}
     acc = {}
     for site, shape in shapes.items():
+        shape = jax.eval_shape(lambda x, site=site: flatten_step(site, x), shape)
         lead, d = shape.shape[:-2], shape.shape[-1]
         extra = {"none": (n,), "last": (), "mean": ()}.get(capture.reduce)
         extra = (capture.positions.shape[1],) if extra is None else extra
@@ -115,7 +116,7 @@ def _capture_update(
     weight = _capture_weight(capture, valid, index)[:, None]  # [B, 1]
     new = {}
     for site, h in step.items():
-        h = h[..., 0, :].astype(jnp.float32)  # [.., B, D]
+        h = flatten_step(site, h)[..., 0, :].astype(jnp.float32)  # [.., B, D]
         if capture.reduce == "mean":
             new[site] = acc[site] + h * weight
         elif capture.reduce == "last":
@@ -130,13 +131,16 @@ def _capture_update(
 
 
 def _capture_finish(
-    capture: Capture | None, acc: dict[str, Array], total: Array, dtype: Any
+    capture: Capture | None, acc: dict[str, Array], total: Array, config: ModelConfig
 ) -> dict[str, Array]:
     if capture is None:
         return {}
     if capture.reduce == "mean":
         acc = {s: a / jnp.maximum(total, 1e-30)[:, None] for s, a in acc.items()}
-    return {s: a.astype(dtype) for s, a in acc.items()}
+    return {
+        s: unflatten_capture(s, a, capture, config.n_heads).astype(config.dtype)
+        for s, a in acc.items()
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -358,7 +362,7 @@ def _generate(
         tokens=state.tokens[:, :n],
         lengths=state.lengths,
         logprobs=state.logprobs[:, :n],
-        captures=_capture_finish(capture, state.captures, state.weight, config.dtype),
+        captures=_capture_finish(capture, state.captures, state.weight, config),
     )
 
 
@@ -436,7 +440,7 @@ def _checked(params, prompts, attention_mask, config, sampling, n, stop_tokens, 
     tokens, mask = check_tokens(prompts, attention_mask, config, name="prompts")
     stop_tokens = check_generation(mask, config, n, stop_tokens)
     check_specs(None, interventions, config, tuple(tokens.shape))
-    check_forward_only(capture, interventions)
+    check_for_generate(capture, interventions)
     if capture is not None:
         check_specs(capture, None, config, (tokens.shape[0], n))
     return tokens, mask, stop_tokens

@@ -13,11 +13,14 @@ values repeated to the query heads, head h reading kv head h // G under GQA):
     mlp_post  F   mlp.hook_post        the MLP's hidden activation (no head axis)
 
 Captures return `scores`/`pattern` as `[.., B, H, (T,) S]` (TransformerLens's order); the
-others keep positions before heads. The edits here are pytrees like `jaxlens.hooks`' (values
-traced, kinds static): `head_patch` replaces heads' values (patching z or result from another
-run, a pattern edit), `head_ablate` zeroes heads or sets them to a reference mean, and
-`offset` adds a per-position array at every listed layer (the zero offset whose gradient is
-the attribution of `jaxlens.patching`).
+others keep positions before heads. `generate` captures them over its generated tokens like
+any site (`flatten_step` folds heads into the last axis for its accumulators); over the KV
+cache, `k` and `v` are the new tokens' and cannot be edited (the cache keeps kv heads).
+
+The edits here are pytrees like `jaxlens.hooks`' (values traced, kinds static): `head_patch`
+replaces heads' values (patching z or result from another run, a pattern edit), `head_ablate`
+zeroes heads or sets them to a reference mean, and `offset` adds a per-position array at every
+listed layer (the zero offset whose gradient is the attribution of `jaxlens.patching`).
 """
 
 from __future__ import annotations
@@ -45,12 +48,15 @@ from jaxlens.hooks import (
 _HEADS_LAST = ("scores", "pattern")  # returned with heads before query positions
 
 
-def site_shape(site: str, config: ModelConfig, batch: int, seq: int) -> tuple[int, ...]:
-    """A site's value inside a layer on a `[batch, seq]` forward: `[B, T, (H,) X]`."""
-    c = config
+def site_shape(
+    site: str, config: ModelConfig, batch: int, seq: int, keys: int | None = None
+) -> tuple[int, ...]:
+    """A site's value inside a layer on a `[batch, seq]` chunk attending to `keys` key
+    columns (default `seq`; a KV cache's width during `generate`): `[B, T, (H,) X]`."""
+    c, keys = config, seq if keys is None else keys
     width = {
         "q": c.head_dim, "k": c.head_dim, "v": c.head_dim, "z": c.head_dim,
-        "result": c.d_model, "scores": seq, "pattern": seq, "mlp_post": c.d_ff,
+        "result": c.d_model, "scores": keys, "pattern": keys, "mlp_post": c.d_ff,
     }  # fmt: skip
     if site in HEAD_SITES:
         return (batch, seq, c.n_heads, width[site])
@@ -89,16 +95,31 @@ def check_heads(
                 )
 
 
-def check_forward_only(capture: Capture | None, interventions: Interventions | None) -> None:
-    """Inner sites are computed by a whole-sequence forward, not by a cached decode step."""
-    names = set(capture.sites if capture is not None else ())
-    names |= {e.site for e in (interventions.edits if interventions is not None else ())}
-    inner = sorted(names & set(INNER_SITES))
-    if inner:
+def check_for_generate(capture: Capture | None, interventions: Interventions | None) -> None:
+    """Over a KV cache every inner site can be captured and edited except `k` and `v` edits:
+    the cache keeps kv heads, so a per-query-head edit could not be written back."""
+    edits = interventions.edits if interventions is not None else ()
+    bad = sorted({e.site for e in edits} & {"k", "v"})
+    if bad:
         raise HookSpecError(
-            f"inner sites {inner} are captured and edited by forward/model_apply only, "
-            "not by generate"
+            f"edits at {bad} are forward/model_apply only: generate's KV cache keeps kv heads"
         )
+
+
+def flatten_step(site: str, x: Array) -> Array:
+    """A decode step's capture `[.., B, 1, ...]` as `[.., B, 1, W]` (heads folded into the
+    last axis), the layout `generate` accumulates over generated tokens."""
+    if site in _HEADS_LAST:
+        x = jnp.swapaxes(x, -3, -2)  # [n, B, h, 1, S] -> [n, B, 1, h, S]
+    return x.reshape(x.shape[:-2] + (-1,)) if site in HEAD_SITES else x
+
+
+def unflatten_capture(site: str, x: Array, capture: Capture, n_heads: int) -> Array:
+    """Undoes `flatten_step` on `generate`'s accumulated `[.., B, (N|P,) W]`."""
+    if site not in HEAD_SITES:
+        return x
+    h = n_heads if capture.heads is None else len(capture.heads)
+    return finish_capture(site, x.reshape(x.shape[:-1] + (h, x.shape[-1] // h)), capture)
 
 
 # --------------------------------------------------------------------------------------------

@@ -99,8 +99,8 @@ class Capture:
 
     `[L, B, H, T, S]` exists only when asked for (`pattern`, every head, `"none"`). Inside the
     jit a layer that computes head sites also holds one layer's `[B, T, H, S]` scores and, for
-    `result`, one layer's `[B, T, H, D]`, transiently. Inner sites are captured by `forward`
-    only (not `generate`).
+    `result`, one layer's `[B, T, H, D]`, transiently. During `generate`, `scores` and
+    `pattern` span every cache column (`S = T + N`, prompt padding included).
 
     During `generate` the positions are the N generated tokens (stop included):
     `"mean"` averages over them (`span [B, N]` weights them), `"last"` takes each row's last

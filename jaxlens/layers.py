@@ -18,7 +18,7 @@ from jaxtyping import Array, Bool, Float, Int
 
 from jaxlens.config import ModelConfig
 from jaxlens.dtypes import canonical_dtype
-from jaxlens.hooks import HEAD_SITES, Chunk, HookSpecError
+from jaxlens.hooks import HEAD_SITES, Chunk
 
 
 def _active(site: Any) -> frozenset[str]:
@@ -222,27 +222,42 @@ def attend_cached(
 
 def attend_per_head(
     q: Float[Array, "B T H E"],
-    k: Float[Array, "B S K E"],
-    v: Float[Array, "B S K E"],
+    k: Float[Array, "B S H E"],
+    v: Float[Array, "B S H E"],
     mask: Bool[Array, "B 1 T S"],
     scale: float,
     site: Any,
 ) -> Float[Array, "B T H E"]:
-    """Attention written out per query head, calling `site` at `k`, `v`, `scores`, `pattern`
-    and `z` (edits apply, captures record); the same numbers as `jax.nn.dot_product_attention`.
-
-    Keys and values are repeated to the query heads first (`H = K * G`, head h reads kv head
-    h // G, HF's `repeat_kv`), so every head site is indexed by query head. Scores and pattern
-    are laid out `[B, T, H, S]` here (query positions first, as the capture reduces them).
+    """Attention written out per query head (keys and values already repeated to the query
+    heads), calling `site` at `scores`, `pattern` and `z` (edits apply, captures record); the
+    same numbers as `jax.nn.dot_product_attention`. Scores and pattern are laid out
+    `[B, T, H, S]` here (query positions first, as the capture reduces them).
     """
-    g = q.shape[2] // k.shape[2]
-    k = site("k", jnp.repeat(k, g, axis=2))  # [B, S, H, E]
-    v = site("v", jnp.repeat(v, g, axis=2))
     scores = jnp.einsum("BTHE,BSHE->BTHS", q, k, preferred_element_type=jnp.float32) * scale
     scores = jnp.where(mask[:, 0, :, None, :], scores, jnp.finfo(jnp.float32).min)
     scores = site("scores", scores)
     pattern = site("pattern", jax.nn.softmax(scores, axis=-1).astype(q.dtype))
     return site("z", jnp.einsum("BTHS,BSHE->BTHE", pattern, v))
+
+
+def per_head_inputs(
+    q: Array, k: Array, v: Array, step: Step, layer: Array, cache: KVCache | None, site: Any
+) -> tuple[Array, Array, Array, KVCache | None]:
+    """`q, k, v` per query head for `attend_per_head`, with the `q`, `k`, `v` sites applied.
+
+    Keys and values are repeated to the query heads (`H = K * G`, head h reads kv head h // G,
+    HF's `repeat_kv`), so every head site is indexed by query head. Over a KV cache the sites
+    see this chunk's new keys and values; the cache keeps the unedited kv heads (an edit at
+    `k` or `v` is refused there: it could not be written back per query head).
+    """
+    g = q.shape[2] // k.shape[2]
+    q = site("q", q)
+    k_new, v_new = site("k", jnp.repeat(k, g, axis=2)), site("v", jnp.repeat(v, g, axis=2))
+    if cache is None:
+        return q, k_new, v_new, None
+    cache = cache_write(cache, layer, step.cache_index, k, v)
+    k, v = (jnp.repeat(jnp.swapaxes(a, 1, 2), g, axis=2) for a in cache_read(cache, layer, q.dtype))
+    return q, k, v, cache
 
 
 class HeadOutput(nn.Module):
@@ -313,11 +328,8 @@ class Attention(nn.Module):
         scale = 1.0 / math.sqrt(c.head_dim)
         inner = _active(site) & set(HEAD_SITES)
         if inner:  # written out per head; without head sites the fused path below, as before
-            if cache is not None:
-                raise HookSpecError(
-                    f"head sites {sorted(inner)} run in forward only, not over a KV cache"
-                )
-            z = attend_per_head(site("q", q), k, v, step.mask, scale, site)
+            q, k, v, cache = per_head_inputs(q, k, v, step, layer, cache, site)
+            z = attend_per_head(q, k, v, step.mask, scale, site)
             if "result" in inner:
                 return HeadOutput(c, name="o_proj")(z, site), cache
             out = z

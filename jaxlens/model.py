@@ -84,7 +84,7 @@ class ForwardOutput(NamedTuple):
 
 
 def _capture_buffers(
-    capture: Capture | None, x: Array, token_mask: Array, config: ModelConfig
+    capture: Capture | None, x: Array, step: Step, config: ModelConfig
 ) -> tuple[dict[str, Array], np.ndarray]:
     """Zeroed capture buffers `[n (+1), B, (T,) ...]` per layer site and the layer -> slot
     table.
@@ -101,10 +101,12 @@ def _capture_buffers(
     spare = int(len(layers) < n_layers)
 
     def buffer(site: str) -> Array:
-        value = jax.ShapeDtypeStruct(site_shape(site, config, *x.shape[:2]), x.dtype)
+        shape = site_shape(site, config, *x.shape[:2], keys=step.mask.shape[-1])
         shape = jax.eval_shape(
-            lambda h: reduce_positions(select_heads(site, h, capture.heads), capture, token_mask),
-            value,
+            lambda h: reduce_positions(
+                select_heads(site, h, capture.heads), capture, step.chunk.token_mask
+            ),
+            jax.ShapeDtypeStruct(shape, x.dtype),
         ).shape
         return jnp.zeros((len(layers) + spare,) + shape, x.dtype)
 
@@ -175,7 +177,7 @@ def _run_layers(
 ) -> _Carry:
     """All decoder layers: one `lax.scan` over stacked params, or (given a sequence of
     per-layer params and per-layer caches, see `unstack_layers`) an unrolled loop."""
-    buffers, slot_table = _capture_buffers(capture, x, step.chunk.token_mask, config)
+    buffers, slot_table = _capture_buffers(capture, x, step, config)
     body = _layer_body(config, step, jnp.asarray(slot_table), capture, interventions)
     if isinstance(layer_params, (list, tuple)):
         caches = [None] * config.n_layers if cache is None else list(cache)

@@ -184,11 +184,42 @@ def test_head_site_errors(tiny):
         run(tiny, interventions=head_ablate("z", 0, 7))
     with pytest.raises(HookSpecError, match="head edit at 'resid_pre'"):
         head_ablate("resid_pre", 0, 0)
-    with pytest.raises(HookSpecError, match="forward/model_apply only"):
+    with pytest.raises(HookSpecError, match="generate's KV cache keeps kv heads"):
         generate(
             params, tokens, config=config, attention_mask=mask, key=jax.random.key(0),
-            max_new_tokens=2, sampling=Sampling(temperature=0.0), capture=Capture(sites=("z",)),
+            max_new_tokens=2, sampling=Sampling(temperature=0.0),
+            interventions=head_ablate("k", 0, 1),
         )  # fmt: skip
+
+
+def test_generate_captures_head_sites_as_a_forward_does(tiny):
+    """Over the KV cache: each generated token's head sites equal an uncached forward's over
+    prompt + generated tokens (keys: every cache column, prompt padding included); a head
+    edit applies to the prompt, as `patch` does."""
+    config, params, tokens, mask = tiny
+    n, t = 4, tokens.shape[1]
+    sites = ("q", "k", "scores", "pattern", "z", "result", "mlp_post")
+    capture = Capture(sites=sites, layers=(2, 0), heads=(3, 0))
+    edit = head_ablate("z", 1, 2, positions=mask.astype(bool))
+    out = generate(
+        params, tokens, config=config, attention_mask=mask, key=jax.random.key(0),
+        max_new_tokens=n, sampling=Sampling(temperature=0.0), capture=capture,
+        interventions=edit,
+    )  # fmt: skip
+    new = np.asarray(out.tokens)
+    full = np.concatenate([tokens, new], axis=1)
+    full_mask = np.concatenate([mask, np.ones(new.shape, mask.dtype)], axis=1)
+    prompt_only = np.concatenate([mask, np.zeros(new.shape, mask.dtype)], axis=1).astype(bool)
+    ref = forward(
+        params, full, config=config, attention_mask=full_mask, capture=capture,
+        interventions=head_ablate("z", 1, 2, positions=prompt_only),
+    )  # fmt: skip
+    np.testing.assert_array_equal(np.asarray(ref.logits)[:, t - 1 : -1].argmax(-1), new)
+    for site in sites:
+        got, want = np.asarray(out.captures[site]), np.asarray(ref.captures[site])
+        want = want[:, :, :, t:] if site in ("scores", "pattern") else want[:, :, t:]
+        assert got.shape == want.shape, site
+        np.testing.assert_allclose(got, want, atol=2e-5, err_msg=site)
 
 
 @pytest.mark.skipif(jax.device_count() < 8, reason="needs 8 (simulated) devices")
