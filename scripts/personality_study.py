@@ -56,6 +56,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=None,
         help="Alpaca-format JSON/JSONL of instructions (default: the bundled 10)",
     )
+    p.add_argument(
+        "--steer-choice",
+        choices=study.STEER_CHOICES,
+        default="choose",
+        help="band steering: choose each trait's probe position, layer and strength scale on "
+        "half of its IPIP-50 items (default), or the probe's own best layer",
+    )
     p.add_argument("--n-instructions", type=int, default=10, help="instructions drawn (seeded)")
     p.add_argument("--seed", type=int, default=0, help="instruction draw and item split seed")
     p.add_argument("--plan", choices=tuple(plan.SETTINGS), default=None, help="print memory plan")
@@ -72,7 +79,8 @@ def study_config(args: argparse.Namespace) -> study.StudyConfig:
         else study.StudyConfig
     )
     config = base(readout=args.readout, judge=str(args.judge) if args.judge else None,
-                  seed=args.seed, **({"method": args.method} if args.method else {}))  # fmt: skip
+                  seed=args.seed, steer_choice=args.steer_choice,
+                  **({"method": args.method} if args.method else {}))  # fmt: skip
     if args.instructions:
         texts = load_instructions(args.instructions, args.n_instructions, seed=args.seed)
         sample = dataclasses.replace(config.sample, texts=texts, instructions=len(texts))
@@ -108,18 +116,19 @@ def main(argv=None) -> dict | None:
         answers = scoring.read_scores(scores, roster)["argmax"]
         study.stage_sample(model, answers, out / "sample", config, args.model, sys.argv)
         return None
-    saved = out / "probe" / "probes.npz"
-    if args.stage == "steer" and saved.exists():
-        fitted = probes.load(saved)  # steer along the probe stage's directions, not a refit
+    saved = out / "probe"
+    if args.stage == "steer" and (saved / "probes.npz").exists():
+        # steer along the probe stage's directions, not a refit
+        by_position = study.load_probes(saved, config.position)
         print(f"steering along the probes in {saved}")
     else:
         y = trait_scores(scoring.read_scores(scores, roster)[config.readout])
-        fitted = study.stage_probe(out / "sample", y, out / "probe", config, sys.argv)["probes"]
+        by_position = study.stage_probe(out / "sample", y, saved, config, sys.argv)["all"]
     if args.stage == "steer":
         judge = jaxlens.load_model(args.judge) if args.judge else None
         study.stage_steer(
             model,
-            fitted,
+            by_position,
             roster[: config.context],
             out / "steer",
             config,

@@ -111,7 +111,7 @@ def run_personality(model: Path, out: Path, args, mesh):
     roster = personality.bundled_roster() if size is None else personality.make_roster(size)
     config = None
     if args.preset == "quick":  # the smoke run: the band at each probe's best layer, no sweep
-        config = study.StudyConfig.quick(layers="probe")
+        config = study.StudyConfig.quick(steer_choice="probe")
     head = personality.run_study(model, out, roster=roster, quick=args.preset != "paper",
                                  mesh=mesh, config=config)  # fmt: skip
     rows = [
@@ -124,6 +124,7 @@ def run_personality(model: Path, out: Path, args, mesh):
             "questionnaire shift": head["questionnaire_shift"].get(t),
             "questionnaire with persona": head["questionnaire_shift_context"].get(t),
             "questionnaire off-target": head["questionnaire_off_target"].get(t),
+            "steered along": _aim_label(head, t),
         }
         for t in personality.TRAITS
     ]
@@ -134,7 +135,8 @@ def run_personality(model: Path, out: Path, args, mesh):
         "positive statements picked, from option probabilities) from the most negative to the "
         "most positive steering strength (-1 .. 1). Questionnaire shift: the same change in the "
         "mean expected keyed answer (1-5) over the trait's held-out IPIP-50 items (half of each "
-        "trait's items; the steered layers were chosen on the other half), without and with a "
+        "trait's items; the probe position, layer and strength scale steered along were chosen on "
+        "the other half, column 'steered along'), without and with a "
         "persona card; off-target: the mean |shift| of the other four traits' answers."
     )
     if any(math.isnan(r["probe Spearman"]) for r in rows):
@@ -147,6 +149,12 @@ def run_personality(model: Path, out: Path, args, mesh):
             "and steering moves them."
         )
     return (run_index.Table(caption, tuple(rows), note=note),), ()
+
+
+def _aim_label(head: dict, t: str) -> str:
+    """Where a trait was steered, e.g. "gen_mean L0 x0.5" (probe position, layer, scale)."""
+    layer = head["steer_layer"][t]
+    return f"{head['steer_probe'][t]} L{layer} x{head['steer_scale'][t]:g}"
 
 
 def run_sae(model: Path, out: Path, args, mesh):

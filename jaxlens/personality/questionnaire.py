@@ -12,9 +12,9 @@ too, asked exactly as in scoring (`formats.item_messages`):
   context): the mean over the read trait's items (1..5). On target: read == steered; the other
   four are off target.
 - **Item split** (`item_split`): each trait's 10 items are permuted with a seed and cut into
-  `choose` items, the only ones any setting (the steered layers, `choose_layers`) is chosen
-  on, and `measure` items, the ones the reported shifts are measured on. The split is written
-  to the steer stage's `config.json`.
+  `choose` items, the only ones any setting (the steered probe position, layers and strength
+  scale, `choose_steering`) is chosen on, and `measure` items, the ones the reported shifts
+  are measured on. The split is written to the steer stage's `config.json`.
 
 Records have the keys of `steering.sweep`'s (`steered`, `strength`, `read`, `context`) and the
 value under `keyed`, so `steering.dose_response(..., readout="keyed")` and
@@ -119,19 +119,21 @@ def readout_records(values, item_of, with_context, *, steered: str, strength: fl
 
 
 def sweep(
-    model, probes_by_trait, recipe, *, items, context=(), layers=None, norms=None, progress=None
-) -> list[dict]:
+    model, probes_by_trait, recipe, *, items, context=(), layers=None, scales=None, norms=None,
+    progress=None,
+) -> list[dict]:  # fmt: skip
     """Keyed questionnaire readouts for every (steered trait, strength, read trait, context).
 
     `items`: IPIP-50 indices asked; `layers`: the centre layer per trait (default each probe's
-    best layer); `norms`: mean residual norms per layer (`steering.interventions`).
+    best layer); `scales`: a factor on the recipe's strengths per trait (default 1); `norms`:
+    mean residual norms per layer (`steering.interventions`).
     """
     convs, item_of, ctx = prompts(items, context)
     base = keyed_answers(model, convs, item_of)
     records = []
     for t in TRAITS:
         records += readout_records(base, item_of, ctx, steered=t, strength=0.0)
-    jobs = [(t, c) for t in TRAITS for c in recipe.strengths if c != 0]
+    jobs = [(t, c) for t in TRAITS for c in steering.strengths(recipe, t, scales) if c != 0]
     if progress:
         jobs = progress(jobs, desc=f"questionnaire {recipe.name}", unit="setting")
     for t, c in jobs:
@@ -145,28 +147,56 @@ def sweep(
     return records
 
 
-def choose_layers(
-    model, probes_by_trait, recipe, *, items, candidates=None, progress=None
-) -> tuple[dict[str, int], dict[str, list[float]]]:
-    """The band's centre layer per trait, chosen on `items` (the split's choose items, no
-    persona): at +- the recipe's largest |strength|, the layer whose band gives the largest
-    on-target shift less the mean |off-target| shift. Returns the layers and every
-    candidate's score per trait (`candidates`: default every layer)."""
-    n_layers = model.config.n_layers
-    candidates = list(range(n_layers)) if candidates is None else list(candidates)
+class Choice(NamedTuple):
+    """How one trait is steered, chosen on the choose items: the probe position whose directions
+    are used, the band's centre layer, the scale of the recipe's strengths, and its score."""
+
+    position: str
+    layer: int
+    scale: float
+    score: float
+
+
+def choose_steering(
+    model, by_position, recipe, *, items, scales=(1.0, 0.5), penalty=2.0, progress=None
+) -> tuple[dict[str, Choice], dict[str, dict[str, list[list[float]]]]]:
+    """Per trait, the probe position, band centre and strength scale that steer its answers
+    most specifically, judged on `items` (the split's choose items, no persona).
+
+    `by_position`: `{position: {trait: Probe}}` (every probe position the probe stage fitted:
+    a direction that reads a trait best is not always the one that moves the answers). Each
+    candidate is scored at +- `scale` x the recipe's largest |strength|: the on-target shift
+    less `penalty` x the mean |off-target| shift (2, the bar a clean result must pass).
+    Returns the choice per trait and every candidate's score, `[position][trait][layer][scale]`.
+    """
     c = max(abs(s) for s in recipe.strengths)
-    convs, item_of, ctx = prompts(items, [])
+    convs, item_of, _ = prompts(items, [])
     traits = np.array([IPIP50[i].trait for i in item_of])
-    jobs = [(t, layer) for t in TRAITS for layer in candidates]
-    scores: dict[str, list[float]] = {t: [] for t in TRAITS}
-    for t, layer in progress(jobs, desc="choose layers", unit="setting") if progress else jobs:
-        d = probes_by_trait[t].directions.astype(np.float32)
-        up, down = (
-            keyed_answers(model, convs, item_of, steering.interventions(recipe, d, layer, s))
-            for s in (c, -c)
-        )
-        shift = {r: float((up - down)[traits == r].mean()) for r in TRAITS}
-        off = np.mean([abs(v) for r, v in shift.items() if r != t])
-        scores[t].append(shift[t] - float(off))
-    layers = {t: candidates[int(np.argmax(scores[t]))] for t in TRAITS}
-    return layers, scores
+    layers = range(model.config.n_layers)
+    jobs = [(pos, t, layer) for pos in by_position for t in TRAITS for layer in layers]
+    scores = {pos: {t: [] for t in TRAITS} for pos in by_position}
+    for pos, t, layer in (
+        progress(jobs, desc="choose steering", unit="setting") if progress else jobs
+    ):
+        d = by_position[pos][t].directions.astype(np.float32)
+        row = []
+        for scale in scales:
+            up, down = (
+                keyed_answers(model, convs, item_of, steering.interventions(recipe, d, layer, s))
+                for s in (scale * c, -scale * c)
+            )
+            shift = {r: float((up - down)[traits == r].mean()) for r in TRAITS}
+            off = np.mean([abs(v) for r, v in shift.items() if r != t])
+            row.append(shift[t] - penalty * float(off))
+        scores[pos][t].append(row)
+    choices = {}
+    for t in TRAITS:
+        candidates = [
+            (v, pos, layer, scale)
+            for pos in by_position
+            for layer, row in enumerate(scores[pos][t])
+            for scale, v in zip(scales, row, strict=True)
+        ]
+        v, pos, layer, scale = max(candidates, key=lambda x: x[0])
+        choices[t] = Choice(pos, layer, float(scale), float(v))
+    return choices, scores

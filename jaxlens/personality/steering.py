@@ -66,6 +66,13 @@ class Recipe:
             raise ValueError(f"Recipe.units={self.units!r}: expected one of {UNITS}")
 
 
+def strengths(recipe: Recipe, trait: str, scales=None) -> tuple[float, ...]:
+    """The strengths `trait` is swept over: the recipe's, times `scales[trait]` when given (the
+    scale chosen per trait, `questionnaire.choose_steering`)."""
+    scale = 1.0 if scales is None else float(scales[trait])
+    return tuple(float(c) * scale for c in recipe.strengths)
+
+
 def mean_norms(
     model: jaxlens.LoadedModel, convs, *, batch_size: int = 32
 ) -> Float[np.ndarray, " L"]:
@@ -183,16 +190,18 @@ def sweep(
     generated=True,
     progress=None,
     layers=None,
+    scales=None,
     norms=None,
 ):
     """Forced-choice readouts for every (steered trait, strength, read trait).
 
-    `layers`: the centre layer per trait (default each probe's best layer); `norms`: mean
-    residual norms per layer (`interventions`). Returns records: steered, strength, read,
-    context (bool), from_probs, from_picks (means).
+    `layers`: the centre layer per trait (default each probe's best layer); `scales`: a factor
+    on the recipe's strengths per trait (`strengths`); `norms`: mean residual norms per layer
+    (`interventions`). Returns records: steered, strength, read, context (bool), from_probs,
+    from_picks (means).
     """
     prompts = {t: forced_choice_prompts(t, orders, context, seed=i) for i, t in enumerate(TRAITS)}
-    jobs = [(s, c) for s in TRAITS for c in recipe.strengths]
+    jobs = [(s, c) for s in TRAITS for c in strengths(recipe, s, scales)]
     records = []
     for steered, strength in (
         progress(jobs, desc=f"steer {recipe.name}", unit="setting") if progress else jobs
@@ -270,15 +279,16 @@ def summary_rows(records, context: bool, readout: str = "from_probs") -> list[di
 
 def open_ended(
     model, probe, trait, recipe, *, instructions=3, max_new_tokens=48, judge=None, batch_size=16,
-    layer=None, norms=None, texts=INSTRUCTIONS,
+    layer=None, scale=1.0, norms=None, texts=INSTRUCTIONS,
 ):  # fmt: skip
     """Steered replies per strength, scored by the probe (and the judge): list of records.
-    `layer`: the band's centre (default the probe's best layer); `norms`: see `interventions`;
-    `texts`: the instructions (the first `instructions` are asked)."""
+    `layer`: the band's centre (default the probe's best layer); `scale`: a factor on the
+    recipe's strengths; `norms`: see `interventions`; `texts`: the instructions (the first
+    `instructions` are asked)."""
     convs = [[{"role": "user", "content": texts[i]}] for i in range(min(instructions, len(texts)))]
     centre = probe.best_layer if layer is None else layer
     records = []
-    for strength in recipe.strengths:
+    for strength in (float(c) * scale for c in recipe.strengths):
         steer = interventions(
             recipe, probe.directions.astype(np.float32), centre, strength, norms=norms
         )

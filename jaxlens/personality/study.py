@@ -25,6 +25,7 @@ import sys
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -40,7 +41,7 @@ from jaxlens.personality.personas import Character, default_roster
 from jaxlens.runs import RunFolder, markdown_table, progress
 
 READOUTS = ("ev", "argmax", "generated")
-LAYER_CHOICES = ("choose", "probe")
+STEER_CHOICES = ("choose", "probe")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,7 +50,10 @@ class StudyConfig:
     published setting (all 50 items in the self-description, 10 instructions, the
     score-averaged regression). questionnaire: also read steering out on the IPIP-50 items;
     choose_items: items per trait settings are chosen on (1..9, the rest are measured);
-    layers: the band's centre, "choose" (on those items) or "probe" (its best layer)."""
+    steer_choice: how the band recipe aims, "choose" (per trait the probe position, centre
+    layer and strength scale, among `choose_scales`, that steer most specifically on those
+    items: `questionnaire.choose_steering`) or "probe" (the `position` probe at its best
+    layer, the recipe's strengths)."""
 
     score: scoring.ScoreConfig = field(default_factory=scoring.ScoreConfig)
     sample: activations.SampleConfig = field(default_factory=activations.SampleConfig)
@@ -69,7 +73,8 @@ class StudyConfig:
     judge: str | None = None
     questionnaire: bool = True
     choose_items: int = 5
-    layers: str = "choose"
+    steer_choice: str = "choose"
+    choose_scales: tuple[float, ...] = (1.0, 0.5)
     seed: int = 0
 
     def __post_init__(self):
@@ -83,8 +88,14 @@ class StudyConfig:
             raise ValueError(
                 f"StudyConfig.method={self.method!r}: expected one of {probes.METHODS}"
             )
-        if self.layers not in LAYER_CHOICES:
-            raise ValueError(f"StudyConfig.layers={self.layers!r}: expected one of {LAYER_CHOICES}")
+        if self.steer_choice not in STEER_CHOICES:
+            raise ValueError(
+                f"StudyConfig.steer_choice={self.steer_choice!r}: expected one of {STEER_CHOICES}"
+            )
+        if not self.choose_scales or min(self.choose_scales) <= 0:
+            raise ValueError(
+                f"StudyConfig.choose_scales={self.choose_scales}: expected positive factors"
+            )
         if not 1 <= self.choose_items <= 9:
             raise ValueError(f"StudyConfig.choose_items={self.choose_items}: expected 1..9")
         if self.orders < 1 or self.context < 0 or self.open_ended < 0:
@@ -259,6 +270,8 @@ def stage_probe(sample_dir, y_by_trait, out, config: StudyConfig, command=None) 
     cos = probes.cosines(best)[0]
     run.figure("trait_cosines", plots.matrix(cos, "cosine of trait directions (best layers)"))
     probes.save(run / "probes.npz", fitted)
+    for position, at in results.items():  # the steer stage may aim with any position's probes
+        probes.save(run / f"probes_{position}.npz", at)
     run.save_json("probe_metrics.json", rows_out)
     run.summary([r for r in rows_out if r["position"] == config.position])
     run.section("All positions", markdown_table(rows_out))
@@ -266,6 +279,30 @@ def stage_probe(sample_dir, y_by_trait, out, config: StudyConfig, command=None) 
         run.section("Warnings", "\n".join(f"- {m}" for m in problems))
     run.write_report("Probes: trait score from activations, by layer")
     return {"probes": fitted, "all": results, "auc": auc, "cosines": cos, "rows": rows_out}
+
+
+def load_probes(probe_dir, position: str) -> dict[str, dict[str, probes.Probe]]:
+    """Every position's probes a probe stage saved (`probes_<position>.npz`), by position; a
+    folder from before they were saved gives its `probes.npz` as `position`'s."""
+    probe_dir = Path(probe_dir)
+    found = {
+        pos: probes.load(probe_dir / f"probes_{pos}.npz")
+        for pos in activations.POSITIONS
+        if (probe_dir / f"probes_{pos}.npz").exists()
+    }
+    if not found and (probe_dir / "probes.npz").exists():
+        found = {position: probes.load(probe_dir / "probes.npz")}
+    if position not in found:
+        raise FileNotFoundError(
+            f"{probe_dir}: no probes at position {position!r} (probes_{position}.npz); run the "
+            "probe stage first"
+        )
+    return found
+
+
+def _probe_keys(by_position) -> dict:
+    return {pos: sorted(f) if isinstance(f, dict) else type(f).__name__
+            for pos, f in by_position.items()}  # fmt: skip
 
 
 def probe_warnings(acts, rows, y_by_trait, fitted) -> list[str]:
@@ -337,13 +374,13 @@ def _steer_summary(run: RunFolder, recipe, records, with_context: bool, readout)
     return summary
 
 
-def _open_ended(run: RunFolder, model, fitted, config: StudyConfig, judge, layers, norms):
+def _open_ended(run: RunFolder, model, aim: Aim, config: StudyConfig, judge, norms):
     """Open-ended replies along each trait's probe with the first recipe, scored."""
     recipe, opened = config.recipes[0], []
     for t in progress(TRAITS, desc="open-ended", unit="trait"):
         opened += steering.open_ended(
-            model, fitted[t], t, recipe, instructions=config.open_ended, judge=judge,
-            layer=layers.get(recipe.name, {}).get(t), norms=norms,
+            model, aim.probes[t], t, recipe, instructions=config.open_ended, judge=judge,
+            layer=aim.layers.get(t), scale=aim.scales.get(t, 1.0), norms=norms,
             texts=config.sample.instruction_texts,
         )  # fmt: skip
     run.save_json("open_ended.json", opened)
@@ -354,39 +391,71 @@ def _open_ended(run: RunFolder, model, fitted, config: StudyConfig, judge, layer
     return opened
 
 
-def _centres(run, model, fitted, recipe, split, config) -> dict[str, int] | None:
-    """The band's centre layer per trait: chosen on the choose items, or the probe's best."""
-    if recipe.name != "band" or config.layers == "probe":
-        return None
-    layers, scores = questionnaire.choose_layers(
-        model, fitted, recipe, items=split.items("choose"), progress=progress
+class Aim(NamedTuple):
+    """How a recipe steers each trait: its probe, the band's centre layer and the factor on the
+    recipe's strengths (`layers` and `scales` empty: each probe's best layer, factor 1)."""
+
+    probes: dict[str, probes.Probe]
+    layers: dict[str, int]
+    scales: dict[str, float]
+    positions: dict[str, str]
+
+
+def _aim(run, model, by_position, recipe, split, config) -> Aim:
+    """The band's aim per trait chosen on the choose items (`steer_choice="choose"`), else the
+    study position's probes at their best layers."""
+    fitted = by_position[config.position]
+    if recipe.name != "band" or config.steer_choice == "probe":
+        return Aim(fitted, {}, {}, {t: config.position for t in TRAITS})
+    choices, scores = questionnaire.choose_steering(
+        model, by_position, recipe, items=split.items("choose"), scales=config.choose_scales,
+        progress=progress,
+    )  # fmt: skip
+    run.save_json(
+        f"choice_{recipe.name}.json",
+        {"choices": {t: c._asdict() for t, c in choices.items()}, "scales": config.choose_scales,
+         "scores": scores},
+    )  # fmt: skip
+    return Aim(
+        {t: by_position[c.position][t] for t, c in choices.items()},
+        {t: c.layer for t, c in choices.items()},
+        {t: c.scale for t, c in choices.items()},
+        {t: c.position for t, c in choices.items()},
     )
-    run.save_json(f"layers_{recipe.name}.json", {"layers": layers, "scores": scores})
-    return layers
 
 
 def stage_steer(
-    model, fitted, context: list[Character], out, config: StudyConfig, judge=None, command=None
-) -> dict:
+    model, by_position, context: list[Character], out, config: StudyConfig, judge=None,
+    command=None,
+) -> dict:  # fmt: skip
     """`steer/`: forced-choice and questionnaire sweeps per recipe, open-ended replies (module
-    docstring). The questionnaire's item split is in `config.json`."""
+    docstring). `by_position`: `{position: {trait: Probe}}`, every position's probes (the probe
+    stage's `"all"`, or `load_probes`); `config.position`'s are the study's, the others are
+    candidates of `steer_choice="choose"`. The questionnaire's item split is in
+    `config.json`."""
+    complete = all(isinstance(f, dict) and set(f) == set(TRAITS) for f in by_position.values())
+    if config.position not in by_position or not complete:
+        raise ValueError(
+            f"stage_steer: expected every trait's probe at position {config.position!r} "
+            f"(and at any other position given); got {_probe_keys(by_position)}"
+        )
     split = questionnaire.item_split(config.choose_items, config.seed)
     run = RunFolder(
         out,
         config={"recipes": config.recipes, "orders": config.orders, "context": len(context),
-                "layers": config.layers, "item_split": split._asdict()},
+                "steer_choice": config.steer_choice, "item_split": split._asdict()},
         command=command,
     )  # fmt: skip
     # the "last" recipe's unit: mean residual norms over the measured items' prompts
     norms = steering.mean_norms(model, questionnaire.prompts(split.items("measure"), [])[0])
     run.save_json("mean_norms.json", norms.tolist())
-    summary, all_records, quest, layers = [], {}, {}, {}
+    summary, all_records, quest, aims = [], {}, {}, {}
     for recipe in config.recipes:
-        centres = _centres(run, model, fitted, recipe, split, config)
-        layers[recipe.name] = centres or {}
+        aim = aims[recipe.name] = _aim(run, model, by_position, recipe, split, config)
+        where = dict(layers=aim.layers or None, scales=aim.scales or None, norms=norms)
         records = steering.sweep(
-            model, fitted, recipe, context=context, orders=config.orders,
-            generated=config.generated_picks, progress=progress, layers=centres, norms=norms,
+            model, aim.probes, recipe, context=context, orders=config.orders,
+            generated=config.generated_picks, progress=progress, **where,
         )  # fmt: skip
         all_records[recipe.name] = records
         for r in records:
@@ -394,14 +463,16 @@ def stage_steer(
         summary += _steer_summary(run, recipe, records, bool(context), "from_probs")
         if config.questionnaire:
             quest[recipe.name] = questionnaire.sweep(
-                model, fitted, recipe, items=split.items("measure"), context=context,
-                layers=centres, norms=norms, progress=progress,
+                model, aim.probes, recipe, items=split.items("measure"), context=context,
+                progress=progress, **where,
             )  # fmt: skip
             summary += _steer_summary(
                 run, recipe, quest[recipe.name], bool(context), questionnaire.READOUT
             )
     opened = (
-        _open_ended(run, model, fitted, config, judge, layers, norms) if config.open_ended else []
+        _open_ended(run, model, aims[config.recipes[0].name], config, judge, norms)
+        if config.open_ended
+        else []
     )
     run.save_json("forced_choice.json", all_records)
     run.save_json("questionnaire.json", quest)
@@ -417,7 +488,7 @@ def stage_steer(
     )
     run.write_report("Steering: forced choice, questionnaire and open-ended")
     return {"records": all_records, "questionnaire": quest, "summary": summary,
-            "open_ended": opened, "layers": layers}  # fmt: skip
+            "open_ended": opened, "aims": aims}  # fmt: skip
 
 
 def run_study(
@@ -440,7 +511,7 @@ def run_study(
     probed = stage_probe(sample_dir, y, out / "probe", config, command)
     judge = jaxlens.load_model(config.judge) if config.judge else None
     steered = stage_steer(
-        model, probed["probes"], roster[: config.context], out / "steer", config, judge, command
+        model, probed["all"], roster[: config.context], out / "steer", config, judge, command
     )
     head = {
         "probe_spearman": {
@@ -464,7 +535,10 @@ def run_study(
                     r["trait"]: r["mean |off-target|"] for r in rows
                 }
                 head[f"questionnaire_clean{suffix}"] = {r["trait"]: r["clean"] for r in rows}
-    head["steer_layer"] = steered["layers"].get(rec) or head["best_layer"]
+    aim = steered["aims"][rec]
+    head["steer_layer"] = aim.layers or head["best_layer"]
+    head["steer_probe"] = aim.positions
+    head["steer_scale"] = {t: aim.scales.get(t, 1.0) for t in TRAITS}
     head["score_spearman"] = {
         k.split()[-1]: v
         for k, v in scored["summary"].items()

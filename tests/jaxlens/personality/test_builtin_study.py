@@ -13,8 +13,8 @@ needs the 50 of the test split to mean something):
 - steering, forced choice: the norm-scaled band recipe moves the forced-choice readout
   monotonically in the steered direction for every trait (without persona context; with
   context reported);
-- steering, questionnaire: on the held-out half of each trait's IPIP-50 items (the band's
-  centre layers were chosen on the other half), for at least 3 of the 5 traits the on-target
+- steering, questionnaire: on the held-out half of each trait's IPIP-50 items (each trait's
+  probe position, band centre and strength scale were chosen on the other half), for at least 3 of the 5 traits the on-target
   shift over the strengths is positive, monotone in c and more than twice the mean
   |off-target| shift (without a persona; with a card in context it is reported).
 """
@@ -50,16 +50,6 @@ NOT_LEARNED = pytest.mark.xfail(
 )
 
 
-# Measured on these weights (docs/builtin_model.md): steering moves the questionnaire answers,
-# but not specifically: every trait's direction moves the other four traits' answers about as
-# much as its own, so at most one or two traits pass the 2x off-target bar.
-QUESTIONNAIRE_NOT_SPECIFIC = pytest.mark.xfail(
-    strict=False,
-    reason="built-in model: questionnaire steering moves the other traits' answers about as much "
-    "as the steered trait's (see docs/builtin_model.md)",
-)
-
-
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("builtin_study")
@@ -72,7 +62,7 @@ def results(tmp_path_factory):
     scored = study.stage_score(model, roster, out / "score", config)
     sample_dir = study.stage_sample(model, scored["answers"]["argmax"], out / "sample", config)
     probed = study.stage_probe(sample_dir, scored["trait_scores"]["ev"], out / "probe", config)
-    steered = study.stage_steer(model, probed["probes"], roster[:1], out / "steer", config)
+    steered = study.stage_steer(model, probed["all"], roster[:1], out / "steer", config)
     return {
         "roster": roster,
         "scored": scored,
@@ -122,10 +112,9 @@ def test_questionnaire_readout_is_measured_on_held_out_items(results):
     rows = _questionnaire_rows(results, False)
     assert set(rows) == set(P.TRAITS) and set(_questionnaire_rows(results, True)) == set(P.TRAITS)
     assert all(np.isfinite(r["on-target shift"]) for r in rows.values())
-    assert set(results["steered"]["layers"]["band"]) == set(P.TRAITS)
+    assert set(results["steered"]["aims"]["band"].layers) == set(P.TRAITS)
 
 
-@QUESTIONNAIRE_NOT_SPECIFIC
 def test_questionnaire_steering_moves_three_traits_cleanly(results):
     rows = _questionnaire_rows(results, False)
     clean = [

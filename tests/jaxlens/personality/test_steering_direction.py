@@ -68,22 +68,34 @@ def test_steering_along_the_planted_direction_raises_the_keyed_answer(planted):
     assert not _rises(_curve(model, -u, plus))  # the flipped sign fails the check
 
 
-def test_choose_layers_finds_the_planted_layer(planted):
-    """A probe along -u at layer 2 only (random elsewhere) is steered best with the band at 2.
-    EST's choose items (seed 0) are all reverse keyed, so raising "1" raises their keyed
-    answers more than any other trait's (their choose items mix the keys)."""
+def test_choose_steering_finds_the_planted_position_and_layer(planted):
+    """Two probe positions, random directions everywhere except -u at layer 2 of "last": the
+    band is aimed there. EST's choose items (seed 0) are all reverse keyed, so raising "1"
+    raises their keyed answers more than any other trait's (their choose items mix the keys)."""
     model, u = planted
     split = questionnaire.item_split(5, seed=0)
     assert all(P.IPIP50[i].keyed < 0 for i in split.choose["EST"])
     n_layers, width = model.config.n_layers, model.config.d_model
-    d = np.random.default_rng(3).normal(size=(n_layers, width))
-    d /= np.linalg.norm(d, axis=1, keepdims=True)
-    d[2] = -u
-    fitted = {t: _probe(d) for t in P.TRAITS}
+
+    def directions(seed, planted_at=None):
+        d = np.random.default_rng(seed).normal(size=(n_layers, width))
+        d /= np.linalg.norm(d, axis=1, keepdims=True)
+        if planted_at is not None:
+            d[planted_at] = -u
+        return {t: _probe(d) for t in P.TRAITS}
+
+    by_position = {"prompt_mean": directions(3), "last": directions(4, planted_at=2)}
     recipe = steering.Recipe(name="band", band=0, strengths=(-0.3, 0.3))
-    layers, scores = questionnaire.choose_layers(model, fitted, recipe, items=split.items("choose"))
-    assert layers["EST"] == 2 and len(scores["EST"]) == n_layers
-    assert scores["EST"][2] > 0.1
+    choices, scores = questionnaire.choose_steering(
+        model, by_position, recipe, items=split.items("choose"), scales=(1.0, 0.5)
+    )
+    assert (choices["EST"].position, choices["EST"].layer) == ("last", 2), choices["EST"]
+    assert np.asarray(scores["last"]["EST"]).shape == (n_layers, 2)
+    flipped = {"last": {t: _probe(-by_position["last"][t].directions) for t in P.TRAITS}}
+    worse, _ = questionnaire.choose_steering(
+        model, flipped, recipe, items=split.items("choose"), scales=(1.0,)
+    )
+    assert worse["EST"].score < choices["EST"].score  # the sign of the direction matters
 
 
 def test_item_split_is_seeded_disjoint_and_complete():
