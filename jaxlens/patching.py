@@ -63,6 +63,16 @@ def site_activations(
     return jnp.swapaxes(acts, 2, 3) if site in ("scores", "pattern") else acts
 
 
+def _patched_metric(params, corrupted, mask, edits, *, config, metric, logits_last):
+    """`metric` of the corrupted run under `edits` (logits of the last `logits_last` positions
+    only, when given: the unembedding is skipped where the metric does not look)."""
+    logits = model_apply(
+        params, corrupted, config=config, attention_mask=mask,
+        interventions=Interventions(edits=tuple(edits)), logits_last=logits_last,
+    ).logits  # fmt: skip
+    return metric(logits)
+
+
 def _edit(site: str, clean: Array, layer: Array, where: Array, head: Array | None):
     """One grid point's patch: `clean [L, B, T, ...]` at `layer` where `where [B, T]` holds."""
     value = jax.lax.dynamic_index_in_dim(clean, layer, 0, keepdims=False)  # [B, T, ...]
@@ -82,21 +92,22 @@ def _edit(site: str, clean: Array, layer: Array, where: Array, head: Array | Non
 
 
 @functools.partial(
-    jax.jit, static_argnames=("config", "metric", "site", "over", "chunk", "grid_shape")
+    jax.jit,
+    static_argnames=("config", "metric", "site", "over", "chunk", "grid_shape", "logits_last"),
 )
-def _sweep(params, clean, corrupted, mask, grid, *, config, metric, site, over, chunk, grid_shape):
+def _sweep(
+    params, clean, corrupted, mask, grid, *, config, metric, site, over, chunk, grid_shape,
+    logits_last,
+):  # fmt: skip
     clean_acts = site_activations(params, clean, mask, site, config)
     t = clean.shape[1]
+    kw = dict(config=config, metric=metric, logits_last=logits_last)
 
     def one(point: Array) -> Array:
         layer, pos, head = point[0], point[1], point[2]
         where = jnp.broadcast_to(jnp.arange(t) == pos, mask.shape) if "pos" in over else mask
         edit = _edit(site, clean_acts, layer, where, head if "head" in over else None)
-        logits = model_apply(
-            params, corrupted, config=config, attention_mask=mask,
-            interventions=Interventions(edits=(edit,)),
-        ).logits  # fmt: skip
-        return metric(logits)
+        return _patched_metric(params, corrupted, mask, (edit,), **kw)
 
     values = jax.lax.map(one, grid, batch_size=chunk)
     return values.reshape(grid_shape + values.shape[1:])
@@ -145,6 +156,7 @@ def patch_sweep(
     heads: Sequence[int] | None = None,
     chunk: int | None = None,
     max_bytes: int = 2**30,
+    logits_last: int | None = None,
 ) -> Array:
     """`metric` of the corrupted run with each single clean activation patched in.
 
@@ -158,6 +170,8 @@ def patch_sweep(
       layers, positions, heads: the values of each swept axis (default: all).
       chunk: patched forwards run at once; None: as many as `max_bytes` of activations
         allow (`sweep_chunk`, a rough estimate; see the module docstring).
+      logits_last: static; `metric` sees the logits of the last k positions only
+        (`[B, k, V]`), and the vocabulary projection of the others is skipped.
 
     Returns:
       `[len(layers), len(positions), len(heads)]` over the swept axes (+ the metric's shape).
@@ -174,10 +188,11 @@ def patch_sweep(
     return _sweep(
         params, clean, corrupted, mask.astype(bool), jnp.asarray(grid), config=config,
         metric=metric, site=site, over=over, chunk=int(chunk), grid_shape=shape,
+        logits_last=logits_last,
     )  # fmt: skip
 
 
-@functools.partial(jax.jit, static_argnames=("config", "metric", "site", "over"))
+@functools.partial(jax.jit, static_argnames=("config", "metric", "site", "over", "logits_last"))
 def attribution_patch(
     params: Params,
     clean: Int[Array, "B T"],
@@ -188,6 +203,7 @@ def attribution_patch(
     site: str = "resid_pre",
     over: tuple[str, ...] = ("layer", "pos"),
     attention_mask: Shaped[Array, "B T"] | None = None,
+    logits_last: int | None = None,
 ) -> Array:
     """First-order estimate of `patch_sweep(...) - metric(corrupted)` over every layer,
     position (and head), from one forward and one backward pass of the corrupted run.
@@ -203,11 +219,10 @@ def attribution_patch(
 
     def patched_metric(offsets: Array) -> Array:
         edit = Offset(site=site, layers=layers, offsets=offsets)
-        logits = model_apply(
-            params, corrupted, config=config, attention_mask=mask,
-            interventions=Interventions(edits=(edit,)),
-        ).logits  # fmt: skip
-        return metric(logits)
+        return _patched_metric(
+            params, corrupted, mask, (edit,), config=config, metric=metric,
+            logits_last=logits_last,
+        )  # fmt: skip
 
     grad = jax.grad(patched_metric)(jnp.zeros_like(diff))
     attr = jnp.sum(grad.astype(jnp.float32) * diff.astype(jnp.float32), axis=-1).sum(1)
@@ -217,7 +232,8 @@ def attribution_patch(
 
 
 @functools.partial(
-    jax.jit, static_argnames=("config", "metric", "sender", "receivers", "receiver_sites")
+    jax.jit,
+    static_argnames=("config", "metric", "sender", "receivers", "receiver_sites", "logits_last"),
 )
 def path_patch(
     params: Params,
@@ -230,6 +246,7 @@ def path_patch(
     receivers: tuple[tuple[int, int], ...],
     receiver_sites: tuple[str, ...] = ("q", "k", "v"),
     attention_mask: Shaped[Array, "B T"] | None = None,
+    logits_last: int | None = None,
 ) -> Array:
     """`metric` of the corrupted run when the clean output of the `sender` head `(layer,
     head)` reaches only the `receivers`' inputs (`receiver_sites` of each `(layer, head)`).
@@ -274,8 +291,6 @@ def path_patch(
         )
         for site in receiver_sites
     )  # fmt: skip
-    logits = model_apply(
-        params, corrupted, config=config, attention_mask=mask,
-        interventions=Interventions(edits=second),
-    ).logits  # fmt: skip
-    return metric(logits)
+    return _patched_metric(
+        params, corrupted, mask, second, config=config, metric=metric, logits_last=logits_last
+    )
