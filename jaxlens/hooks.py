@@ -98,8 +98,9 @@ class Capture:
       mlp_post     `[n, B, (P,) F]`
 
     `[L, B, H, T, S]` exists only when asked for (`pattern`, every head, `"none"`). Inside the
-    jit a layer that computes head sites also holds one layer's `[B, T, H, S]` scores and, for
-    `result`, one layer's `[B, T, H, D]`, transiently. During `generate`, `scores` and
+    jit a layer that computes head sites also holds one layer's `[B, T, H, S]` scores,
+    transiently; a captured `result` is `W_O` applied to the kept heads of the reduced `z`
+    (only an edit at `result` forms one layer's `[B, T, H, D]`). During `generate`, `scores` and
     `pattern` span every cache column (`S = T + N`, prompt padding included).
 
     During `generate` the positions are the N generated tokens (stop included):
@@ -461,11 +462,19 @@ class SiteHook:
     """What a decoder layer calls at each hook site: `hook(name, x) -> x` (edit, then record).
 
     `active` (static) names the inner sites a capture or an edit asks for; a layer computes
-    an inner site only when it is active, so a plain forward compiles as before.
+    an inner site only when it is active, so a plain forward compiles as before. `reduced`
+    names captured sites that nothing edits, which a layer may hand over already reduced:
+    `hook.reduce(name, x)` selects heads and reduces positions as the capture asks,
+    `hook.record(name, value)` stores such a value (the layer computes a per-head `result`
+    from the reduced `z` and the `heads` kept, never the whole `[B, T, H, D]`).
     """
 
     fn: Callable[[str, Array], Array]
     active: frozenset[str] = frozenset()
+    reduced: frozenset[str] = frozenset()
+    reduce: Callable[[str, Array], Array] | None = None
+    record: Callable[[str, Array], None] | None = None
+    heads: tuple[int, ...] | None = None  # the capture's head selection
 
     def __call__(self, name: str, x: Array) -> Array:
         return self.fn(name, x)

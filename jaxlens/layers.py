@@ -263,7 +263,10 @@ def per_head_inputs(
 class HeadOutput(nn.Module):
     """`o_proj` kept per head: `result [B, T, H, D]` (site `result`), summed over heads + bias.
 
-    Same parameters as the `Dense` it replaces when `result` is asked for.
+    Same parameters as the `Dense` it replaces when `result` is asked for. When `result` is
+    only captured (`site.reduced`), the output is the fused projection and the capture is
+    `W_O` applied to the selected heads of the reduced `z` (reduction commutes with `W_O`),
+    so no `[B, T, H, D]` is formed.
     """
 
     config: ModelConfig
@@ -273,8 +276,13 @@ class HeadOutput(nn.Module):
         c = self.config
         shape, axes = (c.n_heads, c.head_dim, c.d_model), ("heads", "head_dim", "embed")
         kernel = _param(self, "kernel", axes, shape).astype(z.dtype)
-        result = site("result", jnp.einsum("BTHE,HED->BTHD", z, kernel))
-        out = result.sum(axis=2)
+        if "result" in getattr(site, "reduced", ()):
+            heads = range(c.n_heads) if site.heads is None else site.heads
+            w_o = jnp.take(kernel, np.asarray(heads, np.int32), axis=0)  # [h, E, D]
+            site.record("result", jnp.einsum("...HE,HED->...HD", site.reduce("z", z), w_o))
+            out = matmul_2d("BTHE,HED->BTD", z, kernel)
+        else:
+            out = site("result", jnp.einsum("BTHE,HED->BTHD", z, kernel)).sum(axis=2)
         if c.o_bias:
             out = out + _param(self, "bias", axes[-1:], shape[-1:], nn.initializers.zeros)
         return out.astype(z.dtype)

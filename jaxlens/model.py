@@ -138,23 +138,34 @@ def _layer_body(
     """
 
     active = active_sites(capture, interventions)
+    edited = {e.site for e in (interventions.edits if interventions is not None else ())}
+    captured = set(capture.sites) if capture is not None else set()
+    reduced = frozenset({"result"} & (active & captured) - edited)
+
+    def reduce(name: str, h: Array) -> Array:
+        return reduce_positions(
+            select_heads(name, h, capture.heads), capture, step.chunk.token_mask
+        )
 
     def layer_body(carry: _Carry, params: Params, layer: Array, cache_slot: Array) -> _Carry:
         captures = dict(carry.captures)
+
+        def record(name: str, new: Array) -> None:
+            captures[name] = jax.lax.dynamic_update_index_in_dim(
+                captures[name], new.astype(captures[name].dtype), slots[layer], 0
+            )
 
         def site(name: str, h: Array) -> Array:
             if interventions is not None:
                 h = apply_edits(interventions.for_site(name), h, layer, step.chunk)
             if name in captures:
-                kept = select_heads(name, h, capture.heads)
-                new = reduce_positions(kept, capture, step.chunk.token_mask)
-                captures[name] = jax.lax.dynamic_update_index_in_dim(
-                    captures[name], new.astype(captures[name].dtype), slots[layer], 0
-                )
+                record(name, reduce(name, h))
             return h
 
+        heads = None if capture is None else capture.heads
+        hook = SiteHook(site, active, reduced, reduce, record, heads)
         x, cache = DecoderLayer(config).apply(
-            {"params": params}, carry.x, step, cache_slot, carry.cache, SiteHook(site, active)
+            {"params": params}, carry.x, step, cache_slot, carry.cache, hook
         )
         return _Carry(x=x, cache=cache, captures=captures)
 
