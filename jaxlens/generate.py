@@ -50,7 +50,7 @@ from jaxtyping import Array, Float, Int
 
 from jaxlens.config import ModelConfig
 from jaxlens.decode_layout import pack_kernels, unpack_kernels
-from jaxlens.heads import check_for_generate, flatten_step, unflatten_capture
+from jaxlens.heads import check_for_generate, check_heads, flatten_step, unflatten_capture
 from jaxlens.hooks import Capture, Interventions
 from jaxlens.inputs import check_generation, check_specs, check_tokens
 from jaxlens.layers import KVCache
@@ -441,6 +441,7 @@ def _checked(params, prompts, attention_mask, config, sampling, n, stop_tokens, 
     stop_tokens = check_generation(mask, config, n, stop_tokens)
     check_specs(None, interventions, config, tuple(tokens.shape))
     check_for_generate(capture, interventions)
+    check_heads(capture, interventions, config, tuple(tokens.shape))
     if capture is not None:
         check_specs(capture, None, config, (tokens.shape[0], n))
     return tokens, mask, stop_tokens

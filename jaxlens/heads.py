@@ -78,9 +78,13 @@ def finish_capture(site: str, x: Array, capture: Capture) -> Array:
 
 
 def check_heads(
-    capture: Capture | None, interventions: Interventions | None, config: ModelConfig
+    capture: Capture | None,
+    interventions: Interventions | None,
+    config: ModelConfig,
+    shape: tuple[int, int],
 ) -> None:
-    """Head indices within `config.n_heads` (the concrete ones; traced ones are trusted)."""
+    """Head indices within `config.n_heads` (the concrete ones; traced ones are trusted) and
+    head-edit values that broadcast to the site's `[B, T, X]` for a `shape = (B, T)` batch."""
     if capture is not None and capture.heads is not None:
         bad = [h for h in capture.heads if h >= config.n_heads]
         if bad:
@@ -92,6 +96,14 @@ def check_heads(
                 raise HookSpecError(
                     f"{type(edit).__name__} at {edit.site} names heads "
                     f"{np.asarray(heads).tolist()}: the model has {config.n_heads}"
+                )
+        if isinstance(edit, HeadPatch):
+            want = (*shape, site_shape(edit.site, config, *shape)[-1])
+            got = edit.replacement.shape[1:]
+            if any(g not in (1, w) for g, w in zip(got, want, strict=True)):
+                raise HookSpecError(
+                    f"head_patch values at {edit.site} have shape {tuple(got)} per entry: "
+                    f"expected to broadcast to [B, T, X] = {list(want)}"
                 )
 
 

@@ -401,7 +401,7 @@ def forward(
     check_params(params, config)
     tokens, mask = check_tokens(tokens, attention_mask, config)
     check_specs(capture, interventions, config, tuple(tokens.shape))
-    check_heads(capture, interventions, config)
+    check_heads(capture, interventions, config, tuple(tokens.shape))
     return _jitted_model_apply(
         params,
         tokens,

@@ -182,6 +182,10 @@ def test_head_site_errors(tiny):
         run(tiny, Capture(sites=("z",), heads=(4,)))
     with pytest.raises(HookSpecError, match="the model has 4"):
         run(tiny, interventions=head_ablate("z", 0, 7))
+    with pytest.raises(
+        HookSpecError, match=r"expected to broadcast to \[B, T, X\] = \[3, 11, 40\]"
+    ):
+        run(tiny, interventions=head_patch("result", 0, 1, np.zeros((11, 10), np.float32)))
     with pytest.raises(HookSpecError, match="head edit at 'resid_pre'"):
         head_ablate("resid_pre", 0, 0)
     with pytest.raises(HookSpecError, match="generate's KV cache keeps kv heads"):
