@@ -1,5 +1,5 @@
 """Activation patching sweeps as one compiled program; attribution patching in one backward
-pass; path patching from one head to others' inputs.
+pass; path patching from one head to others' inputs (`path_patch`, two forwards in one jit).
 
 A sweep runs the corrupted batch once per grid point (layer x position, optionally x head),
 each time with one site's clean activation patched in, and returns `metric(logits)` for every
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -61,6 +62,19 @@ def site_activations(
     out = model_apply(params, tokens, config=config, attention_mask=mask, capture=Capture((site,)))
     acts = out.captures[site]
     return jnp.swapaxes(acts, 2, 3) if site in ("scores", "pattern") else acts
+
+
+def _batches(clean: Any, corrupted: Any, attention_mask: Any) -> tuple[Array, Array, Array]:
+    """`(clean, corrupted, mask)` as int32 / bool arrays of one `[B, T]` shape."""
+    clean, corrupted = jnp.asarray(clean, jnp.int32), jnp.asarray(corrupted, jnp.int32)
+    if clean.ndim != 2 or clean.shape != corrupted.shape:
+        raise HookSpecError(
+            f"clean {clean.shape} and corrupted {corrupted.shape}: expected one [B, T] shape"
+        )
+    mask = jnp.ones(clean.shape, bool) if attention_mask is None else jnp.asarray(attention_mask)
+    if mask.shape != clean.shape:
+        raise HookSpecError(f"attention_mask {mask.shape}: expected {clean.shape}")
+    return clean, corrupted, mask.astype(bool)
 
 
 def _patched_metric(params, corrupted, mask, edits, *, config, metric, logits_last):
@@ -178,21 +192,17 @@ def patch_sweep(
     """
     over = tuple(over)
     _check(site, over)
-    clean, corrupted = jnp.asarray(clean, jnp.int32), jnp.asarray(corrupted, jnp.int32)
-    if clean.shape != corrupted.shape:
-        raise HookSpecError(f"clean {clean.shape} and corrupted {corrupted.shape} differ")
-    mask = jnp.ones(clean.shape, bool) if attention_mask is None else jnp.asarray(attention_mask)
+    clean, corrupted, mask = _batches(clean, corrupted, attention_mask)
     grid, shape = _grid(over, config, clean.shape[1], layers, positions, heads)
     if chunk is None:
         chunk = sweep_chunk(config, *clean.shape, max_bytes, len(grid))
     return _sweep(
-        params, clean, corrupted, mask.astype(bool), jnp.asarray(grid), config=config,
+        params, clean, corrupted, mask, jnp.asarray(grid), config=config,
         metric=metric, site=site, over=over, chunk=int(chunk), grid_shape=shape,
         logits_last=logits_last,
     )  # fmt: skip
 
 
-@functools.partial(jax.jit, static_argnames=("config", "metric", "site", "over", "logits_last"))
 def attribution_patch(
     params: Params,
     clean: Int[Array, "B T"],
@@ -201,7 +211,7 @@ def attribution_patch(
     *,
     config: ModelConfig,
     site: str = "resid_pre",
-    over: tuple[str, ...] = ("layer", "pos"),
+    over: Sequence[str] = ("layer", "pos"),
     attention_mask: Shaped[Array, "B T"] | None = None,
     logits_last: int | None = None,
 ) -> Array:
@@ -210,8 +220,17 @@ def attribution_patch(
 
     Returns `[L, T]`, `[L, T, H]`, `[L]` or `[L, H]` as `over` asks (a scalar `metric`).
     """
+    over = tuple(over)
     _check(site, over)
-    mask = jnp.ones(clean.shape, bool) if attention_mask is None else attention_mask.astype(bool)
+    clean, corrupted, mask = _batches(clean, corrupted, attention_mask)
+    return _attribution(
+        params, clean, corrupted, mask, config=config, metric=metric, site=site, over=over,
+        logits_last=logits_last,
+    )  # fmt: skip
+
+
+@functools.partial(jax.jit, static_argnames=("config", "metric", "site", "over", "logits_last"))
+def _attribution(params, clean, corrupted, mask, *, config, metric, site, over, logits_last):
     diff = site_activations(params, clean, mask, site, config) - site_activations(
         params, corrupted, mask, site, config
     )  # [L, B, T, (H,) X]
@@ -231,10 +250,6 @@ def attribution_patch(
     return attr if "pos" in over else attr.sum(1)  # [L, T, (H)] or [L, (H)]
 
 
-@functools.partial(
-    jax.jit,
-    static_argnames=("config", "metric", "sender", "receivers", "receiver_sites", "logits_last"),
-)
 def path_patch(
     params: Params,
     clean: Int[Array, "B T"],
@@ -243,8 +258,8 @@ def path_patch(
     *,
     config: ModelConfig,
     sender: tuple[int, int],
-    receivers: tuple[tuple[int, int], ...],
-    receiver_sites: tuple[str, ...] = ("q", "k", "v"),
+    receivers: Sequence[tuple[int, int]],
+    receiver_sites: Sequence[str] = ("q", "k", "v"),
     attention_mask: Shaped[Array, "B T"] | None = None,
     logits_last: int | None = None,
 ) -> Array:
@@ -256,12 +271,35 @@ def path_patch(
     differs only by the sender's direct contribution, and records the receivers' q/k/v; the
     second patches those into the corrupted run and reads the metric.
     """
-    s_layer, s_head = sender
-    if any(layer <= s_layer for layer, _ in receivers) or not receivers:
-        raise HookSpecError(f"receivers {receivers}: expected heads in layers after {s_layer}")
-    if any(site not in ("q", "k", "v") for site in receiver_sites):
+    sender = (int(sender[0]), int(sender[1]))
+    receivers = tuple((int(layer), int(head)) for layer, head in receivers)
+    receiver_sites = tuple(receiver_sites)
+    for layer, head in (sender, *receivers):
+        if not (0 <= layer < config.n_layers and 0 <= head < config.n_heads):
+            raise HookSpecError(
+                f"head ({layer}, {head}): the model has {config.n_layers} layers of "
+                f"{config.n_heads} heads"
+            )
+    if any(layer <= sender[0] for layer, _ in receivers) or not receivers:
+        raise HookSpecError(f"receivers {receivers}: expected heads in layers after {sender[0]}")
+    if not receiver_sites or any(s not in ("q", "k", "v") for s in receiver_sites):
         raise HookSpecError(f"receiver_sites={receiver_sites}: expected among 'q', 'k', 'v'")
-    mask = jnp.ones(clean.shape, bool) if attention_mask is None else attention_mask.astype(bool)
+    clean, corrupted, mask = _batches(clean, corrupted, attention_mask)
+    return _path(
+        params, clean, corrupted, mask, config=config, metric=metric, sender=sender,
+        receivers=receivers, receiver_sites=receiver_sites, logits_last=logits_last,
+    )  # fmt: skip
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("config", "metric", "sender", "receivers", "receiver_sites", "logits_last"),
+)
+def _path(
+    params, clean, corrupted, mask, *, config, metric, sender, receivers, receiver_sites,
+    logits_last,
+):  # fmt: skip
+    s_layer, s_head = sender
     sender_out = site_activations(params, clean, mask, "result", config)[s_layer][:, :, s_head]
     frozen = model_apply(
         params, corrupted, config=config, attention_mask=mask,

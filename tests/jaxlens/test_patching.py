@@ -131,7 +131,11 @@ def test_path_patch_equals_shifting_the_receivers_residual(setup):
     assert abs(want - _run(setup, None)) > 1e-5
     with pytest.raises(HookSpecError, match="layers after 2"):
         path_patch(
-            params, clean, corrupted, metric, config=config, sender=(2, 0), receivers=((1, 0),)
+            params, clean, corrupted, metric, config=config, sender=(2, 0), receivers=[[1, 0]]
+        )
+    with pytest.raises(HookSpecError, match="3 layers of 4 heads"):
+        path_patch(
+            params, clean, corrupted, metric, config=config, sender=(0, 4), receivers=[(1, 0)]
         )
 
 
@@ -146,3 +150,5 @@ def test_sweep_errors_and_chunks(setup):
         patch_sweep(params, clean, corrupted, metric, config=config, over=("layer", "head"))
     with pytest.raises(HookSpecError, match="in the order"):
         patch_sweep(params, clean, corrupted, metric, config=config, over=("pos", "layer"))
+    with pytest.raises(HookSpecError, match="expected one"):
+        attribution_patch(params, clean, corrupted[:, 1:], metric, config=config, over=["layer"])
