@@ -162,7 +162,7 @@ class HeadPatch:
         where = jnp.broadcast_to(self.where, (n, b, t))
         hit = (self.layers == layer)[:, None, None, None] & where[..., None]  # [n, B, T, 1]
         hit = hit & (self.heads[:, None] == jnp.arange(h))[:, None, None, :]  # [n, B, T, H]
-        slot = jnp.argmax(hit, axis=0)  # [B, T, H]: the last listed edit does not win ties
+        slot = jnp.argmax(hit, axis=0)  # [B, T, H]: where entries overlap, the first listed wins
         new = jnp.take_along_axis(jnp.moveaxis(values, 0, 2), slot[..., None], axis=2)
         return jnp.where(hit.any(0)[..., None], new, x)
 
