@@ -62,6 +62,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="our pair sums (sae.evolution.stream.PassOptions)")  # fmt: skip
     p.add_argument("--paper-shape", action="store_true", help="GPT-2 small shape (docstring)")
     p.add_argument("--windows", type=int, default=64, help="--paper-shape: windows of 128")
+    p.add_argument("--source-batch", type=int, default=4, help="--paper-shape: windows a batch")
     p.add_argument("--peer-latents", type=int, default=8192, help="--paper-shape: peer's N")
     p.add_argument("--out", default="runs/bench_evolution", help="run folder")
     p.add_argument("--worker", choices=("ours", "torch"), help=argparse.SUPPRESS)
@@ -219,8 +220,8 @@ def _paper_source(args):
     ids = 3 + np.frombuffer(model_source.corpus_text(4000).encode("utf-8"), np.uint8)
     windows = 8 if args.quick else args.windows
     tokens = ids[: windows * 128].astype(np.int32).reshape(windows, 128)
-    cfgs, params = model_source.random_saes(model, tokens[:4], d_sae=d_sae, l0=l0)
-    batch = 4 if args.quick else 16
+    cfgs, params = model_source.random_saes(model, tokens[:16], d_sae=d_sae, l0=l0)
+    batch = args.source_batch
     list(model_source.LayerSource(model, tokens[:batch], cfgs, params, batch=batch)())  # compile
     src = model_source.LayerSource(model, tokens, cfgs, params, batch=batch)
     flops = 2 * sum(x.size for x in jax.tree.leaves(model.params)) + 2 * config.n_layers * (
@@ -235,6 +236,7 @@ def paper_shape(args) -> list[str]:
 
     cache, n_tokens, flops, (d, n) = _paper_source(args)
     t_source = _timed(lambda: list(cache()))  # model forward + encodes, into the cache
+    l0 = np.sum([[m.nnz for m in b.layers] for b in cache()], axis=0) / n_tokens
     summary = stream.first_pass(cache)
     options = stream.PassOptions(measures=stats.TOKEN_MEASURES, top_k=16, accumulate="sparse")
     t_pairs = _timed(lambda: stream.pair_pass(cache, summary, options))
@@ -255,6 +257,7 @@ def paper_shape(args) -> list[str]:
         f"RESULT evolution_pairs_tokens_per_s value={n_tokens / t_pairs:.4g} unit=tok/s "
         f"layer_pairs={pairs} d_sae={n}",
         f"RESULT evolution_peak_mb value={peak:.4g} unit=MB",
+        "RESULT evolution_l0 value=" + ",".join(f"{v:.0f}" for v in l0) + " unit=latents/token",
         f"RESULT evolution_10M_tokens_hours source={hours[0]:.3g} pairs={hours[1]:.3g} unit=h",
         f"RESULT evolution_vs_dense_peer_d{peer_n} ours={t_ours:.4g} peer={t_peer:.4g} unit=s "
         f"ratio={t_peer / t_ours:.3g}",

@@ -165,8 +165,12 @@ def test_study_end_to_end_and_rerun(tiny_model_dir, tmp_path):
         orders=1,
         folds=2,
         test_fraction=0.4,
+        choose_scales=(1.0,),
     )
     head = P.run_study(tiny_model_dir, tmp_path, roster=roster, config=config)
+    choice = json.loads((tmp_path / "steer" / "choice_band.json").read_text())
+    assert {c["position"] for c in choice["choices"].values()} <= set(activations.POSITIONS)
+    assert head["steer_probe"] == {t: c["position"] for t, c in choice["choices"].items()}
     assert set(head["probe_spearman"]) == set(P.TRAITS)
     assert set(head["steer_shift"]) == set(P.TRAITS) == set(head["steer_shift_context"])
     for stage in ("score", "sample", "probe", "steer"):
@@ -203,8 +207,8 @@ def test_study_end_to_end_and_rerun(tiny_model_dir, tmp_path):
     saved = tmp_path / "probe" / "probes.npz"
     stamp = saved.stat().st_mtime_ns
     script = runpy.run_path(str(SCRIPTS / "personality_study.py"), run_name="personality_study")
-    script["main"](["--stage", "steer", "--quick", "--model", str(tiny_model_dir),
-                    "--out", str(tmp_path)])  # fmt: skip
+    script["main"](["--stage", "steer", "--quick", "--steer-choice", "probe",
+                    "--model", str(tiny_model_dir), "--out", str(tmp_path)])  # fmt: skip
     assert saved.stat().st_mtime_ns == stamp
     assert json.loads((tmp_path / "steer" / "forced_choice.json").read_text())["band"]
 
