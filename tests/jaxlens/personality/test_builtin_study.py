@@ -14,9 +14,10 @@ needs the 50 of the test split to mean something):
   monotonically in the steered direction for every trait (without persona context; with
   context reported);
 - steering, questionnaire: on the held-out half of each trait's IPIP-50 items (each trait's
-  probe position, band centre and strength scale were chosen on the other half), for at least 3 of the 5 traits the on-target
-  shift over the strengths is positive, monotone in c and more than twice the mean
-  |off-target| shift (without a persona; with a card in context it is reported).
+  probe position, band centre and strength scale were chosen on the other half), for at least
+  3 of the 5 traits the on-target shift over the strengths is positive, monotone in c and more
+  than twice the mean |off-target| shift (without a persona; with a card in context it is
+  reported).
 """
 
 from pathlib import Path
