@@ -197,14 +197,13 @@ def top_heads(effect: np.ndarray, k: int) -> list[tuple[int, int]]:
 def patch_heads(model, pairs: CardPairs, metric, heads: Sequence[tuple[int, int]]) -> np.ndarray:
     """The metric with the clean `z` of all `heads` patched in together, `[n_traits]`."""
     kw = dict(config=model.config, attention_mask=pairs.mask)
-    z = jaxlens.forward(model.params, pairs.clean, capture=jaxlens.Capture(("z",)), **kw).captures[
-        "z"
-    ]  # [L, R, T, H, E]
+    captured = jaxlens.forward(model.params, pairs.clean, capture=jaxlens.Capture(("z",)), **kw)
+    z = captured.captures["z"]  # [L, R, T, H, E]
     layers, hs = np.array([h[0] for h in heads]), np.array([h[1] for h in heads])
     values = z[layers, :, :, hs]  # [n, R, T, E]
     edit = jaxlens.head_patch("z", layers, hs, values)
-    return np.asarray(metric(jaxlens.forward(model.params, pairs.corrupted, interventions=edit,
-                                             **kw).logits))  # fmt: skip
+    patched = jaxlens.forward(model.params, pairs.corrupted, interventions=edit, **kw)
+    return np.asarray(metric(patched.logits))
 
 
 def trait_rows(pairs, clean, corrupted, sweep, attr, top: int, recover) -> list[dict]:

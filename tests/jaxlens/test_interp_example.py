@@ -75,8 +75,10 @@ def test_sweep_shapes_and_one_site_equals_a_single_patch(example, tiny):
     np.testing.assert_allclose(sweep[layer, head], single, atol=1e-5)
     assert not np.allclose(sweep, corrupted)  # patches change the answer
 
-    attr = example.head_attribution(tiny, pairs, ids)
-    assert attr.shape == sweep.shape and np.isfinite(attr).all()
+    ext = example.trait_subset(pairs, 0)  # attribution compiles once per trait: one here
+    assert ext.traits == ("EXT",) and (ext.trait == 0).all() and len(ext.clean) == 10
+    attr = example.head_attribution(tiny, ext, ids)
+    assert attr.shape == (c.n_layers, c.n_heads, 1) and np.isfinite(attr).all()
     assert example.top_heads(sweep[..., 0], 3)[0] == np.unravel_index(
         np.argmax(sweep[..., 0]), sweep.shape[:2]
     )
