@@ -12,8 +12,9 @@ on one clean / corrupted batch (the corrupted one differs in one column) with th
 logit difference of two tokens at the last position. TransformerLens's time includes the clean
 `run_with_cache` its functions need (ours computes the clean activations inside the sweep);
 its functions are a Python loop of `run_with_hooks` forwards. Ours is one jitted program per
-sweep (vmapped patched forwards run in chunks by `lax.map`), timed after a first call that
-compiles it (the first call's time, compile included, is printed too); `logits_last=1` skips
+sweep (vmapped patched forwards run in chunks by `lax.map`). Each sweep is called once (ours
+compiles then; that time is reported as `_first_call`), then timed as the best of `rounds`
+calls, ours and TransformerLens's alternating round by round; `logits_last=1` skips
 the unembedding of positions the metric does not read, and the `_all_logits` lines time the
 same sweep without it. The bench checks that both sides return the same metric arrays (max
 abs difference) and stops if they do not.
@@ -47,8 +48,8 @@ import _bench  # noqa: E402
 import numpy as np  # noqa: E402
 
 PEERS_DIR = Path(os.environ.get("SAE_PEERS_DIR", "/opt/jaxlens-peers/saelens"))
-FULL = dict(d=256, layers=6, heads=8, vocab=4096, batch=8, seq=32, repeats=3, tl_repeats=2)
-QUICK = dict(d=64, layers=2, heads=4, vocab=512, batch=2, seq=10, repeats=2, tl_repeats=1)
+FULL = dict(d=256, layers=6, heads=8, vocab=4096, batch=8, seq=32, rounds=2)
+QUICK = dict(d=64, layers=2, heads=4, vocab=512, batch=2, seq=10, rounds=3)
 TOLERANCE = 1e-3  # max |ours - TransformerLens| over a metric array (fp32, logit units)
 
 
@@ -90,8 +91,15 @@ def batches(spec: dict) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     return clean.astype(np.int32), corrupted.astype(np.int32), (3, 5)
 
 
-def run_ours(spec: dict, path: Path, clean, corrupted, ids) -> dict:
-    """Seconds of each sweep (first call, then best of `repeats`) and its metric array."""
+def first_call(fn) -> dict:
+    """`{fn, first_s, grid}`: the sweep's callable, its first call's seconds and its result."""
+    start = time.perf_counter()
+    grid = np.asarray(fn())
+    return dict(fn=fn, first_s=time.perf_counter() - start, grid=grid)
+
+
+def ours_sweeps(path: Path, clean, corrupted, ids) -> dict:
+    """Our sweeps, each called once (that call compiles it): `{name: first_call(...)}`."""
     import jax
     import jax.numpy as jnp
 
@@ -109,17 +117,12 @@ def run_ours(spec: dict, path: Path, clean, corrupted, ids) -> dict:
         "resid_all_logits": dict(site="resid_pre", over=("layer", "pos")),
         "z_all_logits": dict(site="z", over=("layer", "head")),
     }
-    out = {}
-    for name, kw in sweeps.items():
-        fn = lambda kw=kw: jax.block_until_ready(  # noqa: E731
+    return {
+        name: first_call(lambda kw=kw: jax.block_until_ready(
             jaxlens.patch_sweep(params, clean, corrupted, metric, config=config, **kw)
-        )
-        start = time.perf_counter()
-        grid = np.asarray(fn())
-        first = time.perf_counter() - start
-        best = _bench.best_seconds(fn, spec["repeats"], warmup=0)
-        out[name] = dict(first_s=first, best_s=best, grid=grid)
-    return out
+        ))
+        for name, kw in sweeps.items()
+    }  # fmt: skip
 
 
 def hooked_gpt2(tl, path: Path):
@@ -139,9 +142,9 @@ def hooked_gpt2(tl, path: Path):
     return model.eval()
 
 
-def run_tl(tl, spec: dict, path: Path, clean, corrupted, ids) -> dict:
-    """Seconds (best of `tl_repeats`, the clean `run_with_cache` included) and metric arrays
-    of TransformerLens's own patching functions."""
+def tl_sweeps(tl, path: Path, clean, corrupted, ids) -> dict:
+    """TransformerLens's own patching functions, the clean `run_with_cache` they need
+    included, each called once: `{name: first_call(...)}`."""
     import torch
     from transformer_lens import patching
 
@@ -157,16 +160,21 @@ def run_tl(tl, spec: dict, path: Path, clean, corrupted, ids) -> dict:
         "resid": patching.get_act_patch_resid_pre,
         "z": patching.get_act_patch_attn_head_out_all_pos,
     }
-    out = {}
-    for name, fn in functions.items():
-        times, grid = [], None
-        for _ in range(spec["tl_repeats"]):
-            start = time.perf_counter()
-            _, cache = model.run_with_cache(clean_t)
-            grid = fn(model, corrupted_t, cache, metric).numpy()
-            times.append(time.perf_counter() - start)
-        out[name] = dict(best_s=min(times), grid=grid)
-    return out
+
+    def sweep(patch):
+        _, cache = model.run_with_cache(clean_t)
+        return patch(model, corrupted_t, cache, metric).numpy()
+
+    return {name: first_call(lambda f=f: sweep(f)) for name, f in functions.items()}
+
+
+def best_times(ours: dict, theirs: dict, rounds: int) -> None:
+    """Adds `best_s` to every sweep: the best of `rounds` calls, ours and TransformerLens's
+    alternating round by round (drift on a shared machine hits both alike)."""
+    fns = {("ours", k): r["fn"] for k, r in ours.items()}
+    fns.update({("tl", k): r["fn"] for k, r in theirs.items()})
+    for (side, name), best in _bench.interleaved_seconds(fns, rounds, warmup=0).items():
+        (ours if side == "ours" else theirs)[name]["best_s"] = best
 
 
 def compare(spec: dict, ours: dict, theirs: dict) -> tuple[list, dict]:
@@ -205,17 +213,20 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "gpt2"
         make_model(spec, path)
-        ours = run_ours(spec, path, clean, corrupted, ids)
-        theirs = run_tl(tl, spec, path, clean, corrupted, ids) if tl else {}
+        ours = ours_sweeps(path, clean, corrupted, ids)
+        theirs = tl_sweeps(tl, path, clean, corrupted, ids) if tl else {}
+    best_times(ours, theirs, spec["rounds"])
     print(f"# config {spec}; load average {os.getloadavg()}")
     for name, r in ours.items():
         print(f"# ours {name}: first call {r['first_s']:.3f} s, best {r['best_s']:.3f} s")
     for name, r in theirs.items():
-        print(f"# TransformerLens {name}: best {r['best_s']:.3f} s")
+        print(
+            f"# TransformerLens {name}: first call {r['first_s']:.3f} s, best {r['best_s']:.3f} s"
+        )
     lines, diffs = compare(spec, ours, theirs)
     for name, d in diffs.items():
         print(f"# {name} sweep: max |ours - TransformerLens| = {d:.2e}")
-    strip = lambda d: {k: {f: v for f, v in r.items() if f != "grid"} for k, r in d.items()}  # noqa: E731
+    strip = lambda d: {k: {f: r[f] for f in ("first_s", "best_s")} for k, r in d.items()}  # noqa: E731
     extra = {"spec": spec, "ours": strip(ours), "tl": strip(theirs), "max_abs_diff": diffs}
     _bench.finish(run, lines, "Patching sweeps vs TransformerLens", extra=extra)
 
