@@ -8,9 +8,9 @@
 Stages (each writes its own run folder under --out, with report.md, summary.json and figures):
 
 - personality: scores a roster of characters on the IPIP-50 questionnaire, samples the model's
-  activations in character, fits per-layer Big Five probes, and steers forced-choice answers
-  along the probe directions with and without a persona in context
-  (`jaxlens.personality.run_study`);
+  activations in character, fits per-layer Big Five probes, and steers along the probe
+  directions, read out on forced choice and on the questionnaire's own items, with and without
+  a persona in context (`jaxlens.personality.run_study`);
 - sae: a TopK SAE on every layer, the cross-layer statistics (which features pass, vanish or
   appear from one layer to the next) and the static feature browser (`sae.evolution`);
 - spiral: a short SPIRAL self-play run on the three games, evaluated against a random player
