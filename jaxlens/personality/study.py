@@ -10,12 +10,14 @@ the headline figures; each stage is also callable on its own (the scripts call t
 - `stage_probe`: `probe/`: per trait and position a `jaxlens.probes.fit` of the trait score
   (from `StudyConfig.readout`) on the activations, groups = characters; R^2 and Spearman by
   layer, the trait cosine matrix at each trait's best layer, adjective AUC by layer, and
-  `probes.npz` (every trait's fitted probe, `jaxlens.probes.load` reads it back; the steer
+  `probes.npz` (every trait's fitted probe at the study's `position`, `jaxlens.probes.load`
+  reads it back) and `probes_<position>.npz` for every position (`load_probes`: the steer
   stage run on its own steers along these).
 - `stage_steer`: `steer/`: forced-choice and questionnaire sweeps for each recipe, with and
   without persona context (dose-response plots, on/off-target shift matrices; the
-  questionnaire's item split, `questionnaire.item_split`, in `config.json`, the band centres
-  chosen on the split's choose items in `layers_<recipe>.json`, the "last" recipe's unit in
+  questionnaire's item split, `questionnaire.item_split`, in `config.json`, each trait's probe
+  position, band centre and strength scale chosen on the split's choose items in
+  `choice_<recipe>.json`, the "last" recipe's unit in
   `mean_norms.json`) and open-ended generation scored by the probe (and a judge model if named).
 """
 
@@ -379,7 +381,7 @@ def _open_ended(run: RunFolder, model, aim: Aim, config: StudyConfig, judge, nor
     recipe, opened = config.recipes[0], []
     for t in progress(TRAITS, desc="open-ended", unit="trait"):
         opened += steering.open_ended(
-            model, aim.probes[t], t, recipe, instructions=config.open_ended, judge=judge,
+            model, aim.fitted[t], t, recipe, instructions=config.open_ended, judge=judge,
             layer=aim.layers.get(t), scale=aim.scales.get(t, 1.0), norms=norms,
             texts=config.sample.instruction_texts,
         )  # fmt: skip
@@ -395,7 +397,7 @@ class Aim(NamedTuple):
     """How a recipe steers each trait: its probe, the band's centre layer and the factor on the
     recipe's strengths (`layers` and `scales` empty: each probe's best layer, factor 1)."""
 
-    probes: dict[str, probes.Probe]
+    fitted: dict[str, probes.Probe]
     layers: dict[str, int]
     scales: dict[str, float]
     positions: dict[str, str]
@@ -454,7 +456,7 @@ def stage_steer(
         aim = aims[recipe.name] = _aim(run, model, by_position, recipe, split, config)
         where = dict(layers=aim.layers or None, scales=aim.scales or None, norms=norms)
         records = steering.sweep(
-            model, aim.probes, recipe, context=context, orders=config.orders,
+            model, aim.fitted, recipe, context=context, orders=config.orders,
             generated=config.generated_picks, progress=progress, **where,
         )  # fmt: skip
         all_records[recipe.name] = records
@@ -463,7 +465,7 @@ def stage_steer(
         summary += _steer_summary(run, recipe, records, bool(context), "from_probs")
         if config.questionnaire:
             quest[recipe.name] = questionnaire.sweep(
-                model, aim.probes, recipe, items=split.items("measure"), context=context,
+                model, aim.fitted, recipe, items=split.items("measure"), context=context,
                 progress=progress, **where,
             )  # fmt: skip
             summary += _steer_summary(
