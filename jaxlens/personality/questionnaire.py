@@ -133,7 +133,12 @@ def sweep(
     records = []
     for t in TRAITS:
         records += readout_records(base, item_of, ctx, steered=t, strength=0.0)
-    jobs = [(t, c) for t in TRAITS for c in steering.strengths(recipe, t, scales) if c != 0]
+    jobs = [
+        (t, c)
+        for t in TRAITS
+        for c in steering.strengths(recipe, (scales or {}).get(t, 1.0))
+        if c != 0
+    ]
     if progress:
         jobs = progress(jobs, desc=f"questionnaire {recipe.name}", unit="setting")
     for t, c in jobs:

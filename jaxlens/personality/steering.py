@@ -66,11 +66,10 @@ class Recipe:
             raise ValueError(f"Recipe.units={self.units!r}: expected one of {UNITS}")
 
 
-def strengths(recipe: Recipe, trait: str, scales=None) -> tuple[float, ...]:
-    """The strengths `trait` is swept over: the recipe's, times `scales[trait]` when given (the
-    scale chosen per trait, `questionnaire.choose_steering`)."""
-    scale = 1.0 if scales is None else float(scales[trait])
-    return tuple(float(c) * scale for c in recipe.strengths)
+def strengths(recipe: Recipe, scale: float = 1.0) -> tuple[float, ...]:
+    """The recipe's strengths times `scale` (the factor chosen per trait,
+    `questionnaire.choose_steering`)."""
+    return tuple(float(c) * float(scale) for c in recipe.strengths)
 
 
 def mean_norms(
@@ -201,7 +200,7 @@ def sweep(
     from_picks (means).
     """
     prompts = {t: forced_choice_prompts(t, orders, context, seed=i) for i, t in enumerate(TRAITS)}
-    jobs = [(s, c) for s in TRAITS for c in strengths(recipe, s, scales)]
+    jobs = [(s, c) for s in TRAITS for c in strengths(recipe, (scales or {}).get(s, 1.0))]
     records = []
     for steered, strength in (
         progress(jobs, desc=f"steer {recipe.name}", unit="setting") if progress else jobs
@@ -288,19 +287,19 @@ def open_ended(
     convs = [[{"role": "user", "content": texts[i]}] for i in range(min(instructions, len(texts)))]
     centre = probe.best_layer if layer is None else layer
     records = []
-    for strength in (float(c) * scale for c in recipe.strengths):
+    for strength in strengths(recipe, scale):
         steer = interventions(
             recipe, probe.directions.astype(np.float32), centre, strength, norms=norms
         )
-        texts = [""] * len(convs)
+        replies = [""] * len(convs)
         for batch in runtime.batches(
             model.tokenizer, convs, batch_size=min(batch_size, len(convs))
         ):
             out = runtime.generate(model, batch, max_new_tokens=max_new_tokens, interventions=steer)
             for r, t in zip(batch.rows, runtime.decode(model, out, len(batch.rows)), strict=True):
-                texts[r] = t
+                replies[r] = t
         full = [
-            c + [{"role": "assistant", "content": t}] for c, t in zip(convs, texts, strict=True)
+            c + [{"role": "assistant", "content": t}] for c, t in zip(convs, replies, strict=True)
         ]
         means = np.zeros((len(full),))
         for batch in runtime.batches(
@@ -311,9 +310,14 @@ def open_ended(
         ):
             _, mean = runtime.prompt_captures(model, batch)  # [L, b, D]
             means[batch.rows] = probe.predict(mean)[probe.best_layer]
-        rec = {"trait": trait, "strength": strength, "probe": float(means.mean()), "replies": texts}
+        rec = {
+            "trait": trait,
+            "strength": strength,
+            "probe": float(means.mean()),
+            "replies": replies,
+        }
         if judge is not None:
-            rec["judge"] = float(np.mean(judge_scores(judge, trait, convs, texts)))
+            rec["judge"] = float(np.mean(judge_scores(judge, trait, convs, replies)))
         records.append(rec)
     return records
 
